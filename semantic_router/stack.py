@@ -1,0 +1,256 @@
+"""Start, watch and stop the whole local stack: Valkey + RediSearch, Triton, cache service, demo backends (only
+for endpoints nothing listens on), router, Envoy — each a real process on loopback, logging into a run folder.
+
+The integration tests start the same `Stack` on free ports, so what the tests exercise is what users run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import string
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import yaml
+
+from semantic_router.components import (
+    ComponentError,
+    ManagedProcess,
+    envoy_binary,
+    free_port,
+    port_in_use,
+    stop_process_group,
+    triton_command,
+    valkey_command,
+    wait_http_ok,
+    wait_tcp,
+)
+from semantic_router.paths import REPO_ROOT, cache_dir
+
+__all__ = ["DemoBackend", "Ports", "Stack", "StackSettings", "read_state", "stop_from_state"]
+
+_LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+
+
+@dataclass(frozen=True)
+class Ports:
+    envoy: int = 8801
+    envoy_admin: int = 19000
+    extproc: int = 50051
+    router_http: int = 8080
+    router_metrics: int = 9190
+    triton_http: int = 8000
+    triton_grpc: int = 8001
+    triton_metrics: int = 8002
+    redis: int = 6379
+    cache: int = 8090
+
+    @staticmethod
+    def free() -> Ports:
+        return Ports(**{name: free_port() for name in Ports.__dataclass_fields__})
+
+
+@dataclass(frozen=True)
+class StackSettings:
+    config: Path
+    ports: Ports = field(default_factory=Ports)
+    run_dir: Path = REPO_ROOT / ".run"
+    model_repository: Path = REPO_ROOT / "model_repository"
+    with_cache: bool = True
+    demo_backends: bool = True
+    router_env: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class DemoBackend:
+    name: str
+    port: int
+
+
+def _endpoints(config: Path) -> list[tuple[str, str, int]]:
+    raw = yaml.safe_load(config.read_text()) or {}
+    return [(str(e["name"]), str(e["address"]), int(e["port"])) for e in raw.get("vllm_endpoints") or []]
+
+
+class Stack:
+    def __init__(self, settings: StackSettings) -> None:
+        self.s = settings
+        self.processes: list[ManagedProcess] = []
+        self.demo: list[DemoBackend] = []
+        self.by_name: dict[str, ManagedProcess] = {}
+
+    # -- lifecycle ---------------------------------------------------------------------------------------
+
+    def up(self, log: bool = True) -> None:
+        p = self.s.ports
+        self._check_model_repository()
+        self._check_ports_free()
+        self.s.run_dir.mkdir(parents=True, exist_ok=True)
+        py = sys.executable
+        try:
+            if self.s.with_cache:
+                self._start(
+                    "redis",
+                    valkey_command(p.redis, self.s.run_dir / "redis"),
+                    lambda: wait_tcp(p.redis, 0.1),
+                    timeout=30,
+                )
+            argv, env = triton_command(
+                self.s.model_repository,
+                http_port=p.triton_http,
+                grpc_port=p.triton_grpc,
+                metrics_port=p.triton_metrics,
+                cache_dir=cache_dir(),
+            )
+            self._start(
+                "triton",
+                argv,
+                lambda: wait_http_ok(f"http://127.0.0.1:{p.triton_http}/v2/health/ready", 0.2),
+                env=env,
+                timeout=180,
+            )
+            if self.s.with_cache:
+                self._start(
+                    "cache",
+                    [py, "-m", "cache_service", "--host", "127.0.0.1", "--port", str(p.cache),
+                     "--redis-url", f"redis://127.0.0.1:{p.redis}/0"],
+                    lambda: wait_http_ok(f"http://127.0.0.1:{p.cache}/health", 0.2),
+                    timeout=60,
+                )
+            if self.s.demo_backends:
+                for name, address, port in _endpoints(self.s.config):
+                    if address in _LOOPBACK and not port_in_use(port):
+                        self._start(
+                            f"demo-{name}",
+                            [py, "-m", "semantic_router.demo_backend", "--port", str(port), "--name", name],
+                            lambda port=port: wait_http_ok(f"http://127.0.0.1:{port}/health", 0.2),  # type: ignore[misc]
+                            timeout=30,
+                        )
+                        self.demo.append(DemoBackend(name, port))
+            router_argv = [
+                py, "-m", "router_service",
+                "--config", str(self.s.config),
+                "--host", "127.0.0.1",
+                "--port", str(p.router_http),
+                "--metrics-port", str(p.router_metrics),
+                "--grpc-port", str(p.extproc),
+                "--triton-url", f"127.0.0.1:{p.triton_grpc}",
+                "--model-repository", str(self.s.model_repository),
+            ]
+            if self.s.with_cache:
+                router_argv += ["--cache-url", f"http://127.0.0.1:{p.cache}"]
+            self._start(
+                "router",
+                router_argv,
+                lambda: wait_http_ok(f"http://127.0.0.1:{p.router_http}/health", 0.2),
+                env={**os.environ, **self.s.router_env},
+                timeout=90,
+            )
+            envoy_cfg = self._render_envoy()
+            self._start(
+                "envoy",
+                [str(envoy_binary()), "-c", str(envoy_cfg), "--use-dynamic-base-id", "--log-level", "warning"],
+                lambda: wait_http_ok(f"http://127.0.0.1:{p.envoy_admin}/ready", 0.2),
+                timeout=60,
+            )
+        except BaseException:
+            self.down()
+            raise
+        self._write_state()
+
+    def down(self) -> None:
+        for proc in reversed(self.processes):
+            proc.stop()
+        self.processes.clear()
+        self.by_name.clear()
+        state = self.s.run_dir / "stack.json"
+        if state.exists():
+            state.unlink()
+
+    def dead(self) -> list[str]:
+        return [proc.name for proc in self.processes if not proc.alive()]
+
+    # -- helpers -----------------------------------------------------------------------------------------
+
+    def _start(
+        self,
+        name: str,
+        argv: list[str],
+        ready: object,
+        *,
+        env: dict[str, str] | None = None,
+        timeout: float,
+    ) -> ManagedProcess:
+        started = time.monotonic()
+        proc = ManagedProcess(
+            name, argv, self.s.run_dir / "logs" / f"{name}.log", env=env, cwd=REPO_ROOT, ready=ready  # type: ignore[arg-type]
+        ).start()
+        self.processes.append(proc)
+        self.by_name[name] = proc
+        proc.wait_ready(timeout)
+        print(f"  {name:<14} ready in {time.monotonic() - started:5.1f}s  (pid {proc.pid})", file=sys.stderr)
+        return proc
+
+    def _check_model_repository(self) -> None:
+        onnx = self.s.model_repository / "signals" / "1" / "model.onnx"
+        if not onnx.exists():
+            raise ComponentError(f"{onnx} is missing: run `make setup` (it builds the models) first")
+
+    def _check_ports_free(self) -> None:
+        busy = [(name, port) for name, port in asdict(self.s.ports).items() if port_in_use(port)]
+        if busy:
+            listing = ", ".join(f"{port} ({name})" for name, port in busy)
+            raise ComponentError(
+                f"port(s) already in use: {listing}. Stop whatever listens there "
+                "(`semantic-router stack down` if it is an earlier stack) or choose other ports."
+            )
+
+    def _render_envoy(self) -> Path:
+        p = self.s.ports
+        text = string.Template((REPO_ROOT / "deploy" / "envoy.yaml").read_text()).substitute(
+            LISTEN_ADDRESS="127.0.0.1",
+            LISTENER_PORT=p.envoy,
+            EXTPROC_ADDRESS="127.0.0.1",
+            EXTPROC_PORT=p.extproc,
+            ADMIN_ADDRESS="127.0.0.1",
+            ADMIN_PORT=p.envoy_admin,
+        )
+        out = self.s.run_dir / "envoy.yaml"
+        out.write_text(text)
+        return out
+
+    def _write_state(self) -> None:
+        state = {
+            "config": str(self.s.config),
+            "ports": asdict(self.s.ports),
+            "processes": [{"name": proc.name, "pid": proc.pid} for proc in self.processes],
+            "demo_backends": [asdict(d) for d in self.demo],
+            "logs": str(self.s.run_dir / "logs"),
+        }
+        (self.s.run_dir / "stack.json").write_text(json.dumps(state, indent=2))
+
+
+def read_state(run_dir: Path) -> dict[str, object] | None:
+    path = run_dir / "stack.json"
+    if not path.exists():
+        return None
+    loaded: dict[str, object] = json.loads(path.read_text())
+    return loaded
+
+
+def stop_from_state(run_dir: Path) -> list[str]:
+    """Stop a detached stack from its state file; returns the names stopped."""
+    state = read_state(run_dir)
+    if state is None:
+        return []
+    stopped = []
+    procs = state.get("processes")
+    assert isinstance(procs, list)
+    for entry in reversed(procs):
+        stop_process_group(int(entry["pid"]))
+        stopped.append(str(entry["name"]))
+    (run_dir / "stack.json").unlink(missing_ok=True)
+    return stopped
