@@ -130,6 +130,11 @@ class SignalClient:
                 results[i] = sig
         return [r for r in results if r is not None]
 
+    async def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """Sentence embeddings (rows L2-normalised) from the same Triton model, for the tool catalogue."""
+        signals = await self.classify(texts)
+        return np.stack([s.embedding for s in signals]) if signals else np.zeros((0, self.manifest.embedding_dim))
+
     def _memo_get(self, text: str) -> TextSignals | None:
         hit = self._memo.get(text)
         if hit is not None:

@@ -1,0 +1,46 @@
+"""Build settings: one frozen value object, hashed into the cache key."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+__all__ = ["BuildConfig", "Method", "TaskConfig"]
+
+Method = Literal["full", "lora"]
+
+
+@dataclass(frozen=True)
+class TaskConfig:
+    epochs: int
+    lr: float
+    max_length: int
+    batch_size: int = 32
+
+
+@dataclass(frozen=True)
+class BuildConfig:
+    """Everything that changes the trained models. Defaults were chosen on the validation splits."""
+
+    seed: int = 13
+    trunk_layers: int = 4
+    """Lower MiniLM layers kept frozen and shared by every signal (0 = four separate full encoders)."""
+    method: Method = "full"
+    lora_rank: int = 16
+    lora_alpha: int = 32
+    head_lr_multiplier: float = 10.0
+    val_fraction: float = 0.1
+    weak_intent: Literal["auto", "on", "off"] = "auto"
+    """WordNet/chatterbot weak intent data: "auto" keeps it only if it raises validation macro-F1."""
+    external_intent: tuple[str, ...] = ()
+    quantize: bool = False
+    intent: TaskConfig = field(default_factory=lambda: TaskConfig(epochs=8, lr=1e-4, max_length=128))
+    jailbreak: TaskConfig = field(default_factory=lambda: TaskConfig(epochs=4, lr=1e-4, max_length=256))
+    pii: TaskConfig = field(default_factory=lambda: TaskConfig(epochs=6, lr=1e-4, max_length=128))
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def replace(self, **changes: Any) -> BuildConfig:
+        return dataclasses.replace(self, **changes)

@@ -1,0 +1,82 @@
+"""The base encoder (all-MiniLM-L6-v2): loading, tokenizing, and sentence-transformers' mean pooling."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from tokenizers import Tokenizer
+from transformers import BertModel
+
+from build_engines.paths import encoder_path
+
+__all__ = [
+    "MAX_SEQ_LENGTH",
+    "Encoded",
+    "encode",
+    "extended_mask",
+    "load_encoder",
+    "load_tokenizer",
+    "mean_pool",
+    "pad_batch",
+    "sentence_embedding",
+]
+
+MAX_SEQ_LENGTH = 512
+
+
+def load_tokenizer(max_length: int = MAX_SEQ_LENGTH, path: Path | None = None) -> Tokenizer:
+    """The fast tokenizer with truncation at `max_length` and no padding (batches are padded to their longest)."""
+    tokenizer = Tokenizer.from_file(str((path or encoder_path()) / "tokenizer.json"))
+    tokenizer.no_padding()
+    tokenizer.enable_truncation(max_length=max_length)
+    return tokenizer
+
+
+def load_encoder(path: Path | None = None) -> BertModel:
+    model = BertModel.from_pretrained(str(path or encoder_path()), attn_implementation="eager", add_pooling_layer=False)
+    return model.eval()
+
+
+class Encoded:
+    """Token ids and character offsets of one text."""
+
+    __slots__ = ("ids", "offsets")
+
+    def __init__(self, ids: list[int], offsets: list[tuple[int, int]]) -> None:
+        self.ids = ids
+        self.offsets = offsets
+
+
+def encode(tokenizer: Tokenizer, texts: Sequence[str]) -> list[Encoded]:
+    return [Encoded(list(e.ids), [tuple(o) for o in e.offsets]) for e in tokenizer.encode_batch(list(texts))]
+
+
+def pad_batch(rows: Sequence[Sequence[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+    """(input_ids, attention_mask) int64, padded with 0 to the longest row."""
+    width = max(len(r) for r in rows)
+    ids = torch.zeros((len(rows), width), dtype=torch.int64)
+    mask = torch.zeros((len(rows), width), dtype=torch.int64)
+    for i, r in enumerate(rows):
+        ids[i, : len(r)] = torch.tensor(r, dtype=torch.int64)
+        mask[i, : len(r)] = 1
+    return ids, mask
+
+
+def extended_mask(attention_mask: torch.Tensor) -> torch.Tensor:
+    """Additive attention mask [B, 1, 1, S] as BERT's eager attention expects it."""
+    return (1.0 - attention_mask[:, None, None, :].to(torch.float32)) * torch.finfo(torch.float32).min
+
+
+def mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """sentence-transformers' Pooling(mean): masked sum over tokens divided by the clamped token count."""
+    weights = attention_mask.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * weights).sum(1) / weights.sum(1).clamp(min=1e-9)
+
+
+@torch.no_grad()
+def sentence_embedding(model: BertModel, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """Reference all-MiniLM-L6-v2 embedding: HF forward, mean pooling, L2 normalisation (as sentence-transformers)."""
+    hidden = model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+    return torch.nn.functional.normalize(mean_pool(hidden, attention_mask), p=2, dim=1)

@@ -1,0 +1,192 @@
+"""Assemble the router process: Starlette app (API + proxy), ExtProc gRPC server, metrics server, config watcher.
+
+Everything stateful (Triton client, httpx client, cache client, config store) is created in the lifespan and shared."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+from prometheus_client import make_asgi_app
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Mount, Route
+
+from cache_service.client import CacheClient
+from router_service import api, metrics
+from router_service.config import RouterConfig
+from router_service.config_store import ConfigStore
+from router_service.errors import RouterError
+from router_service.extproc import serve_extproc
+from router_service.pipeline import RequestRouter
+from router_service.proxy import ChatProxy
+from router_service.responses import models_list, openai_error
+from router_service.settings import Settings
+from router_service.signals import SignalClient
+from router_service.tools import ToolIndex
+
+__all__ = ["create_app", "metrics_app"]
+
+log = logging.getLogger(__name__)
+
+
+def _error_response(status: int, message: str, kind: str, code: str, param: str | None = None) -> Response:
+    status, payload = openai_error(status, message, kind, code, param)
+    return Response(payload, status, media_type="application/json")
+
+
+async def _router_error(_: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RouterError)
+    return _error_response(exc.status, exc.message, exc.error_type, exc.code, getattr(exc, "param", None))
+
+
+async def _http_error(_: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    kind = "invalid_request_error" if exc.status_code < 500 else "server_error"
+    return _error_response(exc.status_code, str(exc.detail), kind, f"http_{exc.status_code}")
+
+
+async def _unexpected(_: Request, exc: Exception) -> Response:
+    log.exception("unhandled error", exc_info=exc)
+    return _error_response(500, "internal router error", "server_error", "internal_error")
+
+
+async def _build_tool_index(cfg: RouterConfig, signals: SignalClient) -> ToolIndex | None:
+    """Embed the tool catalogue through Triton (never in-process) when tool selection is on."""
+    if not cfg.tools.enabled or not cfg.tools.tools_db_path:
+        return None
+    try:
+        return await ToolIndex.from_config(cfg, signals.embed)
+    except Exception as e:  # a broken tools db must not stop routing
+        log.error("tool selection disabled: %s", e)
+        return None
+
+
+def create_app(settings: Settings) -> Starlette:
+    state: dict[str, Any] = {}
+
+    def on_reload(cfg: RouterConfig) -> None:
+        metrics.CONFIG_RELOADS.labels(result="ok").inc()
+        log.info("config reloaded from %s", settings.config)
+        signals: SignalClient | None = state.get("signals")
+        router: RequestRouter | None = state.get("router")
+        if signals is not None and router is not None:
+            task = asyncio.get_running_loop().create_task(_build_tool_index(cfg, signals))
+            task.add_done_callback(lambda t: setattr(router, "tool_index", t.result()))
+
+    def on_reload_error(exc: Exception) -> None:
+        metrics.CONFIG_RELOADS.labels(result="error").inc()
+        log.error("config reload rejected, keeping the running config: %s", exc)
+
+    store = ConfigStore(settings.config, on_reload_error=on_reload_error, on_reload=on_reload)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        signals = SignalClient(
+            settings.triton_url,
+            settings.model_repository,
+            max_batch=settings.max_batch,
+            window_ms=settings.batch_window_ms,
+            timeout_s=settings.triton_timeout_s,
+        )
+        await signals.start()
+        cache = CacheClient(settings.cache_url, timeout_s=settings.cache_timeout_s) if settings.cache_url else None
+        http = httpx.AsyncClient(
+            timeout=httpx.Timeout(settings.upstream_timeout_s, connect=5.0),
+            limits=httpx.Limits(max_connections=512, max_keepalive_connections=128),
+        )
+        router = RequestRouter(store, signals, cache)
+        state.update(signals=signals, router=router, cache=cache)
+        router.tool_index = await _build_tool_index(store.current, signals)
+        state["proxy"] = ChatProxy(router, http, settings.max_body_bytes)
+        grpc_server = await serve_extproc(router, settings.host, settings.grpc_port)
+        watcher = asyncio.create_task(store.watch(), name="config-watch")
+        try:
+            yield
+        finally:
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
+            await grpc_server.stop(grace=2.0)
+            await http.aclose()
+            if cache is not None:
+                await cache.close()
+            await signals.close()
+
+    async def health(_: Request) -> Response:
+        signals: SignalClient = state["signals"]
+        triton_ok = await signals.ready()
+        body = {
+            "status": "healthy" if triton_ok else "degraded",
+            "triton": "ready" if triton_ok else "unavailable",
+            "cache": "configured" if state.get("cache") else "disabled",
+            "config": str(settings.config),
+        }
+        return JSONResponse(body)
+
+    async def models(_: Request) -> Response:
+        return JSONResponse(models_list(store.current))
+
+    async def info_models(_: Request) -> Response:
+        signals: SignalClient = state["signals"]
+        m = signals.manifest
+        return JSONResponse(
+            {
+                "triton_model": signals.model_name,
+                "build_key": m.build_key,
+                "max_seq_length": signals.max_seq_length,
+                "models": [
+                    {"name": "intent", "type": "sequence_classification", "labels": list(m.intent_labels)},
+                    {"name": "jailbreak", "type": "sequence_classification", "labels": list(m.jailbreak_labels)},
+                    {"name": "pii", "type": "token_classification", "labels": list(m.pii_labels)},
+                    {"name": "embedding", "type": "sentence_embedding", "dimension": m.embedding_dim},
+                ],
+            }
+        )
+
+    async def config(_: Request) -> Response:
+        return Response(json.dumps(store.current.redacted(), default=str), media_type="application/json")
+
+    async def openapi(_: Request) -> Response:
+        return JSONResponse(api.openapi_document())
+
+    async def chat(request: Request) -> Response:
+        proxy: ChatProxy = state["proxy"]
+        return await proxy(request)
+
+    def signals_client() -> SignalClient:
+        return state["signals"]  # type: ignore[no-any-return]
+
+    class _LazySignals:
+        async def classify(self, texts: list[str]) -> Any:
+            return await signals_client().classify(texts)
+
+    return Starlette(
+        routes=[
+            Route("/health", health),
+            Route("/v1/models", models),
+            Route("/models", models),
+            Route("/info/models", info_models),
+            Route("/config", config),
+            Route("/openapi.json", openapi),
+            Route("/v1/chat/completions", chat, methods=["POST"]),
+            *api.routes(lambda: store.current, _LazySignals()),  # type: ignore[arg-type]
+        ],
+        lifespan=lifespan,
+        exception_handlers={
+            RouterError: _router_error,
+            HTTPException: _http_error,
+            Exception: _unexpected,
+        },
+    )
+
+
+def metrics_app() -> Starlette:
+    return Starlette(routes=[Mount("/metrics", app=make_asgi_app(registry=metrics.REGISTRY))])

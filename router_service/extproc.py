@@ -1,0 +1,222 @@
+"""Envoy ExtProc gRPC server: the same decision core as the direct proxy, spoken as header/body mutations and
+ImmediateResponses. One `_Stream` per HTTP request follows it through the phases Envoy sends."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import grpc
+from envoy.config.core.v3 import base_pb2
+from envoy.extensions.filters.http.ext_proc.v3 import processing_mode_pb2
+from envoy.service.ext_proc.v3 import external_processor_pb2 as pb
+from envoy.service.ext_proc.v3 import external_processor_pb2_grpc as pb_grpc
+from envoy.type.v3 import http_status_pb2
+
+from router_service import metrics
+from router_service.accounting import ResponseTracker
+from router_service.decision import Blocked, Routed
+from router_service.errors import InvalidRequest
+from router_service.pipeline import Outcome, RequestRouter
+from router_service.responses import models_list, openai_error, render_block, render_cached
+
+__all__ = ["ExtProcServer", "serve_extproc"]
+
+log = logging.getLogger(__name__)
+
+_CHAT_PATHS = ("/v1/chat/completions", "/chat/completions")
+_HOP_BY_HOP_SKIP = {"content-length"}
+
+
+def _header_map(headers: Any) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for h in headers.headers:
+        value = h.raw_value.decode("utf-8", "replace") if h.raw_value else h.value
+        out[h.key.lower()] = value
+    return out
+
+
+def _set_headers(items: dict[str, str]) -> list[base_pb2.HeaderValueOption]:
+    return [
+        base_pb2.HeaderValueOption(
+            header=base_pb2.HeaderValue(key=k, raw_value=v.encode()),
+            append_action=base_pb2.HeaderValueOption.OVERWRITE_IF_EXISTS_OR_ADD,
+        )
+        for k, v in items.items()
+    ]
+
+
+def _immediate(status: int, body: bytes, headers: dict[str, str], details: str) -> pb.ProcessingResponse:
+    return pb.ProcessingResponse(
+        immediate_response=pb.ImmediateResponse(
+            status=http_status_pb2.HttpStatus(code=status),  # type: ignore[arg-type]
+            headers=pb.HeaderMutation(set_headers=_set_headers(headers)),
+            body=body,
+            details=details,
+        )
+    )
+
+
+@dataclass
+class _Stream:
+    headers: dict[str, str] = field(default_factory=dict)
+    method: str = ""
+    path: str = ""
+    outcome: Outcome | None = None
+    tracker: ResponseTracker | None = None
+
+
+class ExtProcServer(pb_grpc.ExternalProcessorServicer):
+    def __init__(self, router: RequestRouter) -> None:
+        self.router = router
+        self._background: set[asyncio.Task[None]] = set()
+
+    async def Process(  # noqa: N802 - gRPC method name
+        self, request_iterator: AsyncIterator[pb.ProcessingRequest], context: grpc.aio.ServicerContext[Any, Any]
+    ) -> AsyncIterator[pb.ProcessingResponse]:
+        stream = _Stream()
+        async for req in request_iterator:
+            kind = req.WhichOneof("request")
+            try:
+                if kind == "request_headers":
+                    yield self._on_request_headers(stream, req.request_headers)
+                elif kind == "request_body":
+                    yield await self._on_request_body(stream, req.request_body)
+                elif kind == "response_headers":
+                    yield self._on_response_headers(stream, req.response_headers)
+                elif kind == "response_body":
+                    yield self._on_response_body(stream, req.response_body)
+                elif kind == "request_trailers":
+                    yield pb.ProcessingResponse(request_trailers=pb.TrailersResponse())
+                elif kind == "response_trailers":
+                    yield pb.ProcessingResponse(response_trailers=pb.TrailersResponse())
+            except Exception:  # one bad request must not take the stream down silently
+                log.exception("extproc: error in %s", kind)
+                status, body = openai_error(500, "internal router error", "server_error", "router_error")
+                yield _immediate(status, body, {"content-type": "application/json"}, "router_error")
+                return
+
+    # -- request phase -----------------------------------------------------------------------------------
+
+    def _on_request_headers(self, stream: _Stream, headers: pb.HttpHeaders) -> pb.ProcessingResponse:
+        stream.headers = _header_map(headers.headers)
+        stream.method = stream.headers.get(":method", "")
+        stream.path = stream.headers.get(":path", "").split("?", 1)[0]
+        if stream.method == "GET" and stream.path.rstrip("/") in ("/v1/models", "/models"):
+            body = json.dumps(models_list(self.router.config)).encode()
+            return _immediate(200, body, {"content-type": "application/json"}, "models")
+        if stream.path in _CHAT_PATHS and stream.method == "POST" and not headers.end_of_stream:
+            return pb.ProcessingResponse(request_headers=pb.HeadersResponse())
+        # Anything else goes to the default model's endpoint untouched.
+        endpoint = self.router.config.default_endpoint()
+        return pb.ProcessingResponse(
+            request_headers=pb.HeadersResponse(
+                response=pb.CommonResponse(
+                    header_mutation=pb.HeaderMutation(
+                        set_headers=_set_headers({"x-vsr-destination-endpoint": endpoint})
+                    ),
+                    clear_route_cache=True,
+                )
+            )
+        )
+
+    async def _on_request_body(self, stream: _Stream, body: pb.HttpBody) -> pb.ProcessingResponse:
+        if stream.path not in _CHAT_PATHS:
+            return pb.ProcessingResponse(request_body=pb.BodyResponse())
+        try:
+            parsed = json.loads(body.body)
+        except (ValueError, UnicodeDecodeError) as e:
+            status, err = openai_error(400, f"request body is not valid JSON: {e}", "invalid_request_error",
+                                       "invalid_json")
+            return _immediate(status, err, {"content-type": "application/json"}, "invalid_json")
+        if not isinstance(parsed, dict):
+            status, err = openai_error(400, "request body must be a JSON object", "invalid_request_error",
+                                       "invalid_body")
+            return _immediate(status, err, {"content-type": "application/json"}, "invalid_body")
+        try:
+            outcome = await self.router.route(parsed, stream.headers)
+        except InvalidRequest as e:
+            status, err = openai_error(400, e.message, "invalid_request_error", "invalid_request", e.param)
+            return _immediate(status, err, {"content-type": "application/json"}, "invalid_request")
+        stream.outcome = outcome
+        decision = outcome.decision
+        if isinstance(decision, Blocked):
+            metrics.REQUESTS_BLOCKED.labels(reason=decision.reason).inc()
+            status, headers, payload, ctype = render_block(
+                decision, self.router.config, stream=outcome.plan.stream, model=outcome.plan.requested_model
+            )
+            return _immediate(status, payload, {**headers, "content-type": ctype}, f"blocked_{decision.reason}")
+        assert isinstance(decision, Routed)
+        metrics.MODEL_REQUESTS.labels(model=decision.model).inc()
+        if decision.model != outcome.plan.requested_model:
+            metrics.ROUTING_MODIFICATIONS.labels(
+                source_model=outcome.plan.requested_model, target_model=decision.model
+            ).inc()
+        if outcome.cache_hit is not None:
+            payload, ctype = render_cached(outcome.cache_hit, stream=outcome.plan.stream, body=parsed)
+            return _immediate(200, payload, {**outcome.response_headers, "content-type": ctype}, "cache_hit")
+        stream.tracker = ResponseTracker(model=decision.model)
+        new_body = json.dumps(decision.body, ensure_ascii=False).encode()
+        return pb.ProcessingResponse(
+            request_body=pb.BodyResponse(
+                response=pb.CommonResponse(
+                    header_mutation=pb.HeaderMutation(
+                        set_headers=_set_headers(
+                            {**decision.upstream_headers, "content-length": str(len(new_body))}
+                        ),
+                    ),
+                    body_mutation=pb.BodyMutation(body=new_body),
+                    clear_route_cache=True,
+                )
+            )
+        )
+
+    # -- response phase ----------------------------------------------------------------------------------
+
+    def _on_response_headers(self, stream: _Stream, headers: pb.HttpHeaders) -> pb.ProcessingResponse:
+        resp = _header_map(headers.headers)
+        add: dict[str, str] = {}
+        mode: processing_mode_pb2.ProcessingMode | None = None
+        if stream.outcome is not None:
+            add = stream.outcome.response_headers
+        if stream.tracker is not None:
+            ctype = resp.get("content-type", "")
+            stream.tracker.on_headers(int(resp.get(":status", "0") or 0), ctype)
+            if stream.tracker.sse:
+                # Stream SSE chunks through as they come instead of buffering the whole generation.
+                mode = processing_mode_pb2.ProcessingMode(
+                    response_body_mode=processing_mode_pb2.ProcessingMode.STREAMED
+                )
+            if headers.end_of_stream:
+                self._finish(stream)
+        common = pb.CommonResponse(header_mutation=pb.HeaderMutation(set_headers=_set_headers(add)))
+        response = pb.ProcessingResponse(response_headers=pb.HeadersResponse(response=common))
+        if mode is not None:
+            response.mode_override.CopyFrom(mode)
+        return response
+
+    def _on_response_body(self, stream: _Stream, body: pb.HttpBody) -> pb.ProcessingResponse:
+        if stream.tracker is not None:
+            stream.tracker.on_chunk(body.body)
+            if body.end_of_stream:
+                self._finish(stream)
+        return pb.ProcessingResponse(response_body=pb.BodyResponse())
+
+    def _finish(self, stream: _Stream) -> None:
+        tracker, outcome = stream.tracker, stream.outcome
+        if tracker is None or outcome is None:
+            return
+        stream.tracker = None
+        tracker.finish(self.router.config, self.router.cache, outcome.store_scope, self._background)
+
+
+async def serve_extproc(router: RequestRouter, host: str, port: int) -> grpc.aio.Server:
+    server = grpc.aio.server(options=[("grpc.max_receive_message_length", 64 * 1024 * 1024)])
+    pb_grpc.add_ExternalProcessorServicer_to_server(ExtProcServer(router), server)
+    server.add_insecure_port(f"{host}:{port}")
+    await server.start()
+    return server

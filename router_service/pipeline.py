@@ -1,0 +1,151 @@
+"""The request path shared by the ExtProc server and the direct proxy: plan → signals (one batched Triton call)
+→ decision → semantic-cache lookup. Transport code turns the `Outcome` into protobuf or HTTP."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from opentelemetry import trace
+
+from cache_service.client import CacheClient
+from cache_service.scope import fingerprint
+from router_service import metrics
+from router_service.config import RouterConfig
+from router_service.config_store import ConfigStore
+from router_service.decision import Blocked, Plan, Routed, TextSignals, decide, plan
+from router_service.errors import ClassifierUnavailable
+from router_service.signals import SignalClient
+from router_service.tools import ToolIndex
+
+__all__ = ["CacheScope", "Outcome", "RequestRouter"]
+
+log = logging.getLogger(__name__)
+tracer = trace.get_tracer("router_service")
+
+CACHE_CONTROL_HEADER = "x-vsr-cache-control"
+
+
+@dataclass(frozen=True)
+class CacheScope:
+    """What a later store needs: the lookup key of this request."""
+
+    prompt: str
+    embedding: Any
+    model: str
+    fingerprint: str
+    tenant: str | None
+
+
+@dataclass
+class Outcome:
+    decision: Routed | Blocked
+    plan: Plan
+    cache_hit: dict[str, Any] | None = None
+    store_scope: CacheScope | None = None
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def response_headers(self) -> dict[str, str]:
+        headers = dict(self.decision.response_headers if isinstance(self.decision, Routed) else {})
+        if self.cache_hit is not None:
+            headers["x-vsr-cache-hit"] = "true"
+        return headers
+
+
+class RequestRouter:
+    def __init__(
+        self,
+        store: ConfigStore,
+        signals: SignalClient,
+        cache: CacheClient | None,
+        tool_index: ToolIndex | None = None,
+    ) -> None:
+        self.store = store
+        self.signals = signals
+        self.cache = cache
+        self.tool_index = tool_index
+
+    @property
+    def config(self) -> RouterConfig:
+        return self.store.current
+
+    async def route(self, body: dict[str, Any], headers: Mapping[str, str]) -> Outcome:
+        """Decide what to do with one chat request. Raises InvalidRequest for a malformed body."""
+        started = time.perf_counter()
+        cfg = self.store.current
+        the_plan = plan(cfg, body, headers)
+        timings: dict[str, float] = {}
+        signals: list[TextSignals] | None = None
+        if the_plan.texts:
+            t0 = time.perf_counter()
+            with tracer.start_as_current_span("classify") as span:
+                span.set_attribute("router.texts", len(the_plan.texts))
+                try:
+                    signals = await self.signals.classify(list(the_plan.texts))
+                except ClassifierUnavailable as e:
+                    log.warning("classifier unavailable, applying failure policy: %s", e)
+                    span.record_exception(e)
+                    signals = None
+            timings["signals"] = (time.perf_counter() - t0) * 1000
+        with tracer.start_as_current_span("decide"):
+            decision = decide(cfg, the_plan, body, signals, self.tool_index)
+        outcome = Outcome(decision=decision, plan=the_plan, timings_ms=timings)
+        if isinstance(decision, Routed):
+            if decision.category is not None and the_plan.is_auto:
+                metrics.CATEGORY_CLASSIFICATIONS.labels(category=decision.category).inc()
+            await self._cache_lookup(outcome, cfg, body, headers, signals)
+        timings["total"] = (time.perf_counter() - started) * 1000
+        metrics.ROUTING_LATENCY.observe(timings["total"] / 1000)
+        return outcome
+
+    async def _cache_lookup(
+        self,
+        outcome: Outcome,
+        cfg: RouterConfig,
+        body: dict[str, Any],
+        headers: Mapping[str, str],
+        signals: list[TextSignals] | None,
+    ) -> None:
+        decision = outcome.decision
+        assert isinstance(decision, Routed)
+        the_plan = outcome.plan
+        if (
+            self.cache is None
+            or not decision.cache.enabled
+            or signals is None
+            or the_plan.embedding_index is None
+        ):
+            return
+        control = headers.get(CACHE_CONTROL_HEADER, "").lower()
+        query = signals[the_plan.embedding_index]
+        scope = CacheScope(
+            prompt=the_plan.texts[the_plan.embedding_index],
+            embedding=query.embedding,
+            model=decision.model,
+            fingerprint=fingerprint(body),
+            tenant=headers.get(cfg.triton_router.cache_tenant_header.lower()) or None,
+        )
+        if "no-store" not in control:
+            outcome.store_scope = scope
+        if "no-cache" in control or "no-store" in control:
+            return
+        t0 = time.perf_counter()
+        with tracer.start_as_current_span("cache.lookup"):
+            hit = await self.cache.lookup(
+                prompt=scope.prompt,
+                embedding=scope.embedding,
+                model=scope.model,
+                fingerprint=scope.fingerprint,
+                tenant=scope.tenant,
+                threshold=decision.cache.threshold,
+            )
+        outcome.timings_ms["cache"] = (time.perf_counter() - t0) * 1000
+        if hit is None:
+            metrics.CACHE_MISSES.inc()
+            return
+        metrics.CACHE_HITS.inc()
+        outcome.cache_hit = hit.response

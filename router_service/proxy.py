@@ -1,0 +1,146 @@
+"""Direct mode: `POST /v1/chat/completions` as an OpenAI-compatible proxy (no Envoy), same decision core.
+
+Failover: on a connect error or a 5xx before the first byte reaches the client, the next candidate model is tried.
+Streaming responses are passed through chunk by chunk."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+from opentelemetry import trace
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+
+from router_service import metrics
+from router_service.accounting import ResponseTracker
+from router_service.decision import Blocked, Routed
+from router_service.errors import InvalidRequest, UpstreamUnavailable
+from router_service.pipeline import RequestRouter
+from router_service.responses import openai_error, render_block, render_cached
+
+__all__ = ["ChatProxy"]
+
+log = logging.getLogger(__name__)
+tracer = trace.get_tracer("router_service")
+
+# RFC 9110 §7.6.1 hop-by-hop headers, plus ones httpx/uvicorn set themselves.
+_HOP_BY_HOP = {
+    "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer", "trailers",
+    "transfer-encoding", "upgrade", "host", "content-length", "content-encoding", "accept-encoding",
+}
+
+
+def _forward_headers(headers: dict[str, str], request_id: str) -> dict[str, str]:
+    out = {k: v for k, v in headers.items() if k.lower() not in _HOP_BY_HOP}
+    out["x-request-id"] = request_id
+    return out
+
+
+class ChatProxy:
+    def __init__(self, router: RequestRouter, client: httpx.AsyncClient, max_body_bytes: int) -> None:
+        self.router = router
+        self.client = client
+        self.max_body_bytes = max_body_bytes
+        self._background: set[asyncio.Task[None]] = set()
+
+    async def __call__(self, request: Request) -> Response:
+        request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
+        raw = await request.body()
+        if len(raw) > self.max_body_bytes:
+            return _error(413, f"request body exceeds {self.max_body_bytes} bytes", "body_too_large", request_id)
+        try:
+            body = json.loads(raw)
+        except (ValueError, UnicodeDecodeError) as e:
+            return _error(400, f"request body is not valid JSON: {e}", "invalid_json", request_id)
+        if not isinstance(body, dict):
+            return _error(400, "request body must be a JSON object", "invalid_body", request_id)
+        headers = {k.lower(): v for k, v in request.headers.items()}
+        try:
+            outcome = await self.router.route(body, headers)
+        except InvalidRequest as e:
+            return _error(400, e.message, "invalid_request", request_id, e.param)
+        decision = outcome.decision
+        cfg = self.router.config
+        if isinstance(decision, Blocked):
+            metrics.REQUESTS_BLOCKED.labels(reason=decision.reason).inc()
+            status, bheaders, payload, ctype = render_block(
+                decision, cfg, stream=outcome.plan.stream, model=outcome.plan.requested_model
+            )
+            return Response(payload, status, {**bheaders, "x-request-id": request_id}, media_type=ctype)
+        assert isinstance(decision, Routed)
+        metrics.MODEL_REQUESTS.labels(model=decision.model).inc()
+        resp_headers = {**outcome.response_headers, "x-request-id": request_id}
+        if outcome.cache_hit is not None:
+            payload, ctype = render_cached(outcome.cache_hit, stream=outcome.plan.stream, body=body)
+            return Response(payload, 200, resp_headers, media_type=ctype)
+        candidates = [(decision.model, decision.endpoint), *decision.candidates]
+        last_error = "no candidate endpoint"
+        for attempt, (model, endpoint) in enumerate(candidates):
+            upstream_body = dict(decision.body, model=model)
+            try:
+                upstream = await self._open(endpoint, upstream_body, _forward_headers(headers, request_id))
+            except UpstreamUnavailable as e:
+                last_error = str(e)
+                metrics.REQUEST_ERRORS.labels(model=model, reason="upstream_unavailable").inc()
+                log.warning("upstream %s (%s) failed before first byte: %s", model, endpoint, e)
+                continue
+            if attempt:
+                resp_headers["x-vsr-selected-model"] = model
+                resp_headers["x-vsr-failover"] = "true"
+            return self._relay(upstream, model, outcome, resp_headers)
+        return _error(502, f"all candidate backends failed: {last_error}", "upstream_unavailable", request_id)
+
+    async def _open(self, endpoint: str, body: dict[str, Any], headers: dict[str, str]) -> httpx.Response:
+        url = f"http://{endpoint}/v1/chat/completions"
+        req = self.client.build_request("POST", url, json=body, headers=headers)
+        try:
+            resp = await self.client.send(req, stream=True)
+        except httpx.HTTPError as e:
+            raise UpstreamUnavailable(f"{type(e).__name__}: {e}") from e
+        if resp.status_code >= 500:
+            detail = (await resp.aread())[:200].decode("utf-8", "replace")
+            await resp.aclose()
+            raise UpstreamUnavailable(f"HTTP {resp.status_code}: {detail}")
+        return resp
+
+    def _relay(self, upstream: httpx.Response, model: str, outcome: Any, headers: dict[str, str]) -> Response:
+        tracker = ResponseTracker(model=model)
+        tracker.on_headers(upstream.status_code, upstream.headers.get("content-type", ""))
+        passthrough = {k: v for k, v in upstream.headers.items() if k.lower() not in _HOP_BY_HOP}
+        router = self.router
+
+        async def body() -> AsyncIterator[bytes]:
+            complete = False
+            try:
+                with tracer.start_as_current_span("upstream") as span:
+                    span.set_attribute("llm.model", model)
+                    async for chunk in upstream.aiter_raw():
+                        tracker.on_chunk(chunk)
+                        yield chunk
+                    complete = True
+            finally:
+                await upstream.aclose()
+                if complete:
+                    tracker.finish(router.config, router.cache, outcome.store_scope, self._background)
+                else:  # client went away or upstream broke mid-stream: count it, never cache it
+                    metrics.REQUEST_ERRORS.labels(model=model, reason="stream_interrupted").inc()
+
+        return StreamingResponse(
+            body(),
+            status_code=upstream.status_code,
+            headers={**passthrough, **headers},
+            media_type=upstream.headers.get("content-type"),
+        )
+
+
+def _error(status: int, message: str, code: str, request_id: str, param: str | None = None) -> Response:
+    kind = "invalid_request_error" if status < 500 else "server_error"
+    status, payload = openai_error(status, message, kind, code, param)
+    return Response(payload, status, {"x-request-id": request_id}, media_type="application/json")
+
