@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-__all__ = ["IGNORE", "Span", "bio_to_spans", "spans_to_bio"]
+__all__ = ["IGNORE", "Span", "bio_to_spans", "spans_to_bio", "trim_span"]
 
 IGNORE = -100  # label of special tokens: no loss, no prediction
 
@@ -63,3 +63,16 @@ def bio_to_spans(offsets: Sequence[tuple[int, int]], tags: Sequence[str]) -> lis
     if current:
         spans.append(Span(*current))
     return spans
+
+
+_TRIM = " \t\n\r.,;:!?\"'()"
+
+
+def trim_span(text: str, span: Span) -> Span:
+    """Drop surrounding spaces, quotes and punctuation, which detectors attach to entities differently."""
+    start, end = span.start, span.end
+    while start < end and text[start] in _TRIM:
+        start += 1
+    while end > start and text[end - 1] in _TRIM:
+        end -= 1
+    return Span(start, end, span.entity_type)

@@ -17,7 +17,7 @@ from transformers import BertModel
 
 from build_engines.encoder import extended_mask, mean_pool
 
-__all__ = ["SignalsModel", "TaskKind", "TaskTop", "run_layers"]
+__all__ = ["SignalsModel", "TaskKind", "TaskTop", "run_layers", "trunk_forward"]
 
 TaskKind = Literal["sequence", "token"]
 
@@ -26,6 +26,14 @@ def run_layers(layers: nn.ModuleList, hidden: torch.Tensor, ext_mask: torch.Tens
     for layer in layers:
         hidden = layer(hidden, ext_mask)
     return hidden
+
+
+def trunk_forward(
+    embeddings: nn.Module, trunk: nn.ModuleList, input_ids: torch.Tensor, attention_mask: torch.Tensor
+) -> torch.Tensor:
+    """Hidden states after the shared, frozen lower layers."""
+    hidden = embeddings(input_ids=input_ids, token_type_ids=torch.zeros_like(input_ids))
+    return run_layers(trunk, hidden, extended_mask(attention_mask))
 
 
 class TaskTop(nn.Module):
@@ -60,14 +68,10 @@ class SignalsModel(nn.Module):
         self.pii = pii
         self.eval()
 
-    def trunk_forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        hidden = self.embeddings(input_ids=input_ids, token_type_ids=torch.zeros_like(input_ids))
-        return run_layers(self.trunk, hidden, extended_mask(attention_mask))
-
     def forward(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        hidden = self.trunk_forward(input_ids, attention_mask)
+        hidden = trunk_forward(self.embeddings, self.trunk, input_ids, attention_mask)
         top = run_layers(self.embedding_top, hidden, extended_mask(attention_mask))
         embedding = nn.functional.normalize(mean_pool(top, attention_mask), p=2, dim=1)
         intent_probs = torch.softmax(self.intent(hidden, attention_mask), dim=-1)

@@ -12,12 +12,11 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
-from prometheus_client import make_asgi_app
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Mount, Route
+from starlette.routing import Route
 
 from cache_service.client import CacheClient
 from router_service import api, metrics
@@ -32,7 +31,7 @@ from router_service.settings import Settings
 from router_service.signals import SignalClient
 from router_service.tools import ToolIndex
 
-__all__ = ["create_app", "metrics_app"]
+__all__ = ["create_app"]
 
 log = logging.getLogger(__name__)
 
@@ -187,6 +186,3 @@ def create_app(settings: Settings) -> Starlette:
         },
     )
 
-
-def metrics_app() -> Starlette:
-    return Starlette(routes=[Mount("/metrics", app=make_asgi_app(registry=metrics.REGISTRY))])

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import string
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -29,6 +28,7 @@ from semantic_router.components import (
     wait_tcp,
 )
 from semantic_router.paths import REPO_ROOT, cache_dir
+from semantic_router.render_envoy import render as render_envoy
 
 __all__ = ["DemoBackend", "Ports", "Stack", "StackSettings", "read_state", "stop_from_state"]
 
@@ -210,16 +210,19 @@ class Stack:
 
     def _render_envoy(self) -> Path:
         p = self.s.ports
-        text = string.Template((REPO_ROOT / "deploy" / "envoy.yaml").read_text()).substitute(
-            LISTEN_ADDRESS="127.0.0.1",
-            LISTENER_PORT=p.envoy,
-            EXTPROC_ADDRESS="127.0.0.1",
-            EXTPROC_PORT=p.extproc,
-            ADMIN_ADDRESS="127.0.0.1",
-            ADMIN_PORT=p.envoy_admin,
-        )
         out = self.s.run_dir / "envoy.yaml"
-        out.write_text(text)
+        out.write_text(
+            render_envoy(
+                {
+                    "LISTEN_ADDRESS": "127.0.0.1",
+                    "LISTENER_PORT": p.envoy,
+                    "EXTPROC_ADDRESS": "127.0.0.1",
+                    "EXTPROC_PORT": p.extproc,
+                    "ADMIN_ADDRESS": "127.0.0.1",
+                    "ADMIN_PORT": p.envoy_admin,
+                }
+            )
+        )
         return out
 
     def _write_state(self) -> None:

@@ -1,0 +1,85 @@
+"""ONNX export of the `signals` graph (dynamic batch and sequence axes), numeric check, optional int8."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+import torch
+
+from build_engines.encoder import pad_batch
+from build_engines.heads import SignalsModel
+
+__all__ = ["INPUTS", "OPSET", "compare_with_torch", "export_signals", "quantize_int8", "session"]
+
+INPUTS = ("input_ids", "attention_mask")
+OPSET = 17
+
+
+def export_signals(model: SignalsModel, path: Path) -> Path:
+    model.eval()
+    ids, mask = pad_batch([[101, 7592, 2088, 102], [101, 7592, 102]])
+    dynamic = {name: {0: "batch", 1: "sequence"} for name in INPUTS}
+    dynamic.update({name: {0: "batch"} for name in SignalsModel.OUTPUTS})
+    dynamic["pii_tag_ids"] = dynamic["pii_tag_probs"] = {0: "batch", 1: "sequence"}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.onnx.export(
+        model,
+        (ids, mask),
+        str(path),
+        input_names=list(INPUTS),
+        output_names=list(SignalsModel.OUTPUTS),
+        dynamic_axes=dynamic,
+        opset_version=OPSET,
+        do_constant_folding=True,
+        dynamo=False,
+    )
+    return path
+
+
+def session(path: Path, threads: int = 0) -> ort.InferenceSession:
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def compare_with_torch(model: SignalsModel, onnx_path: Path, rows: Sequence[Sequence[int]], seed: int,
+                       batches: int = 8) -> dict[str, Any]:
+    """Max abs difference per output between PyTorch and ORT on random batches of real token rows.
+
+    Batch sizes and lengths vary, so the dynamic axes are exercised; pii tag ids are compared as a mismatch rate.
+    """
+    rng = random.Random(seed)
+    sess = session(onnx_path)
+    worst: dict[str, float] = dict.fromkeys(SignalsModel.OUTPUTS, 0.0)
+    shapes = []
+    for _ in range(batches):
+        batch = [rows[rng.randrange(len(rows))] for _ in range(rng.choice([1, 2, 5, 16, 33]))]
+        ids, mask = pad_batch(batch)
+        shapes.append(list(ids.shape))
+        with torch.no_grad():
+            expected = [t.numpy() for t in model(ids, mask)]
+        got = sess.run(list(SignalsModel.OUTPUTS), {"input_ids": ids.numpy(), "attention_mask": mask.numpy()})
+        for name, e, g in zip(SignalsModel.OUTPUTS, expected, got, strict=True):
+            real = mask.numpy().astype(bool) if e.ndim == 2 and name.startswith("pii") else np.ones(e.shape, bool)
+            if name == "pii_tag_ids":
+                diff = float((e[real] != g[real]).mean())
+            else:
+                diff = float(np.abs(e[real].astype(np.float64) - g[real]).max())
+            worst[name] = max(worst[name], diff)
+    return {"max_abs_diff": worst, "batch_shapes": shapes, "opset": OPSET}
+
+
+def quantize_int8(source: Path, target: Path) -> Path:
+    """Dynamic int8 quantisation of MatMul/Gemm weights (activations stay float)."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul", "Gemm"])
+    return target

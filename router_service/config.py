@@ -1,0 +1,798 @@
+"""The router configuration: VSR classic's YAML schema as pydantic models, plus our own `triton_router:` section.
+
+`shared/reference/vsr-classic/config.yaml` and `config.e2e.yaml` load unchanged. Unknown keys are rejected at
+every level we interpret (a typo such as `jailbreak_treshold` silently disabling a guard is worse than a loud
+error); only VSR's free-form sections (`router`, `api`, `observability`, cache backend blocks) accept anything.
+
+Keys that name VSR's own model files (`bert_model.model_id`, `classifier.*.model_id`, `*_mapping_path`,
+`use_modernbert`, `use_cpu`, ...) are accepted and ignored: our models come from the Triton model repository.
+`load_config` logs them once, in one line, so an operator sees they have no effect.
+
+Thresholds are probabilities or cosine similarities in [0, 1]; the semantic-cache and tool thresholds are cosine
+SIMILARITIES, so higher is stricter.
+"""
+
+from __future__ import annotations
+
+import difflib
+import ipaddress
+import json
+import logging
+import re
+import types
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Annotated, Any, ClassVar, Literal, Union, get_args, get_origin
+
+import yaml
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from router_service.errors import ConfigError
+
+__all__ = [
+    "ApiConfig",
+    "BertModelConfig",
+    "Category",
+    "CategoryModelConfig",
+    "ClassifierConfig",
+    "Endpoint",
+    "FailurePolicy",
+    "KeywordRule",
+    "LoraAdapter",
+    "ModelParams",
+    "ModelScore",
+    "PiiModelConfig",
+    "PiiPolicy",
+    "Pricing",
+    "PromptGuardConfig",
+    "ReasoningFamily",
+    "RouterConfig",
+    "SemanticCacheConfig",
+    "ToolsConfig",
+    "TritonRouterConfig",
+    "load_config",
+    "parse_config",
+]
+
+log = logging.getLogger(__name__)
+
+Probability = Annotated[float, Field(ge=0.0, le=1.0)]
+Port = Annotated[int, Field(ge=1, le=65535)]
+NonEmptyStr = Annotated[str, Field(min_length=1)]
+Effort = Literal["minimal", "low", "medium", "high"]
+Policy = Literal["open", "closed"]
+
+AUTO_ALIAS = "auto"
+"""Always triggers automatic routing, whatever `auto_model_name` says (VSR keeps it for compatibility)."""
+
+
+class _Section(BaseModel):
+    """A section whose keys we interpret: unknown keys are errors, values are immutable after load."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, protected_namespaces=())
+
+    VSR_MODEL_KEYS: ClassVar[frozenset[str]] = frozenset()
+    """Keys naming VSR's own model files: accepted, ignored, logged once."""
+    NOT_APPLIED_KEYS: ClassVar[frozenset[str]] = frozenset()
+    """VSR runtime knobs with no equivalent here: accepted, ignored, logged once."""
+
+
+class _FreeForm(_Section):
+    """A VSR section with free-form content (tuning knobs of VSR internals): anything is accepted."""
+
+    model_config = ConfigDict(extra="allow", frozen=True, protected_namespaces=())
+
+
+_MODEL_FILE_KEYS = frozenset({"model_id", "use_cpu", "use_modernbert"})
+
+
+class BertModelConfig(_Section):
+    """VSR's similarity model. Only `threshold` matters: the fallback for cache and tool similarity."""
+
+    VSR_MODEL_KEYS = _MODEL_FILE_KEYS
+    model_id: str | None = None
+    threshold: Probability | None = None
+    use_cpu: bool | None = None
+
+
+class SemanticCacheConfig(_Section):
+    """Global semantic-cache settings. `similarity_threshold` is a cosine similarity: higher is stricter."""
+
+    NOT_APPLIED_KEYS = frozenset(
+        {
+            "backend_type",
+            "backend_config_path",
+            "eviction_policy",
+            "use_hnsw",
+            "hnsw_m",
+            "hnsw_ef_construction",
+            "max_memory_entries",
+            "embedding_model",
+            "milvus",
+        }
+    )
+    enabled: bool = False
+    similarity_threshold: Probability | None = None
+    ttl_seconds: Annotated[int, Field(ge=0)] = 3600
+    max_entries: Annotated[int, Field(ge=1)] = 10_000
+    backend_type: str | None = None
+    backend_config_path: str | None = None
+    eviction_policy: Literal["fifo", "lru", "lfu"] | None = None
+    use_hnsw: bool | None = None
+    hnsw_m: Annotated[int, Field(ge=1)] | None = None
+    hnsw_ef_construction: Annotated[int, Field(ge=1)] | None = None
+    max_memory_entries: Annotated[int, Field(ge=1)] | None = None
+    embedding_model: str | None = None
+    redis: dict[str, Any] | None = None
+    milvus: dict[str, Any] | None = None
+
+
+class ToolsConfig(_Section):
+    """Automatic tool selection. `similarity_threshold` is a cosine similarity (falls back to bert_model's)."""
+
+    enabled: bool = False
+    top_k: Annotated[int, Field(ge=1, le=64)] = 3
+    similarity_threshold: Probability | None = None
+    tools_db_path: str | None = None
+    fallback_to_empty: bool = True
+
+
+class PromptGuardConfig(_Section):
+    """Jailbreak detection. Absent or `enabled: false` skips the check (per-category overrides still apply)."""
+
+    VSR_MODEL_KEYS = _MODEL_FILE_KEYS | {"jailbreak_mapping_path"}
+    enabled: bool = False
+    threshold: Probability = 0.7
+    model_id: str | None = None
+    use_cpu: bool | None = None
+    use_modernbert: bool | None = None
+    jailbreak_mapping_path: str | None = None
+
+
+class Endpoint(_Section):
+    """An upstream OpenAI-compatible server. `address` is an IP or host name only: no scheme, path or port."""
+
+    name: NonEmptyStr
+    address: NonEmptyStr
+    port: Port
+    weight: Annotated[int, Field(ge=0)] = 1
+    health_check_path: str | None = None
+
+    @field_validator("address")
+    @classmethod
+    def _bare_address(cls, value: str) -> str:
+        value = value.strip()
+        if "://" in value or "/" in value or any(c.isspace() for c in value):
+            raise ValueError("must be a bare IP address or host name (no scheme, path or spaces)")
+        if ":" in value:
+            try:
+                ipaddress.IPv6Address(value.strip("[]"))
+            except ValueError:
+                raise ValueError("must not contain a port; put it in the 'port' key") from None
+            return value.strip("[]")
+        return value
+
+    @property
+    def host_port(self) -> str:
+        """`address:port` as Envoy's ORIGINAL_DST expects it (IPv6 in brackets)."""
+        return f"[{self.address}]:{self.port}" if ":" in self.address else f"{self.address}:{self.port}"
+
+
+class PiiPolicy(_Section):
+    """Which PII types a model may receive.
+
+    `allow_by_default: true` allows every type; `false` allows only `pii_types_allowed`. When
+    `allow_by_default` is omitted it is true unless a `pii_types_allowed` list is given (a list of
+    allowed types only means something as a restriction). A model without `pii_policy` allows all PII,
+    which is what an operator who never wrote a policy expects (VSR's Go zero value would deny all).
+    """
+
+    allow_by_default: bool | None = None
+    pii_types_allowed: tuple[str, ...] = ()
+
+    @property
+    def allows_all(self) -> bool:
+        if self.allow_by_default is None:
+            return not self.pii_types_allowed
+        return self.allow_by_default
+
+    def allows(self, pii_type: str) -> bool:
+        return self.allows_all or pii_type in self.pii_types_allowed
+
+
+class Pricing(_Section):
+    """Price per million tokens, for `llm_model_cost_total`."""
+
+    currency: NonEmptyStr = "USD"
+    prompt_per_1m: Annotated[float, Field(ge=0)] = 0.0
+    completion_per_1m: Annotated[float, Field(ge=0)] = 0.0
+
+
+class LoraAdapter(_Section):
+    name: NonEmptyStr
+    description: str | None = None
+
+
+class ModelParams(_Section):
+    """`model_config.<model>`. `use_reasoning` here is a legacy VSR key: reasoning is chosen per model_scores entry."""
+
+    NOT_APPLIED_KEYS = frozenset({"use_reasoning", "param_size"})
+    reasoning_family: str | None = None
+    preferred_endpoints: tuple[NonEmptyStr, ...] = ()
+    pii_policy: PiiPolicy = PiiPolicy()
+    pricing: Pricing | None = None
+    loras: tuple[LoraAdapter, ...] = ()
+    use_reasoning: bool | None = None
+    param_size: str | None = None
+
+
+class ReasoningFamily(_Section):
+    """How a model family is told to reason: `chat_template_kwargs.<parameter>` or a `<parameter>` effort field."""
+
+    type: Literal["chat_template_kwargs", "reasoning_effort"]
+    parameter: NonEmptyStr
+
+
+class CategoryModelConfig(_Section):
+    """Intent classifier: below `threshold` confidence the request goes to `default_model`."""
+
+    VSR_MODEL_KEYS = _MODEL_FILE_KEYS | {"category_mapping_path"}
+    threshold: Probability = 0.6
+    model_id: str | None = None
+    use_cpu: bool | None = None
+    use_modernbert: bool | None = None
+    category_mapping_path: str | None = None
+
+
+class PiiModelConfig(_Section):
+    """PII detector: its presence enables PII checks globally; entities below `threshold` are ignored."""
+
+    VSR_MODEL_KEYS = _MODEL_FILE_KEYS | {"pii_mapping_path"}
+    threshold: Probability = 0.7
+    model_id: str | None = None
+    use_cpu: bool | None = None
+    use_modernbert: bool | None = None
+    pii_mapping_path: str | None = None
+
+
+class ClassifierConfig(_Section):
+    NOT_APPLIED_KEYS = frozenset({"mcp_category_model"})
+    category_model: CategoryModelConfig = CategoryModelConfig()
+    pii_model: PiiModelConfig | None = None
+    mcp_category_model: dict[str, Any] | None = None
+
+
+class ModelScore(_Section):
+    """One candidate model of a category. `lora_name`, when set, is the model name sent upstream."""
+
+    model: NonEmptyStr
+    score: Probability
+    use_reasoning: bool | None = None
+    reasoning_effort: Effort | None = None
+    reasoning_description: str | None = None
+    lora_name: str | None = None
+
+
+class Category(_Section):
+    """A routing category: its candidate models and its per-category policy overrides (None = inherit global)."""
+
+    name: NonEmptyStr
+    description: str | None = None
+    mmlu_categories: tuple[str, ...] = ()
+    system_prompt: str | None = None
+    system_prompt_enabled: bool | None = None
+    system_prompt_mode: Literal["replace", "insert"] = "replace"
+    semantic_cache_enabled: bool | None = None
+    semantic_cache_similarity_threshold: Probability | None = None
+    jailbreak_enabled: bool | None = None
+    jailbreak_threshold: Probability | None = None
+    pii_enabled: bool | None = None
+    pii_threshold: Probability | None = None
+    model_scores: tuple[ModelScore, ...] = ()
+
+    @property
+    def injects_system_prompt(self) -> bool:
+        """VSR: enabled defaults to true when a prompt is set."""
+        if not self.system_prompt:
+            return False
+        return True if self.system_prompt_enabled is None else self.system_prompt_enabled
+
+    def ranked_scores(self) -> tuple[ModelScore, ...]:
+        """Entries by score, highest first; ties keep file order; a model listed twice keeps its best entry."""
+        seen: set[str] = set()
+        ranked: list[ModelScore] = []
+        for entry in sorted(self.model_scores, key=lambda e: -e.score):
+            if entry.model not in seen:
+                seen.add(entry.model)
+                ranked.append(entry)
+        return tuple(ranked)
+
+
+class KeywordRule(_Section):
+    """VSR classic keyword rule, checked before the classifier; a match sets the category with confidence 1.0.
+
+    `operator`: OR = any keyword present, AND = all present, NOR = none present. Keywords match as whole
+    words/phrases (not inside longer words), case-insensitively unless `case_sensitive`. Rules are tried in
+    file order; the first match wins. `name` is accepted as an alias of `category` (later VSR spelling).
+    """
+
+    category: NonEmptyStr = Field(validation_alias=AliasChoices("category", "name"))
+    operator: Literal["AND", "OR", "NOR"] = "OR"
+    keywords: tuple[NonEmptyStr, ...] = Field(min_length=1)
+    case_sensitive: bool = False
+    _patterns: tuple[re.Pattern[str], ...] = PrivateAttr(default=())
+
+    @field_validator("operator", mode="before")
+    @classmethod
+    def _upper(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
+    def model_post_init(self, context: Any, /) -> None:
+        flags = 0 if self.case_sensitive else re.IGNORECASE
+        self._patterns = tuple(re.compile(rf"(?<!\w){re.escape(k)}(?!\w)", flags) for k in self.keywords)
+
+    def matches(self, text: str) -> bool:
+        hits = (p.search(text) is not None for p in self._patterns)
+        if self.operator == "AND":
+            return all(hits)
+        if self.operator == "OR":
+            return any(hits)
+        return not any(hits)
+
+
+class BatchClassificationConfig(_FreeForm):
+    max_batch_size: Annotated[int, Field(ge=1, le=10_000)] = 100
+
+
+class ApiConfig(_FreeForm):
+    """VSR's classification-API knobs; `batch_classification.max_batch_size` bounds POST /api/v1/classify/batch."""
+
+    batch_classification: BatchClassificationConfig = BatchClassificationConfig()
+
+
+class EmbeddingModelsConfig(_FreeForm):
+    """VSR's long-context embedding models: all model paths, all ignored."""
+
+    VSR_MODEL_KEYS = frozenset({"qwen3_model_path", "gemma_model_path", "use_cpu", "hnsw_config"})
+    qwen3_model_path: str | None = None
+    gemma_model_path: str | None = None
+    use_cpu: bool | None = None
+    hnsw_config: dict[str, Any] | None = None
+
+
+class ObservabilityConfig(_FreeForm):
+    """Free-form (tracing exporter, sampling, resource): read by the service's tracing setup."""
+
+
+class FailurePolicy(_Section):
+    """What happens to a request when Triton (all signals at once) is unavailable.
+
+    - `classification: open` (default): route to `default_model`. Routing is a quality optimisation; refusing
+      traffic because the optimiser is down would turn a degraded router into an outage.
+    - `jailbreak: closed` (default): block with 503. An operator who enabled a guard expects it to hold; failing
+      open would turn "make the classifier time out" (e.g. with huge prompts) into a bypass, and a silent one.
+      This is Envoy's own default for external authorisation (`failure_mode_allow: false`). It only bites when
+      the guard is enabled for the request (prompt_guard or the category says so).
+    - `pii: closed` (default): with PII unknown, only candidates whose policy allows every PII type stay
+      eligible; when none does, block with 503. Models without a restrictive `pii_policy` keep serving.
+
+    VSR itself logs the classifier error and continues; set `open` to get that behaviour.
+    """
+
+    classification: Policy = "open"
+    jailbreak: Policy = "closed"
+    pii: Policy = "closed"
+
+
+class TritonRouterConfig(_Section):
+    """Our own settings (VSR's `router:` section means something else and is kept as-is)."""
+
+    block_response: Literal["openai_error", "content_filter"] = "openai_error"
+    """openai_error: HTTP 403 with an OpenAI error body; content_filter: VSR's HTTP 200 refusal completion."""
+    failure_policy: FailurePolicy = FailurePolicy()
+    log_prompts: bool = False
+    """Prompts are user data: never logged unless the operator opts in."""
+    cache_tenant_header: NonEmptyStr = "x-user-id"
+    """Request header whose value scopes semantic-cache entries to one tenant/user."""
+
+    @field_validator("cache_tenant_header")
+    @classmethod
+    def _header_name(cls, value: str) -> str:
+        if not re.fullmatch(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+", value):
+            raise ValueError("must be an HTTP header name")
+        return value.lower()
+
+
+class RouterConfig(_Section):
+    """The whole configuration file. Look-ups that encode VSR semantics live here so every caller agrees."""
+
+    NOT_APPLIED_KEYS = frozenset({"router", "embedding_rules", "clear_route_cache"})
+
+    bert_model: BertModelConfig | None = None
+    semantic_cache: SemanticCacheConfig = SemanticCacheConfig()
+    tools: ToolsConfig = ToolsConfig()
+    prompt_guard: PromptGuardConfig = PromptGuardConfig()
+    vllm_endpoints: tuple[Endpoint, ...] = Field(min_length=1)
+    models: dict[str, ModelParams] = Field(default_factory=dict, alias="model_config")
+    classifier: ClassifierConfig = ClassifierConfig()
+    categories: tuple[Category, ...] = ()
+    router: dict[str, Any] | None = None
+    """VSR's dual-path (LoRA vs traditional) selection knobs: accepted, no equivalent here."""
+    default_model: NonEmptyStr
+    reasoning_families: dict[str, ReasoningFamily] = Field(default_factory=dict)
+    default_reasoning_effort: Effort = "medium"
+    api: ApiConfig = ApiConfig()
+    embedding_models: EmbeddingModelsConfig | None = None
+    observability: ObservabilityConfig = ObservabilityConfig()
+    auto_model_name: NonEmptyStr = "MoM"
+    include_config_models_in_list: bool | None = None
+    """None (default here) or true: GET /v1/models lists configured models too; false: only the auto model."""
+    clear_route_cache: bool = False
+    keyword_rules: tuple[KeywordRule, ...] = ()
+    embedding_rules: tuple[dict[str, Any], ...] = ()
+    triton_router: TritonRouterConfig = TritonRouterConfig()
+
+    _source: Path | None = PrivateAttr(default=None)
+    _by_label: dict[str, Category] = PrivateAttr(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _cross_check(self) -> RouterConfig:
+        problems = [*_endpoint_problems(self), *_model_problems(self), *_category_problems(self)]
+        if problems:
+            raise ValueError("\n".join(problems))
+        by_label: dict[str, Category] = {}
+        for cat in self.categories:
+            for label in cat.mmlu_categories:
+                by_label.setdefault(label, cat)
+        by_label.update({cat.name: cat for cat in self.categories})
+        self._by_label = by_label
+        return self
+
+    # --- look-ups -------------------------------------------------------------------------------------
+
+    @property
+    def source_path(self) -> Path | None:
+        """The file this config was loaded from (None when built in memory)."""
+        return self._source
+
+    def resolve_path(self, value: str) -> Path:
+        """A path from the config: absolute as is, else relative to the config file's folder."""
+        path = Path(value)
+        if path.is_absolute() or self._source is None:
+            return path
+        return self._source.parent / path
+
+    def is_auto_model(self, model: str) -> bool:
+        return model in (self.auto_model_name, AUTO_ALIAS)
+
+    def category(self, label: str) -> Category | None:
+        """The category for a classifier label: by name, else the first whose `mmlu_categories` lists it."""
+        return self._by_label.get(label)
+
+    def model_params(self, model: str) -> ModelParams | None:
+        return self.models.get(model)
+
+    def endpoints_for(self, model: str) -> tuple[Endpoint, ...]:
+        """Endpoints serving `model`, best first (highest weight; ties in file order).
+
+        A model's `preferred_endpoints` when it has some. Otherwise (a model without preferences, or a
+        model the config does not know) the default model's endpoints, as VSR sends unknown models to the
+        default endpoint; if the default model has none either, every endpoint.
+        """
+        by_name = {ep.name: ep for ep in self.vllm_endpoints}
+        for name in (model, self.default_model):
+            params = self.models.get(name)
+            if params is not None and params.preferred_endpoints:
+                chosen = [by_name[n] for n in params.preferred_endpoints if n in by_name]
+                return tuple(sorted(chosen, key=lambda ep: -ep.weight))
+        return tuple(sorted(self.vllm_endpoints, key=lambda ep: -ep.weight))
+
+    def reasoning_family_for(self, model: str) -> ReasoningFamily | None:
+        params = self.models.get(model)
+        if params is None or params.reasoning_family is None:
+            return None
+        return self.reasoning_families.get(params.reasoning_family)
+
+    def pii_policy_for(self, model: str) -> PiiPolicy:
+        params = self.models.get(model)
+        return params.pii_policy if params is not None else PiiPolicy()
+
+    def pricing_for(self, model: str) -> Pricing | None:
+        params = self.models.get(model)
+        return params.pricing if params is not None else None
+
+    def all_models(self) -> tuple[str, ...]:
+        """Every model the config names: model_config keys, then model_scores, then default_model."""
+        names = [*self.models, *(s.model for c in self.categories for s in c.model_scores), self.default_model]
+        return tuple(dict.fromkeys(names))
+
+    def jailbreak_enabled(self, category: Category | None) -> bool:
+        if category is not None and category.jailbreak_enabled is not None:
+            return category.jailbreak_enabled
+        return self.prompt_guard.enabled
+
+    def jailbreak_threshold(self, category: Category | None) -> float:
+        if category is not None and category.jailbreak_threshold is not None:
+            return category.jailbreak_threshold
+        return self.prompt_guard.threshold
+
+    def pii_enabled(self, category: Category | None) -> bool:
+        """Per category when set, else on when `classifier.pii_model` is configured (VSR semantics)."""
+        if category is not None and category.pii_enabled is not None:
+            return category.pii_enabled
+        return self.classifier.pii_model is not None
+
+    def pii_threshold(self, category: Category | None) -> float:
+        if category is not None and category.pii_threshold is not None:
+            return category.pii_threshold
+        model = self.classifier.pii_model
+        return model.threshold if model is not None else PiiModelConfig().threshold
+
+    def cache_enabled(self, category: Category | None) -> bool:
+        if category is not None and category.semantic_cache_enabled is not None:
+            return category.semantic_cache_enabled
+        return self.semantic_cache.enabled
+
+    def cache_threshold(self, category: Category | None) -> float:
+        """Cosine similarity for a hit: category, else semantic_cache, else bert_model, else 0.8."""
+        if category is not None and category.semantic_cache_similarity_threshold is not None:
+            return category.semantic_cache_similarity_threshold
+        return _first_set(self.semantic_cache.similarity_threshold, self._bert_threshold(), 0.8)
+
+    @property
+    def tools_threshold(self) -> float:
+        """Cosine similarity a tool needs: tools.similarity_threshold, else bert_model's, else 0.2."""
+        return _first_set(self.tools.similarity_threshold, self._bert_threshold(), 0.2)
+
+    def _bert_threshold(self) -> float | None:
+        return self.bert_model.threshold if self.bert_model is not None else None
+
+    # --- reporting ------------------------------------------------------------------------------------
+
+    def vsr_model_keys(self) -> tuple[str, ...]:
+        """Paths of the keys present that name VSR's model files (ignored: ours live in Triton)."""
+        return tuple(p for p, kind in _special_keys(self, "") if kind == "model")
+
+    def not_applied_keys(self) -> tuple[str, ...]:
+        """Paths of VSR runtime knobs present that have no effect here."""
+        return tuple(p for p, kind in _special_keys(self, "") if kind == "not_applied")
+
+    def redacted(self) -> dict[str, Any]:
+        """The config as JSON-able data for GET /config, with secrets replaced by "***".
+
+        A key is secret when one of its snake/kebab-case words is, or ends with, key/secret/token/password
+        (so `api_key`, `apikey`, `access_token`, `key_file` are hidden, `keywords` and `max_tokens` are not);
+        credentials inside URLs (`redis://user:pass@host`) are hidden too.
+        """
+        data = self.model_dump(mode="json", by_alias=True)
+        redacted = _redact(data)
+        assert isinstance(redacted, dict)
+        return redacted
+
+
+def _first_set(*values: float | None) -> float:
+    for value in values:
+        if value is not None:
+            return value
+    raise ValueError("no value")
+
+
+def _endpoint_problems(cfg: RouterConfig) -> Iterator[str]:
+    seen: set[str] = set()
+    for i, ep in enumerate(cfg.vllm_endpoints):
+        if ep.name in seen:
+            yield f"vllm_endpoints[{i}].name: duplicate endpoint name {ep.name!r}"
+        seen.add(ep.name)
+
+
+def _model_problems(cfg: RouterConfig) -> Iterator[str]:
+    known_endpoints = [ep.name for ep in cfg.vllm_endpoints]
+    for model, params in cfg.models.items():
+        where = f"model_config{_key(model)}"
+        for j, name in enumerate(params.preferred_endpoints):
+            if name not in known_endpoints:
+                yield f"{where}.preferred_endpoints[{j}]: unknown endpoint {name!r}{_known(known_endpoints)}"
+        family = params.reasoning_family
+        if family is not None and family not in cfg.reasoning_families:
+            yield f"{where}.reasoning_family: unknown reasoning family {family!r}{_known(cfg.reasoning_families)}"
+    scored = {s.model for c in cfg.categories for s in c.model_scores}
+    if cfg.default_model not in cfg.models and cfg.default_model not in scored:
+        yield f"default_model: {cfg.default_model!r} is neither in model_config nor in any category's model_scores"
+
+
+def _category_problems(cfg: RouterConfig) -> Iterator[str]:
+    names: set[str] = set()
+    for i, cat in enumerate(cfg.categories):
+        if cat.name in names:
+            yield f"categories[{i}].name: duplicate category {cat.name!r}"
+        names.add(cat.name)
+        if cat.system_prompt_enabled and not cat.system_prompt:
+            yield f"categories[{i}].system_prompt_enabled: true but the category has no system_prompt"
+    for i, rule in enumerate(cfg.keyword_rules):
+        if rule.category not in names:
+            yield f"keyword_rules[{i}].category: unknown category {rule.category!r}{_known(sorted(names))}"
+
+
+_PLAIN_KEY = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def _key(name: str | int) -> str:
+    """One step of a key path: `.name`, `[3]`, or `["name with/odd chars"]`."""
+    if isinstance(name, int):
+        return f"[{name}]"
+    return f".{name}" if _PLAIN_KEY.fullmatch(name) else f"[{json.dumps(name)}]"
+
+
+def _known(names: Any) -> str:
+    listed = ", ".join(sorted(str(n) for n in names))
+    return f" (known: {listed})" if listed else " (none defined)"
+
+
+def format_loc(loc: tuple[int | str, ...]) -> str:
+    """`('categories', 3, 'model_scores', 0, 'score')` → `categories[3].model_scores[0].score`."""
+    return "".join(_key(part) for part in loc).lstrip(".") or "<root>"
+
+
+def _special_keys(node: BaseModel, path: str) -> Iterator[tuple[str, str]]:
+    """(path, kind) of every ignored key the file actually set, depth first."""
+    cls = type(node)
+    model_keys = getattr(cls, "VSR_MODEL_KEYS", frozenset())
+    not_applied = getattr(cls, "NOT_APPLIED_KEYS", frozenset())
+    for name in sorted(node.model_fields_set):
+        field = cls.model_fields.get(name)
+        if field is None:
+            continue
+        key = field.alias or name
+        here = f"{path}{_key(key)}".lstrip(".")
+        if name in model_keys:
+            yield here, "model"
+        elif name in not_applied:
+            yield here, "not_applied"
+        else:
+            yield from _special_keys_in(getattr(node, name), here)
+
+
+def _special_keys_in(value: Any, path: str) -> Iterator[tuple[str, str]]:
+    if isinstance(value, BaseModel):
+        yield from _special_keys(value, path)
+    elif isinstance(value, tuple):
+        for i, item in enumerate(value):
+            yield from _special_keys_in(item, f"{path}[{i}]")
+    elif isinstance(value, dict):
+        for k, item in value.items():
+            if isinstance(item, BaseModel):
+                yield from _special_keys(item, f"{path}{_key(str(k))}")
+
+
+_SECRET_WORDS = ("key", "secret", "token", "password", "passwd", "credential", "authorization")
+_URL_CREDENTIALS = re.compile(r"(?<=://)[^/@\s]+@")
+
+
+def _is_secret(key: str) -> bool:
+    words = re.split(r"[_\-.\s]+", key.lower())
+    return any(w.endswith(_SECRET_WORDS) for w in words if w)
+
+
+def _redact(value: Any, key: str = "") -> Any:
+    if key and _is_secret(key) and value not in (None, "", [], {}):
+        return "***"
+    if isinstance(value, dict):
+        return {k: _redact(v, str(k)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_redact(v) for v in value]
+    if isinstance(value, str):
+        return _URL_CREDENTIALS.sub("***@", value)
+    return value
+
+
+# --- loading ------------------------------------------------------------------------------------------
+
+
+def parse_config(text: str, source: str | Path | None = None) -> RouterConfig:
+    """Validate YAML text. Raises ConfigError listing every problem with its key path."""
+    label = str(source) if source is not None else None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+        problem = getattr(e, "problem", None) or str(e)
+        raise ConfigError([f"YAML syntax error: {where}{problem}"], label) from e
+    if raw is None:
+        raise ConfigError(["the file is empty"], label)
+    if not isinstance(raw, Mapping):
+        raise ConfigError([f"the top level must be a mapping of keys, not {type(raw).__name__}"], label)
+    try:
+        cfg = RouterConfig.model_validate(raw)
+    except ValidationError as e:
+        raise ConfigError(_messages(e), label) from e
+    if isinstance(source, Path):
+        cfg._source = source.resolve()
+    return cfg
+
+
+def load_config(path: str | Path) -> RouterConfig:
+    """Read and validate a config file; logs (once) the VSR keys it accepts but ignores."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError([f"cannot read the file: {e}"], str(path)) from e
+    cfg = parse_config(text, path)
+    model_keys = cfg.vsr_model_keys()
+    if model_keys:
+        log.info("config %s: ignoring VSR model-file keys (models come from Triton): %s", path, ", ".join(model_keys))
+    idle = cfg.not_applied_keys()
+    if idle:
+        log.info("config %s: accepted VSR keys with no effect here: %s", path, ", ".join(idle))
+    return cfg
+
+
+def _messages(error: ValidationError) -> list[str]:
+    out: list[str] = []
+    for item in error.errors(include_url=False):
+        loc = tuple(item["loc"])
+        msg = str(item["msg"]).removeprefix("Value error, ")
+        if not loc:
+            out.extend(line for line in msg.splitlines() if line)
+        elif item["type"] == "extra_forbidden":
+            out.append(f"{format_loc(loc)}: unknown key{_allowed_hint(loc)}")
+        elif item["type"] == "missing":
+            out.append(f"{format_loc(loc)}: required key is missing")
+        else:
+            out.append(f"{format_loc(loc)}: {msg}")
+    return out
+
+
+def _allowed_hint(loc: tuple[int | str, ...]) -> str:
+    section = _model_at(RouterConfig, loc[:-1])
+    if section is None:
+        return ""
+    allowed = sorted(f.alias or name for name, f in section.model_fields.items())
+    close = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
+    guess = f"; did you mean {close[0]!r}?" if close else ""
+    return f"{guess} (allowed: {', '.join(allowed)})"
+
+
+def _model_at(root: type[BaseModel], loc: tuple[int | str, ...]) -> type[BaseModel] | None:
+    """The pydantic model class that validates the value at `loc`, following fields, lists and dicts."""
+    current: Any = root
+    for part in loc:
+        current = _unwrap(current)
+        if isinstance(current, type) and issubclass(current, BaseModel):
+            fields = {f.alias or n: f for n, f in current.model_fields.items()}
+            if not isinstance(part, str) or part not in fields:
+                return None
+            current = fields[part].annotation
+        elif get_origin(current) in (list, tuple):
+            current = get_args(current)[0]
+        elif get_origin(current) is dict:
+            current = get_args(current)[1]
+        else:
+            return None
+    current = _unwrap(current)
+    return current if isinstance(current, type) and issubclass(current, BaseModel) else None
+
+
+def _unwrap(tp: Any) -> Any:
+    """`X | None` → X, `Annotated[X, ...]` → X."""
+    while True:
+        origin = get_origin(tp)
+        if origin is Annotated:
+            tp = get_args(tp)[0]
+        elif origin in (Union, types.UnionType):
+            args = [a for a in get_args(tp) if a is not type(None)]
+            if len(args) != 1:
+                return tp
+            tp = args[0]
+        else:
+            return tp
