@@ -65,7 +65,11 @@ class ResponseTracker:
             parsed = json.loads(raw)
         except ValueError:
             return None
-        if not isinstance(parsed, dict) or parsed.get("object") != "chat.completion" or not parsed.get("choices"):
+        if (
+            not isinstance(parsed, dict)
+            or parsed.get("object") != "chat.completion"
+            or not parsed.get("choices")
+        ):
             return None
         return parsed
 
@@ -96,7 +100,9 @@ class ResponseTracker:
                 metrics.TPOT.labels(model=self.model).observe((done - self.first_chunk_at) / (tokens - 1))
         pricing = cfg.pricing_for(self.model)
         if pricing is not None:
-            cost = (prompt_tokens * pricing.prompt_per_1m + completion_tokens * pricing.completion_per_1m) / 1e6
+            cost = (
+                prompt_tokens * pricing.prompt_per_1m + completion_tokens * pricing.completion_per_1m
+            ) / 1e6
             metrics.MODEL_COST.labels(model=self.model, currency=pricing.currency).inc(cost)
         if cache is not None and scope is not None:
             task = asyncio.create_task(

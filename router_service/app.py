@@ -96,7 +96,11 @@ def create_app(settings: Settings) -> Starlette:
             timeout_s=settings.triton_timeout_s,
         )
         await signals.start()
-        cache = CacheClient(settings.cache_url, timeout_s=settings.cache_timeout_s) if settings.cache_url else None
+        cache = (
+            CacheClient(settings.cache_url, timeout_s=settings.cache_timeout_s)
+            if settings.cache_url
+            else None
+        )
         http = httpx.AsyncClient(
             timeout=httpx.Timeout(settings.upstream_timeout_s, connect=5.0),
             limits=httpx.Limits(max_connections=512, max_keepalive_connections=128),
@@ -143,7 +147,11 @@ def create_app(settings: Settings) -> Starlette:
                 "max_seq_length": signals.max_seq_length,
                 "models": [
                     {"name": "intent", "type": "sequence_classification", "labels": list(m.intent_labels)},
-                    {"name": "jailbreak", "type": "sequence_classification", "labels": list(m.jailbreak_labels)},
+                    {
+                        "name": "jailbreak",
+                        "type": "sequence_classification",
+                        "labels": list(m.jailbreak_labels),
+                    },
                     {"name": "pii", "type": "token_classification", "labels": list(m.pii_labels)},
                     {"name": "embedding", "type": "sentence_embedding", "dimension": m.embedding_dim},
                 ],
@@ -185,4 +193,3 @@ def create_app(settings: Settings) -> Starlette:
             Exception: _unexpected,
         },
     )
-

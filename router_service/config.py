@@ -1,15 +1,15 @@
-"""The router configuration: VSR classic's YAML schema as pydantic models, plus our own `triton_router:` section.
+"""The router configuration: VSR classic's YAML schema as pydantic models, plus our `triton_router:` section.
 
 `shared/reference/vsr-classic/config.yaml` and `config.e2e.yaml` load unchanged. Unknown keys are rejected at
 every level we interpret (a typo such as `jailbreak_treshold` silently disabling a guard is worse than a loud
-error); only VSR's free-form sections (`router`, `api`, `observability`, cache backend blocks) accept anything.
+error); only VSR's free-form sections (`router`, `api`, `observability`, cache backend blocks) take anything.
 
 Keys that name VSR's own model files (`bert_model.model_id`, `classifier.*.model_id`, `*_mapping_path`,
 `use_modernbert`, `use_cpu`, ...) are accepted and ignored: our models come from the Triton model repository.
 `load_config` logs them once, in one line, so an operator sees they have no effect.
 
-Thresholds are probabilities or cosine similarities in [0, 1]; the semantic-cache and tool thresholds are cosine
-SIMILARITIES, so higher is stricter.
+Thresholds are probabilities or cosine similarities in [0, 1]; the semantic-cache and tool thresholds are
+cosine SIMILARITIES, so higher is stricter.
 """
 
 from __future__ import annotations
@@ -137,7 +137,7 @@ class SemanticCacheConfig(_Section):
 
 
 class ToolsConfig(_Section):
-    """Automatic tool selection. `similarity_threshold` is a cosine similarity (falls back to bert_model's)."""
+    """Automatic tool selection. `similarity_threshold` is a cosine similarity (default: bert_model's)."""
 
     enabled: bool = False
     top_k: Annotated[int, Field(ge=1, le=64)] = 3
@@ -147,7 +147,7 @@ class ToolsConfig(_Section):
 
 
 class PromptGuardConfig(_Section):
-    """Jailbreak detection. Absent or `enabled: false` skips the check (per-category overrides still apply)."""
+    """Jailbreak detection. Absent or `enabled: false` skips the check (per-category overrides apply)."""
 
     VSR_MODEL_KEYS = _MODEL_FILE_KEYS | {"jailbreak_mapping_path"}
     enabled: bool = False
@@ -223,7 +223,7 @@ class LoraAdapter(_Section):
 
 
 class ModelParams(_Section):
-    """`model_config.<model>`. `use_reasoning` here is a legacy VSR key: reasoning is chosen per model_scores entry."""
+    """`model_config.<model>`. `use_reasoning` here is legacy VSR: reasoning is chosen per model_scores entry."""
 
     NOT_APPLIED_KEYS = frozenset({"use_reasoning", "param_size"})
     reasoning_family: str | None = None
@@ -236,7 +236,7 @@ class ModelParams(_Section):
 
 
 class ReasoningFamily(_Section):
-    """How a model family is told to reason: `chat_template_kwargs.<parameter>` or a `<parameter>` effort field."""
+    """How a model family is told to reason: `chat_template_kwargs.<parameter>`, or a `<parameter>` effort."""
 
     type: Literal["chat_template_kwargs", "reasoning_effort"]
     parameter: NonEmptyStr
@@ -283,7 +283,7 @@ class ModelScore(_Section):
 
 
 class Category(_Section):
-    """A routing category: its candidate models and its per-category policy overrides (None = inherit global)."""
+    """A routing category: its candidate models and per-category policy overrides (None = inherit global)."""
 
     name: NonEmptyStr
     description: str | None = None
@@ -307,7 +307,7 @@ class Category(_Section):
         return True if self.system_prompt_enabled is None else self.system_prompt_enabled
 
     def ranked_scores(self) -> tuple[ModelScore, ...]:
-        """Entries by score, highest first; ties keep file order; a model listed twice keeps its best entry."""
+        """Entries by score, highest first; ties keep file order; a model listed twice keeps its best."""
         seen: set[str] = set()
         ranked: list[ModelScore] = []
         for entry in sorted(self.model_scores, key=lambda e: -e.score):
@@ -354,7 +354,7 @@ class BatchClassificationConfig(_FreeForm):
 
 
 class ApiConfig(_FreeForm):
-    """VSR's classification-API knobs; `batch_classification.max_batch_size` bounds POST /api/v1/classify/batch."""
+    """VSR's classification-API knobs; `batch_classification.max_batch_size` bounds the batch endpoint."""
 
     batch_classification: BatchClassificationConfig = BatchClassificationConfig()
 
@@ -378,10 +378,10 @@ class FailurePolicy(_Section):
 
     - `classification: open` (default): route to `default_model`. Routing is a quality optimisation; refusing
       traffic because the optimiser is down would turn a degraded router into an outage.
-    - `jailbreak: closed` (default): block with 503. An operator who enabled a guard expects it to hold; failing
-      open would turn "make the classifier time out" (e.g. with huge prompts) into a bypass, and a silent one.
-      This is Envoy's own default for external authorisation (`failure_mode_allow: false`). It only bites when
-      the guard is enabled for the request (prompt_guard or the category says so).
+    - `jailbreak: closed` (default): block with 503. An operator who enabled a guard expects it to hold;
+      failing open would turn "make the classifier time out" (e.g. with huge prompts) into a bypass, and a
+      silent one. This is Envoy's own default for external authorisation (`failure_mode_allow: false`). It
+      only bites when the guard is enabled for the request (prompt_guard or the category says so).
     - `pii: closed` (default): with PII unknown, only candidates whose policy allows every PII type stay
       eligible; when none does, block with 503. Models without a restrictive `pii_policy` keep serving.
 
@@ -512,7 +512,11 @@ class RouterConfig(_Section):
 
     def all_models(self) -> tuple[str, ...]:
         """Every model the config names: model_config keys, then model_scores, then default_model."""
-        names = [*self.models, *(s.model for c in self.categories for s in c.model_scores), self.default_model]
+        names = [
+            *self.models,
+            *(s.model for c in self.categories for s in c.model_scores),
+            self.default_model,
+        ]
         return tuple(dict.fromkeys(names))
 
     def jailbreak_enabled(self, category: Category | None) -> bool:
@@ -603,10 +607,11 @@ def _model_problems(cfg: RouterConfig) -> Iterator[str]:
                 yield f"{where}.preferred_endpoints[{j}]: unknown endpoint {name!r}{_known(known_endpoints)}"
         family = params.reasoning_family
         if family is not None and family not in cfg.reasoning_families:
-            yield f"{where}.reasoning_family: unknown reasoning family {family!r}{_known(cfg.reasoning_families)}"
+            known = _known(cfg.reasoning_families)
+            yield f"{where}.reasoning_family: unknown reasoning family {family!r}{known}"
     scored = {s.model for c in cfg.categories for s in c.model_scores}
     if cfg.default_model not in cfg.models and cfg.default_model not in scored:
-        yield f"default_model: {cfg.default_model!r} is neither in model_config nor in any category's model_scores"
+        yield f"default_model: {cfg.default_model!r} is in neither model_config nor any category's model_scores"
 
 
 def _category_problems(cfg: RouterConfig) -> Iterator[str]:
@@ -730,7 +735,11 @@ def load_config(path: str | Path) -> RouterConfig:
     cfg = parse_config(text, path)
     model_keys = cfg.vsr_model_keys()
     if model_keys:
-        log.info("config %s: ignoring VSR model-file keys (models come from Triton): %s", path, ", ".join(model_keys))
+        log.info(
+            "config %s: ignoring VSR model-file keys (models come from Triton): %s",
+            path,
+            ", ".join(model_keys),
+        )
     idle = cfg.not_applied_keys()
     if idle:
         log.info("config %s: accepted VSR keys with no effect here: %s", path, ", ".join(idle))

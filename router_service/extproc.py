@@ -76,7 +76,9 @@ class ExtProcServer(pb_grpc.ExternalProcessorServicer):
         self._background: set[asyncio.Task[None]] = set()
 
     async def Process(  # noqa: N802 - gRPC method name
-        self, request_iterator: AsyncIterator[pb.ProcessingRequest], context: grpc.aio.ServicerContext[Any, Any]
+        self,
+        request_iterator: AsyncIterator[pb.ProcessingRequest],
+        context: grpc.aio.ServicerContext[Any, Any],
     ) -> AsyncIterator[pb.ProcessingResponse]:
         stream = _Stream()
         async for req in request_iterator:
@@ -130,12 +132,14 @@ class ExtProcServer(pb_grpc.ExternalProcessorServicer):
         try:
             parsed = json.loads(body.body)
         except (ValueError, UnicodeDecodeError) as e:
-            status, err = openai_error(400, f"request body is not valid JSON: {e}", "invalid_request_error",
-                                       "invalid_json")
+            status, err = openai_error(
+                400, f"request body is not valid JSON: {e}", "invalid_request_error", "invalid_json"
+            )
             return _immediate(status, err, {"content-type": "application/json"}, "invalid_json")
         if not isinstance(parsed, dict):
-            status, err = openai_error(400, "request body must be a JSON object", "invalid_request_error",
-                                       "invalid_body")
+            status, err = openai_error(
+                400, "request body must be a JSON object", "invalid_request_error", "invalid_body"
+            )
             return _immediate(status, err, {"content-type": "application/json"}, "invalid_body")
         try:
             outcome = await self.router.route(parsed, stream.headers)
@@ -149,7 +153,9 @@ class ExtProcServer(pb_grpc.ExternalProcessorServicer):
             status, headers, payload, ctype = render_block(
                 decision, self.router.config, stream=outcome.plan.stream, model=outcome.plan.requested_model
             )
-            return _immediate(status, payload, {**headers, "content-type": ctype}, f"blocked_{decision.reason}")
+            return _immediate(
+                status, payload, {**headers, "content-type": ctype}, f"blocked_{decision.reason}"
+            )
         assert isinstance(decision, Routed)
         metrics.MODEL_REQUESTS.labels(model=decision.model).inc()
         if decision.model != outcome.plan.requested_model:

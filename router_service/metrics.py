@@ -10,9 +10,7 @@ REGISTRY = CollectorRegistry(auto_describe=True)
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 
-MODEL_REQUESTS = Counter(
-    "llm_model_requests", "Requests routed to each model", ["model"], registry=REGISTRY
-)
+MODEL_REQUESTS = Counter("llm_model_requests", "Requests routed to each model", ["model"], registry=REGISTRY)
 REQUEST_ERRORS = Counter(
     "llm_request_errors", "Request errors by model and reason", ["model", "reason"], registry=REGISTRY
 )

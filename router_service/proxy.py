@@ -31,8 +31,19 @@ tracer = trace.get_tracer("router_service")
 
 # RFC 9110 §7.6.1 hop-by-hop headers, plus ones httpx/uvicorn set themselves.
 _HOP_BY_HOP = {
-    "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer", "trailers",
-    "transfer-encoding", "upgrade", "host", "content-length", "content-encoding", "accept-encoding",
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "trailers",
+    "transfer-encoding",
+    "upgrade",
+    "host",
+    "content-length",
+    "content-encoding",
+    "accept-encoding",
 }
 
 
@@ -53,7 +64,9 @@ class ChatProxy:
         request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
         raw = await request.body()
         if len(raw) > self.max_body_bytes:
-            return _error(413, f"request body exceeds {self.max_body_bytes} bytes", "body_too_large", request_id)
+            return _error(
+                413, f"request body exceeds {self.max_body_bytes} bytes", "body_too_large", request_id
+            )
         try:
             body = json.loads(raw)
         except (ValueError, UnicodeDecodeError) as e:
@@ -143,4 +156,3 @@ def _error(status: int, message: str, code: str, request_id: str, param: str | N
     kind = "invalid_request_error" if status < 500 else "server_error"
     status, payload = openai_error(status, message, kind, code, param)
     return Response(payload, status, {"x-request-id": request_id}, media_type="application/json")
-

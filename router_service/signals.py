@@ -80,7 +80,9 @@ class SignalClient:
         self.max_batch = max_batch
         self.window_s = window_ms / 1000.0
         self.timeout_s = timeout_s
-        self.max_seq_length = min(max_seq_length or self.manifest.max_seq_length, self.manifest.max_seq_length)
+        self.max_seq_length = min(
+            max_seq_length or self.manifest.max_seq_length, self.manifest.max_seq_length
+        )
         self._tokenizer = Tokenizer.from_file(str(model_dir / "1" / "tokenizer.json"))
         self._tokenizer.no_padding()
         self._tokenizer.enable_truncation(self.max_seq_length)
@@ -133,7 +135,11 @@ class SignalClient:
     async def embed(self, texts: Sequence[str]) -> np.ndarray:
         """Sentence embeddings (rows L2-normalised) from the same Triton model, for the tool catalogue."""
         signals = await self.classify(texts)
-        return np.stack([s.embedding for s in signals]) if signals else np.zeros((0, self.manifest.embedding_dim))
+        return (
+            np.stack([s.embedding for s in signals])
+            if signals
+            else np.zeros((0, self.manifest.embedding_dim))
+        )
 
     def _memo_get(self, text: str) -> TextSignals | None:
         hit = self._memo.get(text)
@@ -256,7 +262,9 @@ def _entities(
             cur_type = None
             continue
         prefix, _, etype = label.partition("-")
-        word_continues = enc.word_ids[tok] is not None and tok > 0 and enc.word_ids[tok] == enc.word_ids[tok - 1]
+        word_continues = (
+            enc.word_ids[tok] is not None and tok > 0 and enc.word_ids[tok] == enc.word_ids[tok - 1]
+        )
         if cur_type == etype and (prefix == "I" or word_continues):
             cur_end = end
             cur_conf = min(cur_conf, prob)

@@ -6,9 +6,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import pytest
+import yaml
 
 from semantic_router.components import ManagedProcess, free_port, valkey_command, wait_tcp
+from semantic_router.paths import DEFAULT_CONFIG
+from semantic_router.stack import Ports, Stack, StackSettings
 
 
 @dataclass(frozen=True)
@@ -44,3 +48,58 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
     server = RedisServer(port, proc)
     yield server
     proc.stop()
+
+
+# --- the whole stack ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RunningStack:
+    stack: Stack
+    ports: Ports
+    config_path: Path
+    backends: dict[str, int]  # endpoint name -> demo backend port
+
+    @property
+    def envoy_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports.envoy}"
+
+    @property
+    def router_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports.router_http}"
+
+    def backend_requests(self, endpoint: str) -> list[dict[str, object]]:
+        r = httpx.get(f"http://127.0.0.1:{self.backends[endpoint]}/_demo/requests", timeout=5)
+        r.raise_for_status()
+        seen: list[dict[str, object]] = r.json()
+        return seen
+
+
+def write_test_config(dest: Path, source: Path = DEFAULT_CONFIG, **overrides: object) -> dict[str, int]:
+    """Copy a router config with every loopback endpoint moved to a free port; returns name -> port."""
+    raw = yaml.safe_load(source.read_text())
+    ports = {}
+    for ep in raw.get("vllm_endpoints", []):
+        ep["port"] = free_port()
+        ports[ep["name"]] = ep["port"]
+    tools = raw.get("tools") or {}
+    if tools.get("tools_db_path") and not Path(tools["tools_db_path"]).is_absolute():
+        tools["tools_db_path"] = str(Path(__file__).resolve().parents[2] / tools["tools_db_path"])
+    raw.update(overrides)
+    dest.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return ports
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
+    """Valkey, Triton, cache service, demo backends, router and Envoy — real processes on free ports."""
+    run_dir = tmp_path_factory.mktemp("stack")
+    config = run_dir / "config.yaml"
+    backends = write_test_config(config)
+    ports = Ports.free()
+    s = Stack(StackSettings(config=config, ports=ports, run_dir=run_dir))
+    s.up()
+    try:
+        yield RunningStack(s, ports, config, backends)
+    finally:
+        s.down()
