@@ -13,7 +13,16 @@ from build_engines.paths import cache_root
 __all__ = ["COMPLETE_MARKER", "build_dir", "build_key", "input_files", "is_complete"]
 
 COMPLETE_MARKER = "COMPLETE"
-_VERSIONED = ("torch", "transformers", "peft", "onnx", "onnxruntime", "tokenizers", "presidio-evaluator", "faker")
+_VERSIONED = (
+    "torch",
+    "transformers",
+    "peft",
+    "onnx",
+    "onnxruntime",
+    "tokenizers",
+    "presidio-evaluator",
+    "faker",
+)
 
 
 def input_files(package_dir: Path, extra: Iterable[Path] = ()) -> list[Path]:
@@ -39,8 +48,9 @@ def _versions() -> dict[str, str]:
     return out
 
 
-def build_key(files: Iterable[Path], root: Path, config: Mapping[str, Any], versions: Mapping[str, str] | None = None
-              ) -> str:
+def build_key(
+    files: Iterable[Path], root: Path, config: Mapping[str, Any], versions: Mapping[str, str] | None = None
+) -> str:
     """sha256 over (relative path, content) of each file, the config and library versions; 16 hex chars."""
     digest = hashlib.sha256()
     for path in sorted(files):

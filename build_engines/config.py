@@ -35,9 +35,9 @@ class BuildConfig:
     """WordNet/chatterbot weak intent data: "auto" keeps it only if it raises validation macro-F1."""
     external_intent: tuple[str, ...] = ()
     quantize: bool = False
-    intent: TaskConfig = field(default_factory=lambda: TaskConfig(epochs=8, lr=1e-4, max_length=128))
-    jailbreak: TaskConfig = field(default_factory=lambda: TaskConfig(epochs=4, lr=1e-4, max_length=256))
-    pii: TaskConfig = field(default_factory=lambda: TaskConfig(epochs=6, lr=1e-4, max_length=128))
+    intent: TaskConfig = field(default_factory=lambda: TaskConfig(epochs=6, lr=1e-4, max_length=128))
+    jailbreak: TaskConfig = field(default_factory=lambda: TaskConfig(epochs=3, lr=1e-4, max_length=128))
+    pii: TaskConfig = field(default_factory=lambda: TaskConfig(epochs=4, lr=1e-4, max_length=128))
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

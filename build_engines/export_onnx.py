@@ -41,17 +41,19 @@ def export_signals(model: SignalsModel, path: Path) -> Path:
     return path
 
 
-def session(path: Path, threads: int = 0) -> ort.InferenceSession:
+def session(path: Path, threads: int | None = None) -> ort.InferenceSession:
+    """A CPU session; `threads` defaults to torch's current count (see `threads.choose_threads`)."""
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    options.intra_op_num_threads = threads
+    options.intra_op_num_threads = threads if threads is not None else torch.get_num_threads()
     options.inter_op_num_threads = 1
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
-def compare_with_torch(model: SignalsModel, onnx_path: Path, rows: Sequence[Sequence[int]], seed: int,
-                       batches: int = 8) -> dict[str, Any]:
+def compare_with_torch(
+    model: SignalsModel, onnx_path: Path, rows: Sequence[Sequence[int]], seed: int, batches: int = 8
+) -> dict[str, Any]:
     """Max abs difference per output between PyTorch and ORT on random batches of real token rows.
 
     Batch sizes and lengths vary, so the dynamic axes are exercised; pii tag ids are compared as a mismatch rate.
@@ -68,7 +70,11 @@ def compare_with_torch(model: SignalsModel, onnx_path: Path, rows: Sequence[Sequ
             expected = [t.numpy() for t in model(ids, mask)]
         got = sess.run(list(SignalsModel.OUTPUTS), {"input_ids": ids.numpy(), "attention_mask": mask.numpy()})
         for name, e, g in zip(SignalsModel.OUTPUTS, expected, got, strict=True):
-            real = mask.numpy().astype(bool) if e.ndim == 2 and name.startswith("pii") else np.ones(e.shape, bool)
+            real = (
+                mask.numpy().astype(bool)
+                if e.ndim == 2 and name.startswith("pii")
+                else np.ones(e.shape, bool)
+            )
             if name == "pii_tag_ids":
                 diff = float((e[real] != g[real]).mean())
             else:
@@ -81,5 +87,7 @@ def quantize_int8(source: Path, target: Path) -> Path:
     """Dynamic int8 quantisation of MatMul/Gemm weights (activations stay float)."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul", "Gemm"])
+    quantize_dynamic(
+        str(source), str(target), weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul", "Gemm"]
+    )
     return target

@@ -36,9 +36,11 @@ def expected_calibration_error(probs: np.ndarray, y_true: np.ndarray, bins: int 
 def classification_summary(probs: np.ndarray, y_true: np.ndarray, labels: Sequence[str]) -> dict[str, Any]:
     y_pred = probs.argmax(axis=1)
     index = list(range(len(labels)))
-    precision, recall, f1, support = precision_recall_fscore_support(y_true, y_pred, labels=index, zero_division=0)
+    precision, recall, f1, support = precision_recall_fscore_support(
+        y_true, y_pred, labels=index, zero_division=0
+    )
     return {
-        "n": int(len(y_true)),
+        "n": len(y_true),
         "accuracy": float((y_pred == y_true).mean()),
         "macro_f1": float(f1_score(y_true, y_pred, labels=index, average="macro", zero_division=0)),
         "ece": expected_calibration_error(probs, y_true),
@@ -60,12 +62,18 @@ def binary_at_threshold(scores: np.ndarray, y_true: np.ndarray, threshold: float
     precision = tp / (tp + fp) if tp + fp else 0.0
     recall = tp / (tp + fn) if tp + fn else 0.0
     f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-    return {"threshold": threshold, "precision": precision, "recall": recall, "f1": f1,
-            "fpr": fp / negatives if negatives else 0.0}
+    return {
+        "threshold": threshold,
+        "precision": precision,
+        "recall": recall,
+        "f1": f1,
+        "fpr": fp / negatives if negatives else 0.0,
+    }
 
 
-def threshold_sweep(scores: np.ndarray, y_true: np.ndarray, thresholds: Iterable[float] | None = None
-                    ) -> list[dict[str, float]]:
+def threshold_sweep(
+    scores: np.ndarray, y_true: np.ndarray, thresholds: Iterable[float] | None = None
+) -> list[dict[str, float]]:
     grid = thresholds if thresholds is not None else [round(t, 2) for t in np.arange(0.05, 1.0, 0.05)]
     return [binary_at_threshold(scores, y_true, t) for t in grid]
 
@@ -77,8 +85,9 @@ def _prf(tp: int, fp: int, fn: int) -> dict[str, float]:
     return {"precision": precision, "recall": recall, "f1": f1, "support": tp + fn}
 
 
-def span_scores(gold: Sequence[Sequence[Span]], predicted: Sequence[Sequence[Span]],
-                types: Sequence[str] | None = None) -> dict[str, Any]:
+def span_scores(
+    gold: Sequence[Sequence[Span]], predicted: Sequence[Sequence[Span]], types: Sequence[str] | None = None
+) -> dict[str, Any]:
     """Entity-level scores: a prediction counts when type, start and end match exactly (after trimming spaces
     and trailing punctuation, which detectors attach differently). Also reports a lenient overlap match."""
     tp: Counter[str] = Counter()
@@ -95,7 +104,9 @@ def span_scores(gold: Sequence[Sequence[Span]], predicted: Sequence[Sequence[Spa
         for s in g_set - p_set:
             fn[s.entity_type] += 1
         overlap_tp += sum(
-            1 for g in g_set if any(p.entity_type == g.entity_type and p.start < g.end and p.end > g.start for p in p_set)
+            1
+            for g in g_set
+            if any(p.entity_type == g.entity_type and p.start < g.end and p.end > g.start for p in p_set)
         )
     all_types = sorted(set(tp) | set(fp) | set(fn))
     n_gold = sum(tp.values()) + sum(fn.values())

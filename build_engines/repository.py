@@ -19,11 +19,11 @@ from build_engines.paths import PACKAGE_DIR
 
 __all__ = [
     "MODEL_NAME",
-    "output_specs",
     "ServingOptions",
     "cpu_signals_config",
     "gpu_signals_config",
     "install_repository",
+    "output_specs",
     "parse_config",
     "render_config",
 ]
@@ -65,7 +65,9 @@ def _warmup(config: mc.ModelConfig, batch_sizes: tuple[int, ...], length: int) -
     for batch in batch_sizes:
         sample = mc.ModelWarmup(name=f"batch{batch}_seq{length}", batch_size=batch, count=2)
         for name in INPUT_NAMES:
-            sample.inputs[name].CopyFrom(mc.ModelWarmup.Input(data_type=mc.TYPE_INT64, dims=[length], zero_data=True))
+            sample.inputs[name].CopyFrom(
+                mc.ModelWarmup.Input(data_type=mc.TYPE_INT64, dims=[length], zero_data=True)
+            )
         config.model_warmup.append(sample)
 
 
@@ -73,7 +75,9 @@ def cpu_signals_config(num_intents: int, options: ServingOptions = ServingOption
     """python backend + onnxruntime on CPU (the Triton in nvidia-pytriton has only the python backend)."""
     config = mc.ModelConfig(name=MODEL_NAME, backend="python", max_batch_size=options.max_batch_size)
     _io(config, num_intents)
-    config.instance_group.append(mc.ModelInstanceGroup(count=options.instances, kind=mc.ModelInstanceGroup.KIND_CPU))
+    config.instance_group.append(
+        mc.ModelInstanceGroup(count=options.instances, kind=mc.ModelInstanceGroup.KIND_CPU)
+    )
     if options.dynamic_batching:
         config.dynamic_batching.max_queue_delay_microseconds = options.max_queue_delay_us
     config.parameters["intra_op_threads"].string_value = str(options.intra_op_threads)
@@ -82,11 +86,16 @@ def cpu_signals_config(num_intents: int, options: ServingOptions = ServingOption
     return config
 
 
-def gpu_signals_config(num_intents: int, max_batch_size: int = 64, instances: int = 1,
-                       max_queue_delay_us: int = 500) -> mc.ModelConfig:
+def gpu_signals_config(
+    num_intents: int, max_batch_size: int = 64, instances: int = 1, max_queue_delay_us: int = 500
+) -> mc.ModelConfig:
     """The same contract served from a TensorRT plan on GPU (NGC Triton image)."""
-    config = mc.ModelConfig(name=MODEL_NAME, platform="tensorrt_plan", max_batch_size=max_batch_size,
-                            default_model_filename="model.plan")
+    config = mc.ModelConfig(
+        name=MODEL_NAME,
+        platform="tensorrt_plan",
+        max_batch_size=max_batch_size,
+        default_model_filename="model.plan",
+    )
     _io(config, num_intents)
     config.instance_group.append(mc.ModelInstanceGroup(count=instances, kind=mc.ModelInstanceGroup.KIND_GPU))
     config.dynamic_batching.max_queue_delay_microseconds = max_queue_delay_us
@@ -102,8 +111,9 @@ def parse_config(text: str) -> mc.ModelConfig:
     return text_format.Parse(text, mc.ModelConfig())
 
 
-def install_repository(artefacts: Path, repository: Path, manifest: dict[str, Any],
-                       options: ServingOptions = ServingOptions()) -> Path:
+def install_repository(
+    artefacts: Path, repository: Path, manifest: dict[str, Any], options: ServingOptions = ServingOptions()
+) -> Path:
     """Write `<repository>/signals/{config.pbtxt, 1/{model.py, model.onnx, tokenizer.json, manifest.json}}`."""
     model_dir = repository / MODEL_NAME
     version = model_dir / "1"

@@ -42,7 +42,11 @@ def seed_everything(seed: int) -> None:
 
 @torch.no_grad()
 def trunk_features(
-    encoder: BertModel, trunk_layers: int, rows: Sequence[Sequence[int]], batch_size: int = 64, desc: str = "trunk"
+    encoder: BertModel,
+    trunk_layers: int,
+    rows: Sequence[Sequence[int]],
+    batch_size: int = 64,
+    desc: str = "trunk",
 ) -> list[torch.Tensor]:
     """Unpadded trunk output [len, hidden] per row (padding never changes real positions, so this is exact)."""
     order = sorted(range(len(rows)), key=lambda i: len(rows[i]))
@@ -57,8 +61,9 @@ def trunk_features(
     return out
 
 
-def _collate(features: Sequence[torch.Tensor], labels: Sequence[Any] | None, kind: TaskKind
-             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+def _collate(
+    features: Sequence[torch.Tensor], labels: Sequence[Any] | None, kind: TaskKind
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     width = max(f.shape[0] for f in features)
     hidden = torch.zeros((len(features), width, features[0].shape[1]))
     mask = torch.zeros((len(features), width), dtype=torch.int64)
@@ -89,8 +94,9 @@ def _batches(lengths: Sequence[int], batch_size: int, rng: random.Random) -> lis
 
 
 @torch.no_grad()
-def predict(top: nn.Module, features: Sequence[torch.Tensor], kind: TaskKind, batch_size: int = 64
-            ) -> list[np.ndarray]:
+def predict(
+    top: nn.Module, features: Sequence[torch.Tensor], kind: TaskKind, batch_size: int = 64
+) -> list[np.ndarray]:
     """Softmax probabilities per row ([labels] for sequence tasks, [len, labels] for token tasks)."""
     top.eval()
     out: list[np.ndarray] = [np.empty(0)] * len(features)
@@ -165,7 +171,9 @@ def train_top(
     for epoch in range(1, task.epochs + 1):
         model.train()
         total, count = 0.0, 0
-        progress = tqdm(_batches(lengths, task.batch_size, rng), desc=f"{name} epoch {epoch}/{task.epochs}", leave=False)
+        progress = tqdm(
+            _batches(lengths, task.batch_size, rng), desc=f"{name} epoch {epoch}/{task.epochs}", leave=False
+        )
         for batch in progress:
             hidden, mask, target = _collate([features[i] for i in batch], [labels[i] for i in batch], kind)
             assert target is not None
@@ -176,7 +184,7 @@ def train_top(
             nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step()
             scheduler.step()
-            total += float(loss) * len(batch)
+            total += loss.item() * len(batch)
             count += len(batch)
             progress.set_postfix(loss=f"{total / count:.4f}")
         score = val_metric(predict(model, val[0], kind), val[1])

@@ -40,7 +40,9 @@ class TritonPythonModel:
     def _check(self, request: Any) -> tuple[np.ndarray, np.ndarray]:
         ids, mask = (pb_utils.get_input_tensor_by_name(request, name).as_numpy() for name in INPUTS)
         if ids.ndim != 2 or ids.shape != mask.shape:
-            raise ValueError(f"input_ids {ids.shape} and attention_mask {mask.shape} must be equal [batch, seq]")
+            raise ValueError(
+                f"input_ids {ids.shape} and attention_mask {mask.shape} must be equal [batch, seq]"
+            )
         if ids.shape[1] == 0:
             raise ValueError("empty sequence: send at least the [CLS] and [SEP] tokens")
         return ids.astype(np.int64, copy=False), mask.astype(np.int64, copy=False)
@@ -53,7 +55,9 @@ class TritonPythonModel:
                 ids, mask = self._check(request)
                 valid.append((i, ids, mask))
             except ValueError as e:
-                responses[i] = pb_utils.InferenceResponse(output_tensors=[], error=pb_utils.TritonError(str(e)))
+                responses[i] = pb_utils.InferenceResponse(
+                    output_tensors=[], error=pb_utils.TritonError(str(e))
+                )
         if valid:
             width = max(ids.shape[1] for _, ids, _ in valid)
             rows = sum(ids.shape[0] for _, ids, _ in valid)
@@ -64,9 +68,13 @@ class TritonPythonModel:
                 all_ids[row : row + ids.shape[0], : ids.shape[1]] = ids
                 all_mask[row : row + ids.shape[0], : ids.shape[1]] = mask
                 row += ids.shape[0]
-            results = dict(zip(self.outputs, self.session.run(self.outputs, {"input_ids": all_ids,
-                                                                                "attention_mask": all_mask}),
-                               strict=True))
+            results = dict(
+                zip(
+                    self.outputs,
+                    self.session.run(self.outputs, {"input_ids": all_ids, "attention_mask": all_mask}),
+                    strict=True,
+                )
+            )
             row = 0
             for i, ids, _ in valid:
                 n, length = ids.shape

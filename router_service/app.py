@@ -30,6 +30,7 @@ from router_service.responses import models_list, openai_error
 from router_service.settings import Settings
 from router_service.signals import SignalClient
 from router_service.tools import ToolIndex
+from router_service.tracing import setup_tracing
 
 __all__ = ["create_app"]
 
@@ -88,6 +89,7 @@ def create_app(settings: Settings) -> Starlette:
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        setup_tracing(store.current)
         signals = SignalClient(
             settings.triton_url,
             settings.model_repository,

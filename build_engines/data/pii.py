@@ -72,8 +72,27 @@ CHAT_TEMPLATES: tuple[str, ...] = (
 )
 
 _SLOT = re.compile(r"\{([A-Z_]+)\}")
-_NRP = ("American", "Canadian", "Mexican", "German", "French", "Indian", "Chinese", "Japanese", "Brazilian",
-        "Nigerian", "Kenyan", "Italian", "Spanish", "Polish", "Irish", "Muslim", "Christian", "Jewish", "Hindu")
+_NRP = (
+    "American",
+    "Canadian",
+    "Mexican",
+    "German",
+    "French",
+    "Indian",
+    "Chinese",
+    "Japanese",
+    "Brazilian",
+    "Nigerian",
+    "Kenyan",
+    "Italian",
+    "Spanish",
+    "Polish",
+    "Irish",
+    "Muslim",
+    "Christian",
+    "Jewish",
+    "Hindu",
+)
 
 
 def _value_makers(seed: int) -> dict[str, Callable[[], str]]:
@@ -92,13 +111,21 @@ def _value_makers(seed: int) -> dict[str, Callable[[], str]]:
         "STREET_ADDRESS": lambda: rng.choice([fake.street_address(), us.street_address()]),
         "GPE": lambda: rng.choice([us.city(), us.state(), fake.country(), fake.city()]),
         "ORGANIZATION": fake.company,
-        "DATE_TIME": lambda: rng.choice([us.date(), us.date(pattern="%B %d, %Y"), us.day_of_week(),
-                                         us.date(pattern="%d/%m/%Y"), f"{us.month_name()} {rng.randint(1, 28)}",
-                                         f"{us.day_of_week()} at {rng.randint(1, 12)}pm"]),
+        "DATE_TIME": lambda: rng.choice(
+            [
+                us.date(),
+                us.date(pattern="%B %d, %Y"),
+                us.day_of_week(),
+                us.date(pattern="%d/%m/%Y"),
+                f"{us.month_name()} {rng.randint(1, 28)}",
+                f"{us.day_of_week()} at {rng.randint(1, 12)}pm",
+            ]
+        ),
         "IP_ADDRESS": lambda: rng.choice([us.ipv4(), us.ipv4_private(), us.ipv6()]),
         "IBAN_CODE": lambda: rng.choice([fake["de_DE"].iban(), fake["fr_FR"].iban(), fake["en_GB"].iban()]),
-        "US_DRIVER_LICENSE": lambda: us.bothify(rng.choice(["?#######", "?###-####-####", "#########", "??######"]))
-        .upper(),
+        "US_DRIVER_LICENSE": lambda: us.bothify(
+            rng.choice(["?#######", "?###-####-####", "#########", "??######"])
+        ).upper(),
         "AGE": lambda: str(rng.randint(16, 95)),
         "ZIP_CODE": us.zipcode,
         "DOMAIN_NAME": us.domain_name,
@@ -137,9 +164,13 @@ def _presidio_sentences(n: int, seed: int) -> list[PiiExample]:
     out = []
     for sample in samples:
         text = sample.full_text.replace("\\n", "\n")
-        spans = tuple(sorted(
-            Span(s.start_position, s.end_position, s.entity_type) for s in sample.spans if s.entity_type in keep
-        ))
+        spans = tuple(
+            sorted(
+                Span(s.start_position, s.end_position, s.entity_type)
+                for s in sample.spans
+                if s.entity_type in keep
+            )
+        )
         out.append(PiiExample(text, spans, "presidio-evaluator", f"presidio:{sample.template_id}"))
     return out
 
@@ -167,8 +198,15 @@ def load_pii(*, seed: int, val_fraction: float, presidio_n: int = 4000, per_temp
     chat_test = _chat_sentences(chat_test_t, per_template // 2, seed + 1)
     train, val = split_by_group(presidio_train + chat_train, lambda r: r.group, val_fraction, seed + 3)
     sources = [
-        SourceInfo("presidio-evaluator 0.3.2 PresidioSentenceFaker", "MIT", f"{presidio_n} sentences, split by template"),
-        SourceInfo("Faker-templated chatbot phrasings (this project)", "Apache-2.0; Faker MIT",
-                   f"{len(CHAT_TEMPLATES)} templates, split by template"),
+        SourceInfo(
+            "presidio-evaluator 0.3.2 PresidioSentenceFaker",
+            "MIT",
+            f"{presidio_n} sentences, split by template",
+        ),
+        SourceInfo(
+            "Faker-templated chatbot phrasings (this project)",
+            "Apache-2.0; Faker MIT",
+            f"{len(CHAT_TEMPLATES)} templates, split by template",
+        ),
     ]
     return DataSplits(train=train, val=val, test=presidio_test + chat_test, sources=sources)

@@ -84,7 +84,7 @@ def write_test_config(dest: Path, source: Path = DEFAULT_CONFIG, **overrides: ob
         ports[ep["name"]] = ep["port"]
     tools = raw.get("tools") or {}
     if tools.get("tools_db_path") and not Path(tools["tools_db_path"]).is_absolute():
-        tools["tools_db_path"] = str(Path(__file__).resolve().parents[2] / tools["tools_db_path"])
+        tools["tools_db_path"] = str(source.parent / tools["tools_db_path"])
     raw.update(overrides)
     dest.write_text(yaml.safe_dump(raw, sort_keys=False))
     return ports

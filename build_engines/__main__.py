@@ -1,0 +1,178 @@
+"""`python -m build_engines {build,evaluate,export,tensorrt,install-repo}`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import shutil
+import sys
+from pathlib import Path
+
+from build_engines.cache import build_dir, is_complete
+from build_engines.config import BuildConfig
+from build_engines.paths import GPU_REPOSITORY_DIR, MODEL_REPOSITORY_DIR
+from build_engines.report import target_rows
+
+log = logging.getLogger("build_engines")
+
+
+def _config(args: argparse.Namespace) -> BuildConfig:
+    config = BuildConfig()
+    changes: dict[str, object] = {}
+    if args.trunk_layers is not None:
+        changes["trunk_layers"] = args.trunk_layers
+    if args.method:
+        changes["method"] = args.method
+    if args.weak_intent:
+        changes["weak_intent"] = args.weak_intent
+    if args.intent_dataset:
+        changes["external_intent"] = tuple(args.intent_dataset)
+    if args.quantize:
+        changes["quantize"] = True
+    if args.seed is not None:
+        changes["seed"] = args.seed
+    return config.replace(**changes)
+
+
+def _cached_build(args: argparse.Namespace) -> Path:
+    from build_engines.pipeline import key_for
+
+    key = args.key or key_for(_config(args))
+    directory = build_dir(key)
+    if not is_complete(directory):
+        sys.exit(f"no complete build for key {key} in {directory}: run `python -m build_engines build` first")
+    return directory
+
+
+def cmd_build(args: argparse.Namespace) -> None:
+    from build_engines.pipeline import build
+
+    outcome = build(
+        _config(args), force=args.force, install=not args.no_install, presidio=not args.no_presidio
+    )
+    state = "cached" if outcome.cached else "built"
+    print(f"{state} {outcome.key} in {outcome.seconds:.1f} s -> {outcome.directory}")
+    _print_targets(outcome.directory)
+
+
+def _print_targets(directory: Path) -> None:
+    report = json.loads((directory / "report.json").read_text(encoding="utf-8"))
+    for name, value, target, met in target_rows(report):
+        print(f"  {name:<40} {value:7.3f}  target {target:.3f}  {'ok' if met else 'MISSED'}")
+
+
+def cmd_evaluate(args: argparse.Namespace) -> None:
+    directory = _cached_build(args)
+    if args.onnx:
+        from build_engines.pipeline import evaluate_graph
+
+        print(json.dumps(evaluate_graph(_config(args), Path(args.onnx)), indent=2))
+    else:
+        _print_targets(directory)
+
+
+def cmd_export(args: argparse.Namespace) -> None:
+    directory = _cached_build(args)
+    output = Path(args.output)
+    output.mkdir(parents=True, exist_ok=True)
+    for name in ("model.onnx", "model.int8.onnx", "tokenizer.json", "manifest.json"):
+        shutil.copyfile(directory / name, output / name)
+    print(f"exported {directory.name} to {output}")
+
+
+def cmd_tensorrt(args: argparse.Namespace) -> None:
+    from build_engines.tensorrt_build import EngineSpec, build_engine, write_gpu_repository
+
+    directory = Path(args.artefacts) if args.artefacts else _cached_build(args)
+    manifest = json.loads((directory / "manifest.json").read_text(encoding="utf-8"))
+    repository = Path(args.repository)
+    plan = None
+    if not args.config_only:
+        spec = EngineSpec(
+            max_batch=args.max_batch, max_sequence=args.max_sequence, fp16=not args.fp32, int8=args.int8
+        )
+        plan = build_engine(directory / "model.onnx", repository / "signals" / "1" / "model.plan", spec)
+    write_gpu_repository(directory, repository, manifest, max_batch_size=args.max_batch)
+    print(f"GPU model repository at {repository}" + (f" with {plan}" if plan else " (configs only)"))
+
+
+def cmd_install(args: argparse.Namespace) -> None:
+    from build_engines.pipeline import install_from_cache
+
+    model_dir = install_from_cache(_cached_build(args), Path(args.repository))
+    print(f"installed {model_dir}")
+
+
+def _add_config_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--trunk-layers", type=int, help="frozen shared lower layers (0 = four separate encoders)")
+    p.add_argument("--method", choices=["full", "lora"], help="fine-tuning of the task tops")
+    p.add_argument("--weak-intent", choices=["auto", "on", "off"], help="WordNet/chatterbot weak intent data")
+    p.add_argument(
+        "--intent-dataset",
+        action="append",
+        metavar="NAME_OR_FILE",
+        help="extra intent training data: a hub name (e.g. TIGER-Lab/MMLU-Pro) or a local "
+        ".jsonl/.json/.csv/.parquet with question|text and category columns (repeatable)",
+    )
+    p.add_argument("--quantize", action="store_true", help="serve the int8 graph")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--key", help="use this build key instead of the one of the current code, data and flags")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m build_engines", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("build", help="data, training, evaluation, ONNX, report and model repository (cached)")
+    _add_config_flags(p)
+    p.add_argument("--force", action="store_true", help="rebuild even when the cache has this key")
+    p.add_argument("--no-install", action="store_true", help="do not touch model_repository/ and reports/")
+    p.add_argument("--no-presidio", action="store_true", help="skip the presidio-analyzer baseline")
+    p.set_defaults(func=cmd_build)
+
+    p = sub.add_parser(
+        "evaluate", help="print the held-out figures vs targets, or evaluate another ONNX graph"
+    )
+    _add_config_flags(p)
+    p.add_argument("--onnx", help="a signals ONNX graph to evaluate on the held-out splits")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("export", help="copy the ONNX graphs, tokenizer and manifest of a build to a folder")
+    _add_config_flags(p)
+    p.add_argument("--output", required=True)
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("tensorrt", help="build a TensorRT plan and the GPU model repository (needs TensorRT)")
+    _add_config_flags(p)
+    p.add_argument(
+        "--artefacts", help="folder with model.onnx, tokenizer.json, manifest.json (default: the cache)"
+    )
+    p.add_argument("--repository", default=str(GPU_REPOSITORY_DIR))
+    p.add_argument("--max-batch", type=int, default=64)
+    p.add_argument("--max-sequence", type=int, default=512)
+    p.add_argument("--fp32", action="store_true", help="no FP16 kernels")
+    p.add_argument(
+        "--int8", action="store_true", help="also allow INT8 kernels (needs calibration; see docs)"
+    )
+    p.add_argument(
+        "--config-only", action="store_true", help="write config.pbtxt files without building a plan"
+    )
+    p.set_defaults(func=cmd_tensorrt)
+
+    p = sub.add_parser("install-repo", help="install the cached build into the model repository")
+    _add_config_flags(p)
+    p.add_argument("--repository", default=str(MODEL_REPOSITORY_DIR))
+    p.set_defaults(func=cmd_install)
+
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    args.func(args)
+
+
+if __name__ == "__main__":
+    main()

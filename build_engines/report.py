@@ -1,0 +1,180 @@
+"""Markdown rendering of the build report (report.json is the source of truth)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["TARGETS", "render_markdown", "target_rows"]
+
+TARGETS = {
+    "intent accuracy": 0.85,
+    "intent macro-F1": 0.85,
+    "jailbreak F1": 0.95,
+    "jailbreak benign FPR (max)": 0.02,
+    "PII entity micro-F1": 0.90,
+}
+
+
+def _f(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.3f}"
+
+
+def target_rows(report: dict[str, Any]) -> list[tuple[str, float, float, bool]]:
+    """(metric, value, target, met) on the held-out test splits."""
+    test = report["test"]
+    jb = test["jailbreak"]["at_threshold"]
+    values = {
+        "intent accuracy": test["intent"]["accuracy"],
+        "intent macro-F1": test["intent"]["macro_f1"],
+        "jailbreak F1": jb["f1"],
+        "jailbreak benign FPR (max)": jb["fpr"],
+        "PII entity micro-F1": test["pii"]["micro"]["f1"],
+    }
+    rows = []
+    for name, target in TARGETS.items():
+        met = values[name] <= target if "max" in name else values[name] >= target
+        rows.append((name, values[name], target, met))
+    presidio = report.get("presidio_analyzer")
+    if presidio:
+        ours, theirs = test["pii"]["micro"]["f1"], presidio["micro"]["f1"]
+        rows.append(("PII micro-F1 above presidio-analyzer", ours - theirs, 0.0, ours > theirs))
+    return rows
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)] + [
+        "| " + " | ".join(r) + " |" for r in rows
+    ]
+
+
+def render_markdown(report: dict[str, Any]) -> str:
+    test = report["test"]
+    lines = [
+        "# Classifier build report",
+        "",
+        f"Build key `{report['build_key']}`; design: shared frozen trunk of {report['config']['trunk_layers']} "
+        f"MiniLM layers, per-task fine-tuned top layers ({report['config']['method']}), original top layers for "
+        f"the embedding. Build time {report['timings']['total_s']:.0f} s on this machine. All figures are on "
+        "held-out test splits that training and model selection never saw.",
+        "",
+        "## Targets",
+        "",
+        *_table(
+            ["metric", "value", "target", "met"],
+            [[n, _f(v), _f(t), "yes" if m else "**no**"] for n, v, t, m in target_rows(report)],
+        ),
+        "",
+        "## Intent (14 categories)",
+        "",
+        f"accuracy {_f(test['intent']['accuracy'])}, macro-F1 {_f(test['intent']['macro_f1'])}, "
+        f"ECE {_f(test['intent']['ece'])}, n={test['intent']['n']}. Confusion matrix: `intent_confusion.png`.",
+        "",
+        *_table(
+            ["category", "precision", "recall", "F1", "support"],
+            [
+                [k, _f(v["precision"]), _f(v["recall"]), _f(v["f1"]), str(v["support"])]
+                for k, v in test["intent"]["per_class"].items()
+            ],
+        ),
+        "",
+        "Weak sources (WordNet glosses, chatterbot turns), chosen on validation:",
+        "",
+        *_table(
+            ["variant", "train rows", "val macro-F1", "test macro-F1", "test accuracy"],
+            [
+                [
+                    k,
+                    str(v["train_rows"]),
+                    _f(v["val_macro_f1"]),
+                    _f(v["test_macro_f1"]),
+                    _f(v["test_accuracy"]),
+                ]
+                for k, v in report["training"]["intent"]["weak_sources"]["variants"].items()
+            ],
+        ),
+        f"\nchosen: **{report['training']['intent']['weak_sources']['chosen']}**",
+        "",
+        "## Jailbreak",
+        "",
+    ]
+    jb = test["jailbreak"]
+    lines += [
+        f"Threshold {jb['at_threshold']['threshold']:.2f} picked on validation (best F1 with FPR <= 1%). "
+        f"At it: precision {_f(jb['at_threshold']['precision'])}, recall {_f(jb['at_threshold']['recall'])}, "
+        f"F1 {_f(jb['at_threshold']['f1'])}, benign FPR {_f(jb['at_threshold']['fpr'])}; at 0.5: "
+        f"F1 {_f(jb['at_0.5']['f1'])}, FPR {_f(jb['at_0.5']['fpr'])}. ECE {_f(jb['summary']['ece'])}.",
+        "",
+        *_table(
+            ["test source", "n", "flagged as jailbreak"],
+            [[k, str(v["n"]), _f(v["flagged_rate"])] for k, v in jb["by_source"].items()],
+        ),
+        "",
+        "Threshold sweep:",
+        "",
+        *_table(
+            ["threshold", "precision", "recall", "F1", "benign FPR"],
+            [
+                [f"{r['threshold']:.2f}", _f(r["precision"]), _f(r["recall"]), _f(r["f1"]), _f(r["fpr"])]
+                for r in jb["sweep"]
+            ],
+        ),
+        "",
+        "## PII (entity level, exact span after trimming punctuation)",
+        "",
+    ]
+    pii = test["pii"]
+    presidio = report.get("presidio_analyzer") or {"per_type": {}, "micro": {}}
+    types = sorted(set(pii["per_type"]) | set(presidio["per_type"]))
+    lines += [
+        f"ours: micro P {_f(pii['micro']['precision'])} R {_f(pii['micro']['recall'])} F1 {_f(pii['micro']['f1'])} "
+        f"(overlap recall {_f(pii['overlap_recall'])}); presidio-analyzer "
+        f"({presidio.get('spacy_model', 'not run')}): F1 {_f(presidio['micro'].get('f1'))}"
+        + (
+            f", on the types it supports F1 {_f(presidio['on_supported_types']['micro']['f1'])}"
+            if "on_supported_types" in presidio
+            else ""
+        )
+        + ".",
+        "",
+        *_table(
+            ["type", "support", "ours F1", "presidio F1"],
+            [
+                [
+                    t,
+                    str(pii["per_type"].get(t, {}).get("support", 0)),
+                    _f(pii["per_type"].get(t, {}).get("f1")),
+                    _f(presidio["per_type"].get(t, {}).get("f1")),
+                ]
+                for t in types
+            ],
+        ),
+        "",
+        "## ONNX and int8",
+        "",
+    ]
+    onnx = report["onnx"]
+    int8 = report["int8"]
+    lines += [
+        "max |torch - onnxruntime| per output: "
+        + ", ".join(f"{k} {v:.2e}" for k, v in onnx["torch_vs_ort"]["max_abs_diff"].items())
+        + " (pii_tag_ids: mismatch rate).",
+        f"embedding vs sentence-transformers reference: max abs diff "
+        f"{onnx['embedding_vs_sentence_transformers']['max_abs_diff']:.2e} (tolerance 1e-5).",
+        f"int8 (dynamic, MatMul weights): intent macro-F1 {_f(int8['test']['intent']['macro_f1'])}, "
+        f"jailbreak F1 {_f(int8['test']['jailbreak']['at_threshold']['f1'])}, "
+        f"PII F1 {_f(int8['test']['pii']['micro']['f1'])}; in-process ORT "
+        f"{int8['speed']['fp32_seq_per_s']:.0f} seq/s fp32 vs {int8['speed']['int8_seq_per_s']:.0f} int8.",
+        "",
+        "## Data",
+        "",
+    ]
+    for name, data in report["data"].items():
+        counts = {split: sum(v.values()) for split, v in data["counts"].items()}
+        lines.append(
+            f"- **{name}**: train {counts['train']}, val {counts['val']}, test {counts['test']}. "
+            + "; ".join(f"{s['name']} ({s['licence']})" for s in data["sources"])
+            + "."
+            + ("" if not data["notes"] else " " + " ".join(data["notes"]))
+        )
+    lines += ["", "Timings (s): " + ", ".join(f"{k} {v:.0f}" for k, v in report["timings"].items()), ""]
+    return "\n".join(lines)

@@ -1,0 +1,24 @@
+"""Semantic cache for LLM responses: an HTTP service over the Redis Query Engine (`python -m cache_service`),
+and what the router needs to use it (`client`, `scope`, `sse`). See docs/cache.md.
+
+Importing the package loads only the router-side pieces; the service (`app`, `service`, `repository`) imports
+redis and starlette when it is itself imported.
+"""
+
+from __future__ import annotations
+
+from cache_service.client import CacheClient, CacheHit, CircuitBreaker, Outcome
+from cache_service.scope import fingerprint, prompt_text
+from cache_service.sse import assemble_stream, is_cacheable, replay_sse
+
+__all__ = [
+    "CacheClient",
+    "CacheHit",
+    "CircuitBreaker",
+    "Outcome",
+    "assemble_stream",
+    "fingerprint",
+    "is_cacheable",
+    "prompt_text",
+    "replay_sse",
+]

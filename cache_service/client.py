@@ -1,0 +1,348 @@
+"""The router's async client of the cache service.
+
+Nothing here raises into the request path: a lookup gives up after `timeout_s` (20 ms by default) and
+returns None, recording why; a store is bounded (at most `max_pending_stores` in flight, the rest dropped)
+and meant to run as a background task; a circuit breaker skips calls for `cooldown_s` after
+`failure_threshold` consecutive failures, then lets one probe through, so a dead cache costs about nothing.
+
+    client = CacheClient("http://127.0.0.1:8090")
+    hit = await client.lookup(prompt=p, embedding=e, model="m", fingerprint=fingerprint(body), tenant=None,
+                              threshold=0.9)
+    if hit is None:
+        ...                                   # call the model, then:
+        client.spawn_store(prompt=p, embedding=e, model="m", fingerprint=fp, tenant=None, response=completion)
+    await client.close()
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import json
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import numpy.typing as npt
+
+from cache_service.codec import encode_embedding
+
+__all__ = ["CacheClient", "CacheHit", "CircuitBreaker", "Outcome"]
+
+log = logging.getLogger(__name__)
+
+_JSON = {"content-type": "application/json"}
+
+
+class Outcome(enum.StrEnum):
+    HIT = "hit"
+    MISS = "miss"
+    STORED = "stored"
+    TIMEOUT = "timeout"
+    """The service did not answer within the budget."""
+    ERROR = "error"
+    """Connection refused/reset, or anything unexpected."""
+    UNAVAILABLE = "unavailable"
+    """The service answered 5xx (its Redis is down or slow)."""
+    REJECTED = "rejected"
+    """The service answered 4xx (bad input: a bug on the caller's side, logged)."""
+    BAD_RESPONSE = "bad_response"
+    CIRCUIT_OPEN = "circuit_open"
+    DROPPED = "dropped"
+    """A store was not sent: too many already in flight."""
+
+
+_FAILURES = frozenset({Outcome.TIMEOUT, Outcome.ERROR, Outcome.UNAVAILABLE, Outcome.BAD_RESPONSE})
+
+
+@dataclass(frozen=True, slots=True)
+class CacheHit:
+    response: dict[str, Any]
+    """The cached chat.completion."""
+    similarity: float
+    exact: bool
+    entry_id: str
+    prompt: str
+    """The prompt the entry was stored for (a paraphrase of this request's)."""
+    created_at: float
+
+
+class CircuitBreaker:
+    """Closed until `failure_threshold` consecutive failures; then open for `cooldown_s`, after which one call
+    per cool-down goes through as a probe: a success closes it, a failure keeps it open."""
+
+    def __init__(
+        self, failure_threshold: int = 5, cooldown_s: float = 1.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        if failure_threshold < 1 or cooldown_s <= 0:
+            raise ValueError("failure_threshold must be >= 1 and cooldown_s > 0")
+        self.failure_threshold = failure_threshold
+        self.cooldown_s = cooldown_s
+        self._clock = clock
+        self._failures = 0
+        self._open_until: float | None = None
+
+    @property
+    def is_open(self) -> bool:
+        return self._open_until is not None
+
+    def allow(self) -> bool:
+        if self._open_until is None:
+            return True
+        now = self._clock()
+        if now < self._open_until:
+            return False
+        self._open_until = now + self.cooldown_s  # this call is the probe; others wait for its verdict
+        return True
+
+    def record_success(self) -> None:
+        self._failures = 0
+        self._open_until = None
+
+    def record_failure(self) -> None:
+        self._failures += 1
+        if self._open_until is not None or self._failures >= self.failure_threshold:
+            self._open_until = self._clock() + self.cooldown_s
+
+
+OutcomeHook = Callable[[str, Outcome, float], None]
+"""Called as hook(operation, outcome, seconds) after each lookup/store, e.g. to feed the router's metrics."""
+
+
+class CacheClient:
+    def __init__(
+        self,
+        base_url: str,
+        timeout_s: float = 0.02,
+        *,
+        store_timeout_s: float = 1.0,
+        max_pending_stores: int = 16,
+        failure_threshold: int = 5,
+        cooldown_s: float = 1.0,
+        max_connections: int = 64,
+        on_outcome: OutcomeHook | None = None,
+        http_client: httpx.AsyncClient | None = None,
+    ) -> None:
+        if timeout_s <= 0 or store_timeout_s <= 0 or max_pending_stores < 1:
+            raise ValueError("timeouts must be > 0 and max_pending_stores >= 1")
+        self.timeout_s = timeout_s
+        self.store_timeout_s = store_timeout_s
+        self.max_pending_stores = max_pending_stores
+        self.breaker = CircuitBreaker(failure_threshold, cooldown_s)
+        self.outcomes: Counter[Outcome] = Counter()
+        self.last_outcome: Outcome | None = None
+        self._on_outcome = on_outcome
+        self._owns_http = http_client is None
+        self._http = http_client or httpx.AsyncClient(
+            base_url=base_url.rstrip("/"),
+            timeout=httpx.Timeout(store_timeout_s),
+            limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
+        )
+        self._pending_stores = 0
+        self._tasks: set[asyncio.Task[bool]] = set()
+
+    # -- lookup ------------------------------------------------------------------------------------------
+
+    async def lookup(
+        self,
+        *,
+        prompt: str,
+        embedding: npt.ArrayLike,
+        model: str,
+        fingerprint: str,
+        tenant: str | None = None,
+        threshold: float | None = None,
+    ) -> CacheHit | None:
+        """The cached completion for this prompt in this scope, or None (a miss, or the cache is away)."""
+        t0 = time.perf_counter()
+        if not self.breaker.allow():
+            self._record("lookup", Outcome.CIRCUIT_OPEN, t0)
+            return None
+        try:
+            payload: dict[str, Any] = {
+                "prompt": prompt,
+                "embedding": encode_embedding(embedding),
+                "model": model,
+                "fingerprint": fingerprint,
+                "tenant": tenant,
+            }
+            if threshold is not None:
+                payload["threshold"] = threshold
+            async with asyncio.timeout(self.timeout_s):
+                resp = await self._http.post("/v1/cache/lookup", content=_dumps(payload), headers=_JSON)
+            outcome, hit = self._parse_lookup(resp)
+        except TimeoutError:
+            outcome, hit = Outcome.TIMEOUT, None
+        except (httpx.HTTPError, OSError) as e:
+            log.debug("cache lookup failed: %r", e)
+            outcome, hit = Outcome.ERROR, None
+        except Exception:  # never into the request path
+            log.exception("cache lookup failed unexpectedly")
+            outcome, hit = Outcome.ERROR, None
+        self._record("lookup", outcome, t0)
+        return hit
+
+    @staticmethod
+    def _parse_lookup(resp: httpx.Response) -> tuple[Outcome, CacheHit | None]:
+        if resp.status_code >= 500:
+            return Outcome.UNAVAILABLE, None
+        if resp.status_code >= 400:
+            log.warning("cache rejected a lookup (%d): %s", resp.status_code, resp.text[:300])
+            return Outcome.REJECTED, None
+        try:
+            data = resp.json()
+            if not data.get("hit"):
+                return Outcome.MISS, None
+            response = data["response"]
+            if not isinstance(response, dict):
+                return Outcome.BAD_RESPONSE, None
+            return Outcome.HIT, CacheHit(
+                response=response,
+                similarity=float(data["similarity"]),
+                exact=bool(data.get("exact", False)),
+                entry_id=str(data["entry_id"]),
+                prompt=str(data.get("prompt", "")),
+                created_at=float(data.get("created_at", 0.0)),
+            )
+        except (ValueError, KeyError, TypeError, AttributeError):
+            return Outcome.BAD_RESPONSE, None
+
+    # -- store -------------------------------------------------------------------------------------------
+
+    async def store(
+        self,
+        *,
+        prompt: str,
+        embedding: npt.ArrayLike,
+        model: str,
+        fingerprint: str,
+        tenant: str | None = None,
+        response: dict[str, Any],
+        ttl_seconds: int | None = None,
+    ) -> bool:
+        """Store a complete chat.completion; True when stored. Never raises; drops the store (False) when
+        `max_pending_stores` are already in flight or the breaker is open."""
+        t0 = time.perf_counter()
+        if self._pending_stores >= self.max_pending_stores:
+            self._record("store", Outcome.DROPPED, t0)
+            return False
+        if not self.breaker.allow():
+            self._record("store", Outcome.CIRCUIT_OPEN, t0)
+            return False
+        self._pending_stores += 1
+        try:
+            payload: dict[str, Any] = {
+                "prompt": prompt,
+                "embedding": encode_embedding(embedding),
+                "model": model,
+                "fingerprint": fingerprint,
+                "tenant": tenant,
+                "response": response,
+            }
+            if ttl_seconds is not None:
+                payload["ttl_seconds"] = ttl_seconds
+            async with asyncio.timeout(self.store_timeout_s):
+                resp = await self._http.post("/v1/cache/store", content=_dumps(payload), headers=_JSON)
+            if resp.status_code >= 500:
+                outcome = Outcome.UNAVAILABLE
+            elif resp.status_code >= 400:
+                log.warning("cache rejected a store (%d): %s", resp.status_code, resp.text[:300])
+                outcome = Outcome.REJECTED
+            else:
+                outcome = Outcome.STORED
+        except TimeoutError:
+            outcome = Outcome.TIMEOUT
+        except (httpx.HTTPError, OSError) as e:
+            log.debug("cache store failed: %r", e)
+            outcome = Outcome.ERROR
+        except Exception:
+            log.exception("cache store failed unexpectedly")
+            outcome = Outcome.ERROR
+        finally:
+            self._pending_stores -= 1
+        self._record("store", outcome, t0)
+        return outcome is Outcome.STORED
+
+    def spawn_store(self, **kwargs: Any) -> bool:
+        """Run `store(**kwargs)` as a background task this client keeps a reference to (and cancels on
+        close); returns False, creating nothing, when the bound is already reached."""
+        if self._pending_stores + len(self._tasks) >= self.max_pending_stores:
+            self._record("store", Outcome.DROPPED, time.perf_counter())
+            return False
+        task = asyncio.create_task(self.store(**kwargs))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return True
+
+    # -- admin -------------------------------------------------------------------------------------------
+
+    async def invalidate(
+        self,
+        *,
+        entry_id: str | None = None,
+        model: str | None = None,
+        fingerprint: str | None = None,
+        tenant: str | None = None,
+        everything: bool = False,
+    ) -> int | None:
+        """Delete matching entries; the number deleted, or None when the service could not do it."""
+        payload = {
+            "entry_id": entry_id,
+            "model": model,
+            "fingerprint": fingerprint,
+            "tenant": tenant,
+            "all": everything,
+        }
+        try:
+            resp = await self._http.post(
+                "/v1/cache/invalidate",
+                content=_dumps({k: v for k, v in payload.items() if v is not None}),
+                headers=_JSON,
+                timeout=30.0,
+            )
+            if resp.status_code != 200:
+                log.warning("cache invalidate failed (%d): %s", resp.status_code, resp.text[:300])
+                return None
+            return int(resp.json()["deleted"])
+        except Exception as e:
+            log.warning("cache invalidate failed: %r", e)
+            return None
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._owns_http:
+            await self._http.aclose()
+
+    aclose = close
+
+    async def __aenter__(self) -> CacheClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # -- internals ---------------------------------------------------------------------------------------
+
+    def _record(self, operation: str, outcome: Outcome, t0: float) -> None:
+        if outcome in _FAILURES:
+            self.breaker.record_failure()
+        elif outcome not in (Outcome.CIRCUIT_OPEN, Outcome.DROPPED):
+            self.breaker.record_success()
+        self.outcomes[outcome] += 1
+        self.last_outcome = outcome
+        if self._on_outcome is not None:
+            try:
+                self._on_outcome(operation, outcome, time.perf_counter() - t0)
+            except Exception:
+                log.exception("cache outcome hook failed")
+
+
+def _dumps(obj: Any) -> bytes:
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode("utf-8")

@@ -1,0 +1,259 @@
+"""OpenAI chat-completion streams (SSE) to and from complete `chat.completion` objects (pure functions).
+
+`assemble_stream` turns a captured upstream stream into the completion to cache, or None when it must not be
+cached (partial, errored, non-200); `replay_sse` renders a cached completion as a stream again.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["CACHEABLE_FINISH_REASONS", "assemble_stream", "is_cacheable", "iter_sse", "replay_sse"]
+
+CACHEABLE_FINISH_REASONS = frozenset({"stop", "length", "tool_calls", "function_call"})
+
+
+def iter_sse(raw: bytes) -> Iterator[tuple[str, str]]:
+    """(event type, data) per complete event, per the SSE rules: `data:` lines joined with newlines, comments
+    skipped, an event ends at a blank line. A last event without its blank line is incomplete and dropped,
+    except a bare `[DONE]` (some servers omit the final newline)."""
+    text = raw.decode("utf-8", "replace")
+    event, seen = "message", False
+    data: list[str] = []
+    for line in text.replace("\r\n", "\n").replace("\r", "\n").split("\n"):
+        if line == "":
+            if seen:
+                yield event, "\n".join(data)
+            event, data, seen = "message", [], False
+            continue
+        if line.startswith(":"):
+            continue
+        name, _, value = line.partition(":")
+        value = value.removeprefix(" ")
+        if name == "data":
+            data.append(value)
+            seen = True
+        elif name == "event":
+            event = value
+            seen = True
+    if seen and data == ["[DONE]"]:
+        yield event, "[DONE]"
+
+
+@dataclass
+class _Choice:
+    index: int
+    role: str | None = None
+    content: list[str] = field(default_factory=list)
+    saw_content: bool = False
+    reasoning: list[str] = field(default_factory=list)
+    refusal: list[str] = field(default_factory=list)
+    tool_calls: dict[int, dict[str, Any]] = field(default_factory=dict)
+    function_call: dict[str, Any] | None = None
+    logprobs: list[Any] | None = None
+    finish_reason: str | None = None
+
+    def add(self, delta: dict[str, Any]) -> None:
+        if isinstance(delta.get("role"), str):
+            self.role = delta["role"]
+        if isinstance(delta.get("content"), str):
+            self.content.append(delta["content"])
+            self.saw_content = True
+        for key in ("reasoning_content", "reasoning"):
+            if isinstance(delta.get(key), str):
+                self.reasoning.append(delta[key])
+        if isinstance(delta.get("refusal"), str):
+            self.refusal.append(delta["refusal"])
+        for call in delta.get("tool_calls") or []:
+            idx = int(call.get("index", len(self.tool_calls)))
+            slot = self.tool_calls.setdefault(
+                idx, {"id": None, "type": "function", "name": [], "arguments": []}
+            )
+            if call.get("id"):
+                slot["id"] = call["id"]
+            if call.get("type"):
+                slot["type"] = call["type"]
+            fn = call.get("function") or {}
+            if isinstance(fn.get("name"), str):
+                slot["name"].append(fn["name"])
+            if isinstance(fn.get("arguments"), str):
+                slot["arguments"].append(fn["arguments"])
+        fc = delta.get("function_call")
+        if isinstance(fc, dict):
+            if self.function_call is None:
+                self.function_call = {"name": [], "arguments": []}
+            for key in ("name", "arguments"):
+                if isinstance(fc.get(key), str):
+                    self.function_call[key].append(fc[key])
+
+    def message(self) -> dict[str, Any]:
+        msg: dict[str, Any] = {"role": self.role or "assistant"}
+        has_calls = bool(self.tool_calls) or self.function_call is not None
+        msg["content"] = "".join(self.content) if self.saw_content or not has_calls else None
+        if msg["content"] == "" and has_calls:
+            msg["content"] = None
+        if self.reasoning:
+            msg["reasoning_content"] = "".join(self.reasoning)
+        if self.refusal:
+            msg["refusal"] = "".join(self.refusal)
+        if self.tool_calls:
+            msg["tool_calls"] = [
+                {
+                    "id": slot["id"],
+                    "type": slot["type"],
+                    "function": {"name": "".join(slot["name"]), "arguments": "".join(slot["arguments"])},
+                }
+                for _, slot in sorted(self.tool_calls.items())
+            ]
+        if self.function_call is not None:
+            msg["function_call"] = {k: "".join(v) for k, v in self.function_call.items()}
+        return msg
+
+
+def assemble_stream(raw: bytes, *, status_code: int = 200) -> dict[str, Any] | None:
+    """The complete `chat.completion` a stream of `chat.completion.chunk` events adds up to, or None when the
+    stream must not be cached: non-200, an error event, no `[DONE]`, a choice without finish_reason, or
+    anything that is not a chat-completion chunk."""
+    if status_code != 200:
+        return None
+    head: dict[str, Any] = {}
+    choices: dict[int, _Choice] = {}
+    usage: dict[str, Any] | None = None
+    done = False
+    for event, data in iter_sse(raw):
+        if done:
+            break
+        if event == "error":
+            return None
+        if data.strip() == "[DONE]":
+            done = True
+            continue
+        try:
+            chunk = json.loads(data)
+        except ValueError:
+            return None
+        if not isinstance(chunk, dict) or "error" in chunk:
+            return None
+        if chunk.get("object", "chat.completion.chunk") != "chat.completion.chunk":
+            return None
+        for key in ("id", "created", "model", "system_fingerprint", "service_tier"):
+            if chunk.get(key) is not None:
+                head.setdefault(key, chunk[key])
+        if isinstance(chunk.get("usage"), dict):
+            usage = chunk["usage"]
+        for c in chunk.get("choices") or []:
+            if not isinstance(c, dict):
+                return None
+            idx = int(c.get("index", 0))
+            choice = choices.setdefault(idx, _Choice(idx))
+            if isinstance(c.get("delta"), dict):
+                choice.add(c["delta"])
+            lp = c.get("logprobs")
+            if isinstance(lp, dict) and isinstance(lp.get("content"), list):
+                choice.logprobs = (choice.logprobs or []) + lp["content"]
+            if c.get("finish_reason"):
+                choice.finish_reason = c["finish_reason"]
+    if not done or not choices or any(c.finish_reason is None for c in choices.values()):
+        return None
+    completion: dict[str, Any] = {
+        "id": head.get("id", ""),
+        "object": "chat.completion",
+        "created": head.get("created", 0),
+        "model": head.get("model", ""),
+        "choices": [
+            {
+                "index": c.index,
+                "message": c.message(),
+                "logprobs": {"content": c.logprobs} if c.logprobs is not None else None,
+                "finish_reason": c.finish_reason,
+            }
+            for c in sorted(choices.values(), key=lambda c: c.index)
+        ],
+    }
+    for key in ("system_fingerprint", "service_tier"):
+        if key in head:
+            completion[key] = head[key]
+    if usage is not None:
+        completion["usage"] = usage
+    return completion
+
+
+def is_cacheable(completion: dict[str, Any]) -> bool:
+    """A complete, successful chat.completion: every choice finished normally (not content_filter/error)."""
+    choices = completion.get("choices")
+    return (
+        completion.get("object") == "chat.completion"
+        and isinstance(choices, list)
+        and bool(choices)
+        and all(isinstance(c, dict) and c.get("finish_reason") in CACHEABLE_FINISH_REASONS for c in choices)
+    )
+
+
+def _event(obj: dict[str, Any]) -> bytes:
+    return b"data: " + json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode("utf-8") + b"\n\n"
+
+
+def replay_sse(completion: dict[str, Any], *, include_usage: bool, chunk_chars: int | None = None) -> bytes:
+    """A cached `chat.completion` as an OpenAI SSE stream: per choice a role chunk, the content (in pieces of
+    `chunk_chars`, or one), tool calls, a finish chunk; then the usage chunk when `include_usage` (as
+    `stream_options.include_usage` asks) and the completion has usage; then `data: [DONE]`."""
+    base: dict[str, Any] = {
+        "id": completion.get("id", ""),
+        "object": "chat.completion.chunk",
+        "created": completion.get("created", 0),
+        "model": completion.get("model", ""),
+    }
+    if completion.get("system_fingerprint") is not None:
+        base["system_fingerprint"] = completion["system_fingerprint"]
+    usage = completion.get("usage") if include_usage else None
+
+    def chunk(choices: list[dict[str, Any]], **extra: Any) -> bytes:
+        obj = {**base, "choices": choices, **extra}
+        if include_usage and "usage" not in extra:
+            obj["usage"] = None
+        return _event(obj)
+
+    out: list[bytes] = []
+    for choice in completion.get("choices") or []:
+        idx = choice.get("index", 0)
+        msg = choice.get("message") or {}
+
+        def delta(d: dict[str, Any], idx: int = idx, **extra: Any) -> bytes:
+            return chunk([{"index": idx, "delta": d, "logprobs": None, "finish_reason": None, **extra}])
+
+        out.append(delta({"role": msg.get("role", "assistant"), "content": ""}))
+        if msg.get("reasoning_content"):
+            out.append(delta({"reasoning_content": msg["reasoning_content"]}))
+        content = msg.get("content")
+        if isinstance(content, str) and content:
+            step = chunk_chars if chunk_chars and chunk_chars > 0 else len(content)
+            pieces = [content[i : i + step] for i in range(0, len(content), step)]
+            logprobs = choice.get("logprobs")
+            for n, piece in enumerate(pieces):
+                lp = logprobs if n == 0 and logprobs else None
+                out.append(delta({"content": piece}, logprobs=lp) if lp else delta({"content": piece}))
+        if msg.get("refusal"):
+            out.append(delta({"refusal": msg["refusal"]}))
+        for i, call in enumerate(msg.get("tool_calls") or []):
+            out.append(delta({"tool_calls": [{"index": i, **call}]}))
+        if msg.get("function_call"):
+            out.append(delta({"function_call": msg["function_call"]}))
+        out.append(
+            chunk(
+                [
+                    {
+                        "index": idx,
+                        "delta": {},
+                        "logprobs": None,
+                        "finish_reason": choice.get("finish_reason") or "stop",
+                    }
+                ]
+            )
+        )
+    if include_usage and isinstance(usage, dict):
+        out.append(chunk([], usage=usage))
+    out.append(b"data: [DONE]\n\n")
+    return b"".join(out)

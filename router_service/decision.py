@@ -1,0 +1,251 @@
+"""The decision core, shared by the Envoy ExtProc server and the direct proxy. Pure: no I/O.
+
+Two phases, so the I/O layer can batch every text of many requests into one Triton call:
+
+1. `plan(cfg, body, headers)` validates the chat request (raising `InvalidRequest`, a 400) and lists the
+   distinct texts that need signals, with what each is for.
+2. `decide(cfg, plan, body, signals, tool_index)` turns those signals into `Routed` (rewritten body,
+   endpoint, headers, failover candidates, cache policy) or `Blocked` (rendered by `responses.render_block`).
+   `signals=None` means Triton was unavailable: each check then follows `triton_router.failure_policy`.
+
+Order of the decision: category (keyword rules, then classifier) → jailbreak guard → candidate chain →
+PII guard (may move an auto request down the chain) → endpoint → rewrites (model, reasoning, system
+prompt, tools).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from router_service import guards, routing
+from router_service.config import RouterConfig
+from router_service.decision_types import (
+    Blocked,
+    BlockReason,
+    CachePolicy,
+    PiiEntity,
+    Plan,
+    Routed,
+    TextSignals,
+    ToolMode,
+)
+from router_service.errors import InvalidRequest
+from router_service.tools import ToolIndex, tool_text
+
+__all__ = [
+    "BlockReason",
+    "Blocked",
+    "CachePolicy",
+    "PiiEntity",
+    "Plan",
+    "Routed",
+    "TextSignals",
+    "decide",
+    "message_text",
+    "plan",
+]
+
+ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
+TOOL_CHOICES = frozenset({"none", "auto", "required"})
+
+
+# --- phase 1: plan ---------------------------------------------------------------------------------------
+
+
+def plan(cfg: RouterConfig, body: object, headers: Mapping[str, str]) -> Plan:
+    """Validate a chat-completions body and say which texts need signals.
+
+    `headers` is accepted so both transports call the core the same way; no header changes the plan today
+    (cache control and tenant scoping are applied by the cache layer).
+    """
+    del headers
+    if not isinstance(body, dict):
+        raise InvalidRequest("The request body must be a JSON object.")
+    model = _model(body)
+    stream = body.get("stream")
+    if stream is not None and not isinstance(stream, bool):
+        raise InvalidRequest("'stream' must be a boolean.", "stream")
+    texts = _Texts()
+    roles_and_texts = [(m["role"], message_text(m)) for m in _messages(body)]
+    pii = [texts.add(t) for _, t in roles_and_texts if t.strip()]
+    user = [texts.add(t) for role, t in roles_and_texts if role == "user" and t.strip()]
+    last_user = user[-1] if user else None
+    is_auto = cfg.is_auto_model(model)
+    tool_mode = _tool_mode(cfg, body, last_user)
+    tool_indices = [texts.add(tool_text(t)) for t in body["tools"]] if tool_mode == "filter" else []
+    keyword = _keyword_category(cfg, texts.items[last_user]) if is_auto and last_user is not None else None
+    return Plan(
+        texts=tuple(texts.items),
+        intent_index=last_user if is_auto else None,
+        jailbreak_indices=tuple(dict.fromkeys(user)),
+        pii_indices=tuple(dict.fromkeys(pii)),
+        embedding_index=last_user,
+        requested_model=model,
+        is_auto=is_auto,
+        stream=bool(stream),
+        keyword_category=keyword,
+        tool_mode=tool_mode,
+        tool_indices=tuple(tool_indices),
+    )
+
+
+class _Texts:
+    """Distinct texts in first-seen order; `add` returns a text's index."""
+
+    def __init__(self) -> None:
+        self.items: list[str] = []
+        self._index: dict[str, int] = {}
+
+    def add(self, text: str) -> int:
+        if text not in self._index:
+            self._index[text] = len(self.items)
+            self.items.append(text)
+        return self._index[text]
+
+
+def message_text(message: Mapping[str, Any]) -> str:
+    """A message's text: its string content, or its text parts joined by newlines (images etc. skipped)."""
+    content = message.get("content")
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "\n".join(
+            p["text"] for p in content if p.get("type") == "text" and isinstance(p.get("text"), str)
+        )
+    return ""
+
+
+def _model(body: Mapping[str, Any]) -> str:
+    model = body.get("model")
+    if model is None:
+        raise InvalidRequest("Missing required parameter: 'model'.", "model")
+    if not isinstance(model, str) or not model.strip():
+        raise InvalidRequest("'model' must be a non-empty string.", "model")
+    return model
+
+
+def _messages(body: Mapping[str, Any]) -> list[dict[str, Any]]:
+    messages = body.get("messages")
+    if messages is None:
+        raise InvalidRequest("Missing required parameter: 'messages'.", "messages")
+    if not isinstance(messages, list) or not messages:
+        raise InvalidRequest("'messages' must be a non-empty array.", "messages")
+    for i, message in enumerate(messages):
+        _check_message(i, message)
+    return messages
+
+
+def _check_message(i: int, message: object) -> None:
+    where = f"messages[{i}]"
+    if not isinstance(message, dict):
+        raise InvalidRequest(f"'{where}' must be an object.", where)
+    role = message.get("role")
+    if role not in ROLES:
+        allowed = ", ".join(sorted(ROLES))
+        raise InvalidRequest(f"'{where}.role' must be one of: {allowed}.", f"{where}.role")
+    content = message.get("content")
+    if content is None or isinstance(content, str):
+        return
+    if not isinstance(content, list):
+        raise InvalidRequest(
+            f"'{where}.content' must be a string, an array of content parts, or null.", f"{where}.content"
+        )
+    for j, part in enumerate(content):
+        if not isinstance(part, dict) or not isinstance(part.get("type"), str):
+            raise InvalidRequest(
+                f"'{where}.content[{j}]' must be an object with a string 'type'.", f"{where}.content[{j}]"
+            )
+        if part["type"] == "text" and not isinstance(part.get("text"), str):
+            raise InvalidRequest(
+                f"'{where}.content[{j}].text' must be a string.", f"{where}.content[{j}].text"
+            )
+
+
+def _tool_mode(cfg: RouterConfig, body: Mapping[str, Any], last_user: int | None) -> ToolMode:
+    tools = body.get("tools")
+    if tools is not None and not isinstance(tools, list):
+        raise InvalidRequest("'tools' must be an array.", "tools")
+    for i, tool in enumerate(tools or ()):
+        if not isinstance(tool, dict):
+            raise InvalidRequest(f"'tools[{i}]' must be an object.", f"tools[{i}]")
+    choice = body.get("tool_choice")
+    if choice is not None and not isinstance(choice, dict) and choice not in TOOL_CHOICES:
+        raise InvalidRequest("'tool_choice' must be 'none', 'auto', 'required' or an object.", "tool_choice")
+    if not cfg.tools.enabled or last_user is None:
+        return "none"
+    if tools and choice in (None, "auto"):
+        return "filter"
+    if not tools and choice == "auto":
+        return "add"
+    return "none"
+
+
+def _keyword_category(cfg: RouterConfig, text: str) -> str | None:
+    return next((rule.category for rule in cfg.keyword_rules if rule.matches(text)), None)
+
+
+# --- phase 2: decide -------------------------------------------------------------------------------------
+
+
+def decide(
+    cfg: RouterConfig,
+    plan: Plan,
+    body: Mapping[str, Any],
+    signals: Sequence[TextSignals] | None,
+    tool_index: ToolIndex | None,
+) -> Routed | Blocked:
+    """Route or block one planned request. `body` is not modified; `Routed.body` is a rewritten copy."""
+    if signals is not None and len(signals) != len(plan.texts):
+        raise ValueError(f"got {len(signals)} signals for {len(plan.texts)} planned texts")
+    cls = routing.classify(cfg, plan, signals)
+    category = cls.category
+    blocked = guards.check_jailbreak(cfg, plan, signals, category)
+    if blocked is not None:
+        return blocked
+    if cls.reason == "classifier_unavailable" and cfg.triton_router.failure_policy.classification == "closed":
+        return guards.unavailable("classification", category)
+    chain = routing.candidate_chain(cfg, plan, cls)
+    pii = guards.detect_pii(cfg, plan, signals, category)
+    if pii is None and cfg.triton_router.failure_policy.pii == "open":
+        pii = frozenset()
+    allowed = guards.eligible(cfg, chain, pii)
+    if not allowed:
+        return (
+            guards.unavailable("pii", category)
+            if pii is None
+            else guards.pii_blocked(cfg, chain, pii, category)
+        )
+    chosen = allowed[0]
+    (model, endpoint), *failover = routing.endpoints(cfg, allowed)
+    new_body = copy.deepcopy(dict(body))
+    new_body["model"] = model
+    reasoning = routing.apply_reasoning(cfg, new_body, chosen) if plan.is_auto else False
+    injected = routing.apply_system_prompt(new_body, category) if plan.is_auto else False
+    tools = routing.apply_tools(cfg, plan, new_body, signals, tool_index)
+    name = category.name if category is not None else None
+    response_headers = {
+        "x-vsr-selected-model": model,
+        "x-vsr-selected-reasoning": "on" if reasoning else "off",
+        "x-vsr-injected-system-prompt": "true" if injected else "false",
+    }
+    if name is not None:
+        response_headers["x-vsr-selected-category"] = name
+    moved = chosen is not chain[0]
+    return Routed(
+        model=model,
+        endpoint=endpoint,
+        category=name,
+        confidence=cls.confidence,
+        reasoning=reasoning,
+        injected_system_prompt=injected,
+        body=new_body,
+        upstream_headers={"x-vsr-destination-endpoint": endpoint, "x-selected-model": model},
+        response_headers=response_headers,
+        candidates=tuple(failover),
+        cache=CachePolicy(enabled=cfg.cache_enabled(category), threshold=cfg.cache_threshold(category)),
+        reason=cls.reason + ("+pii_fallback" if moved else ""),
+        pii_types=tuple(sorted(pii or ())),
+        selected_tools=tools,
+    )

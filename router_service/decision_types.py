@@ -1,0 +1,113 @@
+"""Value objects of the decision core (re-exported by `router_service.decision`).
+
+They live apart from `decision.py` so that its helpers (`routing.py`, `guards.py`) can build them without
+an import cycle. All are frozen: a decision is computed once and then only read by the transports.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import numpy.typing as npt
+
+__all__ = ["BlockReason", "Blocked", "CachePolicy", "PiiEntity", "Plan", "Routed", "TextSignals", "ToolMode"]
+
+BlockReason = Literal["jailbreak", "pii", "classifier_unavailable"]
+ToolMode = Literal["none", "filter", "add"]
+
+
+@dataclass(frozen=True)
+class PiiEntity:
+    """One detected span: `type` is a Presidio name (PERSON, US_SSN, ...); offsets index the text."""
+
+    type: str
+    start: int
+    end: int
+    text: str
+    confidence: float
+
+
+@dataclass(frozen=True, eq=False)
+class TextSignals:
+    """Everything Triton's `signals` model says about one text (one row of one batched call).
+
+    `eq=False`: the embedding is an array, which has no single truth value to compare by.
+    """
+
+    intent: str
+    intent_confidence: float
+    intent_probs: Mapping[str, float]
+    jailbreak_confidence: float
+    pii: tuple[PiiEntity, ...]
+    embedding: npt.NDArray[np.float32]
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a request needs from Triton, computed before the (batched) call.
+
+    Indices point into `texts`, which holds each distinct text once. `tool_indices[i]` is the text standing
+    for the i-th tool of the request body (only in `tool_mode == "filter"`).
+    """
+
+    texts: tuple[str, ...]
+    intent_index: int | None
+    jailbreak_indices: tuple[int, ...]
+    pii_indices: tuple[int, ...]
+    embedding_index: int | None
+    requested_model: str
+    is_auto: bool
+    stream: bool
+    keyword_category: str | None = None
+    tool_mode: ToolMode = "none"
+    tool_indices: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class CachePolicy:
+    """Semantic-cache use for this request. `threshold` is a cosine similarity: higher is stricter."""
+
+    enabled: bool
+    threshold: float
+
+
+@dataclass(frozen=True)
+class Routed:
+    """Send the (rewritten) request upstream.
+
+    `model` is the name sent upstream (a category entry's `lora_name` when it has one). `candidates` are
+    further (model, endpoint) pairs to try, in order, when `endpoint` fails before its first byte; a caller
+    that fails over sets `body["model"]` to the candidate's model. `reason` says how the model was chosen:
+    explicit, keyword, classifier, low_confidence, unknown_category, no_user_text, classifier_unavailable,
+    with `+pii_fallback` when PII moved the request off its first choice.
+    """
+
+    model: str
+    endpoint: str
+    category: str | None
+    confidence: float | None
+    reasoning: bool
+    injected_system_prompt: bool
+    body: dict[str, Any]
+    upstream_headers: dict[str, str]
+    response_headers: dict[str, str]
+    candidates: tuple[tuple[str, str], ...]
+    cache: CachePolicy
+    reason: str = ""
+    pii_types: tuple[str, ...] = ()
+    selected_tools: tuple[str, ...] | None = None
+    """Names of the tools left in the body after automatic selection; None when selection did not run."""
+
+
+@dataclass(frozen=True)
+class Blocked:
+    """Answer the client directly; the request never reaches a model. `responses.render_block` renders it."""
+
+    reason: BlockReason
+    message: str
+    category: str | None
+    headers: dict[str, str] = field(default_factory=dict)
+    detail: dict[str, Any] = field(default_factory=dict)

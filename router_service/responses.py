@@ -1,0 +1,152 @@
+"""Response renderers shared by the ExtProc server and the direct proxy, so both answer byte-for-byte alike.
+
+Pure: each returns status/headers/bytes for the transport to send. `request_id` and `created` default to a
+fresh id and the current time; tests pass fixed values.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+from router_service.config import RouterConfig
+from router_service.decision_types import Blocked
+
+__all__ = [
+    "AUTO_MODEL_OWNER",
+    "JSON",
+    "SSE",
+    "models_list",
+    "openai_error",
+    "render_block",
+    "render_cached",
+]
+
+JSON = "application/json"
+SSE = "text/event-stream"
+AUTO_MODEL_OWNER = "vllm-semantic-router"
+
+_BLOCK_CODES = {
+    "jailbreak": "jailbreak_detected",
+    "pii": "pii_policy_violation",
+    "classifier_unavailable": "classifier_unavailable",
+}
+
+
+def _dumps(payload: Any) -> bytes:
+    return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def openai_error(
+    status: int, message: str, type: str, code: str, param: str | None = None
+) -> tuple[int, bytes]:
+    """OpenAI's error shape: `{"error": {"message", "type", "code", "param"}}`."""
+    return status, _dumps({"error": {"message": message, "type": type, "code": code, "param": param}})
+
+
+def render_block(
+    blocked: Blocked,
+    cfg: RouterConfig,
+    *,
+    stream: bool,
+    model: str,
+    request_id: str | None = None,
+    created: int | None = None,
+) -> tuple[int, dict[str, str], bytes, str]:
+    """(status, headers, body, content type) for a blocked request.
+
+    `triton_router.block_response: openai_error` (default): 403 with an OpenAI error, also for streaming
+    requests (clients check the status before reading a stream). `content_filter`: VSR's form, HTTP 200 with
+    a `chat.completion` whose finish_reason is "content_filter" and whose message is the refusal; streamed
+    as one `chat.completion.chunk` event then `data: [DONE]`.
+    An unavailable classifier is always a 503 error: it is an outage, not a verdict on the content, and a
+    200 refusal would hide it from clients' retry logic.
+    """
+    headers = dict(blocked.headers)
+    code = _BLOCK_CODES[blocked.reason]
+    if blocked.reason == "classifier_unavailable":
+        status, body = openai_error(503, blocked.message, "server_error", code)
+        return status, headers, body, JSON
+    if cfg.triton_router.block_response == "openai_error":
+        status, body = openai_error(403, blocked.message, "invalid_request_error", code)
+        return status, headers, body, JSON
+    rid = request_id or f"chatcmpl-{uuid.uuid4().hex}"
+    ts = int(time.time()) if created is None else created
+    message = {"role": "assistant", "content": blocked.message}
+    if stream:
+        chunk = _chunk(rid, ts, model, [{"index": 0, "delta": message, "finish_reason": "content_filter"}])
+        return 200, headers, _sse([chunk]), SSE
+    completion = {
+        "id": rid,
+        "object": "chat.completion",
+        "created": ts,
+        "model": model,
+        "choices": [{"index": 0, "message": message, "finish_reason": "content_filter"}],
+        "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
+    }
+    return 200, headers, _dumps(completion), JSON
+
+
+def render_cached(
+    completion: Mapping[str, Any], *, stream: bool, body: Mapping[str, Any]
+) -> tuple[bytes, str]:
+    """(body, content type) answering a request from a cached `chat.completion`.
+
+    Streaming requests get the completion replayed as SSE: per choice one chunk with the whole message,
+    one with its finish_reason, a usage chunk when `stream_options.include_usage` asks, then `[DONE]`.
+    """
+    if not stream:
+        return _dumps(completion), JSON
+    rid = str(completion.get("id") or f"chatcmpl-{uuid.uuid4().hex}")
+    ts = int(completion.get("created") or time.time())
+    model = str(completion.get("model") or body.get("model") or "")
+    chunks: list[dict[str, Any]] = []
+    for i, choice in enumerate(completion.get("choices") or ()):
+        index = choice.get("index", i)
+        delta = _delta(choice.get("message") or {})
+        chunks.append(_chunk(rid, ts, model, [{"index": index, "delta": delta, "finish_reason": None}]))
+        finish = choice.get("finish_reason") or "stop"
+        chunks.append(_chunk(rid, ts, model, [{"index": index, "delta": {}, "finish_reason": finish}]))
+    options = body.get("stream_options")
+    if isinstance(options, Mapping) and options.get("include_usage") and completion.get("usage"):
+        chunks.append({**_chunk(rid, ts, model, []), "usage": completion["usage"]})
+    return _sse(chunks), SSE
+
+
+def _delta(message: Mapping[str, Any]) -> dict[str, Any]:
+    delta: dict[str, Any] = {"role": message.get("role", "assistant")}
+    for key in ("content", "refusal", "reasoning_content"):
+        if message.get(key) is not None:
+            delta[key] = message[key]
+    calls = message.get("tool_calls")
+    if calls:
+        delta["tool_calls"] = [{"index": k, **call} for k, call in enumerate(calls)]
+    return delta
+
+
+def _chunk(rid: str, created: int, model: str, choices: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "id": rid,
+        "object": "chat.completion.chunk",
+        "created": created,
+        "model": model,
+        "choices": choices,
+    }
+
+
+def _sse(events: list[dict[str, Any]]) -> bytes:
+    return b"".join(b"data: " + _dumps(e) + b"\n\n" for e in events) + b"data: [DONE]\n\n"
+
+
+def models_list(cfg: RouterConfig, created: int = 0) -> dict[str, Any]:
+    """GET /v1/models: the auto model, then (unless `include_config_models_in_list: false`) every model the
+    config names, each owned by the endpoint it routes to."""
+    data = [{"id": cfg.auto_model_name, "object": "model", "created": created, "owned_by": AUTO_MODEL_OWNER}]
+    if cfg.include_config_models_in_list is not False:
+        for name in cfg.all_models():
+            owner = cfg.endpoints_for(name)[0].name
+            data.append({"id": name, "object": "model", "created": created, "owned_by": owner})
+    return {"object": "list", "data": data}

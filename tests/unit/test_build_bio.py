@@ -1,0 +1,46 @@
+from __future__ import annotations
+
+from build_engines.bio import IGNORE, Span, bio_to_spans, spans_to_bio, trim_span
+from build_engines.data.labels import bio_tags
+
+TAGS = bio_tags()
+TAG_IDS = {t: i for i, t in enumerate(TAGS)}
+
+
+def _names(ids: list[int]) -> list[str]:
+    return ["IGN" if i == IGNORE else TAGS[i] for i in ids]
+
+
+def test_spans_to_bio_marks_first_piece_b_and_rest_i() -> None:
+    # "[CLS] call john smith at 555 - 1234 [SEP]"
+    text = "call john smith at 555-1234"
+    offsets = [(0, 0), (0, 4), (5, 9), (10, 15), (16, 18), (19, 22), (22, 23), (23, 27), (0, 0)]
+    spans = [Span(5, 15, "PERSON"), Span(19, 27, "PHONE_NUMBER")]
+    assert text[5:15] == "john smith"
+    tags = _names(spans_to_bio(offsets, spans, TAG_IDS))
+    assert tags == ["IGN", "O", "B-PERSON", "I-PERSON", "O", "B-PHONE_NUMBER", "I-PHONE_NUMBER",
+                    "I-PHONE_NUMBER", "IGN"]
+
+
+def test_adjacent_entities_of_one_type_stay_separate() -> None:
+    offsets = [(0, 4), (5, 8)]
+    spans = [Span(0, 4, "GPE"), Span(5, 8, "GPE")]
+    assert _names(spans_to_bio(offsets, spans, TAG_IDS)) == ["B-GPE", "B-GPE"]
+    assert bio_to_spans(offsets, ["B-GPE", "B-GPE"]) == spans
+
+
+def test_round_trip_rebuilds_character_spans() -> None:
+    offsets = [(0, 0), (0, 2), (3, 7), (8, 12), (12, 13), (14, 17), (0, 0)]
+    spans = [Span(3, 13, "EMAIL_ADDRESS")]
+    tags = _names(spans_to_bio(offsets, spans, TAG_IDS))
+    assert bio_to_spans(offsets, ["O" if t == "IGN" else t for t in tags]) == spans
+
+
+def test_dangling_i_tag_opens_an_entity_and_type_change_splits() -> None:
+    offsets = [(0, 3), (4, 7), (8, 11)]
+    assert bio_to_spans(offsets, ["I-PERSON", "I-GPE", "O"]) == [Span(0, 3, "PERSON"), Span(4, 7, "GPE")]
+
+
+def test_trim_span_drops_punctuation_and_spaces() -> None:
+    text = 'call "Bob Lee", ok'
+    assert trim_span(text, Span(5, 15, "PERSON")) == Span(6, 13, "PERSON")

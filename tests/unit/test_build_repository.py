@@ -1,0 +1,97 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from tritonclient.grpc import model_config_pb2 as mc
+
+from build_engines.data.labels import INTENT_LABELS, bio_tags
+from build_engines.repository import (
+    ServingOptions,
+    cpu_signals_config,
+    gpu_signals_config,
+    install_repository,
+    parse_config,
+    render_config,
+)
+from build_engines.tensorrt_build import EngineSpec, TensorRTUnavailable, build_engine, profile_shapes
+
+CONTRACT = {
+    "intent_probs": (mc.TYPE_FP32, [14]),
+    "jailbreak_probs": (mc.TYPE_FP32, [2]),
+    "pii_tag_ids": (mc.TYPE_INT64, [-1]),
+    "pii_tag_probs": (mc.TYPE_FP32, [-1]),
+    "embedding": (mc.TYPE_FP32, [384]),
+}
+
+
+def _check_contract(config: mc.ModelConfig) -> None:
+    assert config.name == "signals"
+    assert [(i.name, i.data_type, list(i.dims)) for i in config.input] == [
+        ("input_ids", mc.TYPE_INT64, [-1]), ("attention_mask", mc.TYPE_INT64, [-1])]
+    assert {o.name: (o.data_type, list(o.dims)) for o in config.output} == CONTRACT
+    assert config.dynamic_batching.max_queue_delay_microseconds > 0
+    assert len(config.model_warmup) >= 1
+
+
+def test_cpu_config_round_trips_and_meets_the_contract() -> None:
+    config = parse_config(render_config(cpu_signals_config(len(INTENT_LABELS))))
+    _check_contract(config)
+    assert config.backend == "python"
+    assert config.max_batch_size == 64
+    assert config.instance_group[0].kind == mc.ModelInstanceGroup.KIND_CPU
+    assert config.parameters["intra_op_threads"].string_value == "2"
+    assert not any(i.allow_ragged_batch for i in config.input)
+
+
+def test_cpu_config_without_dynamic_batching() -> None:
+    config = parse_config(render_config(cpu_signals_config(14, ServingOptions(dynamic_batching=False))))
+    assert not config.HasField("dynamic_batching")
+
+
+def test_gpu_config_is_tensorrt_on_gpu() -> None:
+    config = parse_config(render_config(gpu_signals_config(14)))
+    _check_contract(config)
+    assert config.platform == "tensorrt_plan"
+    assert config.default_model_filename == "model.plan"
+    assert config.instance_group[0].kind == mc.ModelInstanceGroup.KIND_GPU
+
+
+def test_generated_gpu_repository_config_is_valid() -> None:
+    path = Path(__file__).resolve().parents[2] / "deploy" / "triton-gpu" / "model_repository" / "signals"
+    if not (path / "config.pbtxt").exists():
+        pytest.skip("deploy/triton-gpu not generated yet (python -m build_engines tensorrt --config-only)")
+    _check_contract(parse_config((path / "config.pbtxt").read_text()))
+
+
+def test_install_repository_lays_out_the_contract(tmp_path: Path) -> None:
+    artefacts = tmp_path / "build"
+    artefacts.mkdir()
+    (artefacts / "model.onnx").write_bytes(b"onnx")
+    (artefacts / "tokenizer.json").write_text("{}")
+    manifest = {"labels": {"intent": list(INTENT_LABELS), "jailbreak": ["benign", "jailbreak"],
+                           "pii": list(bio_tags())}, "max_seq_length": 512, "embedding_dim": 384,
+                "build_key": "k", "base_model": "all-MiniLM-L6-v2"}
+    model_dir = install_repository(artefacts, tmp_path / "repo", manifest)
+    files = sorted(p.name for p in (model_dir / "1").iterdir())
+    assert files == ["manifest.json", "model.onnx", "model.py", "tokenizer.json"]
+    assert json.loads((model_dir / "1" / "manifest.json").read_text())["labels"]["pii"][0] == "O"
+    _check_contract(parse_config((model_dir / "config.pbtxt").read_text()))
+
+
+def test_engine_profiles_cover_batch_and_sequence() -> None:
+    spec = EngineSpec(max_batch=64, max_sequence=512)
+    profiles = profile_shapes(spec)
+    assert profiles[-1][2] == (64, 512)
+    for minimum, optimum, maximum in profiles:
+        assert all(a <= b <= c for a, b, c in zip(minimum, optimum, maximum, strict=True))
+
+
+def test_engine_build_needs_tensorrt(tmp_path: Path) -> None:
+    try:
+        import tensorrt  # noqa: F401
+    except ImportError:
+        with pytest.raises(TensorRTUnavailable):
+            build_engine(tmp_path / "model.onnx", tmp_path / "model.plan")
+        pytest.skip("TensorRT is not installed here (only in NGC containers); the builder raised its clear error")
