@@ -1,4 +1,4 @@
-"""`python -m build_engines {build,evaluate,export,tensorrt,install-repo}`."""
+"""`python -m build_engines {build,evaluate,export,tensorrt,install-repo,compare}`."""
 
 from __future__ import annotations
 
@@ -97,6 +97,13 @@ def cmd_tensorrt(args: argparse.Namespace) -> None:
     print(f"GPU model repository at {repository}" + (f" with {plan}" if plan else " (configs only)"))
 
 
+def cmd_compare(args: argparse.Namespace) -> None:
+    from build_engines.compare import compare
+    from build_engines.paths import REPORTS_DIR
+
+    compare(args.only, Path(args.output or REPORTS_DIR))
+
+
 def cmd_install(args: argparse.Namespace) -> None:
     from build_engines.pipeline import install_from_cache
 
@@ -160,6 +167,11 @@ def main(argv: list[str] | None = None) -> None:
         "--config-only", action="store_true", help="write config.pbtxt files without building a plan"
     )
     p.set_defaults(func=cmd_tensorrt)
+
+    p = sub.add_parser("compare", help="build design variants (cached, not installed) and tabulate them")
+    p.add_argument("--only", action="append", help="substring of a variant name to run (repeatable)")
+    p.add_argument("--output", help="folder for design_comparison.{json,md} (default: build_engines/reports)")
+    p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("install-repo", help="install the cached build into the model repository")
     _add_config_flags(p)

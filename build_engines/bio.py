@@ -43,7 +43,7 @@ def spans_to_bio(
 
 
 def bio_to_spans(offsets: Sequence[tuple[int, int]], tags: Sequence[str]) -> list[Span]:
-    """Entity spans from per-token tags. An `I-X` after `O` or another type opens a new entity (lenient BIO)."""
+    """Entity spans from per-token tags. `I-X` after `O` or another type opens an entity (lenient BIO)."""
     spans: list[Span] = []
     current: tuple[int, int, str] | None = None
     for (start, end), tag in zip(offsets, tags, strict=True):

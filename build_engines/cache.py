@@ -1,4 +1,4 @@
-"""Build cache: outputs live under `<cache root>/build/<key>`, key = hash of data, code, config and versions."""
+"""Build cache: outputs live under `<cache root>/build/<key>`, key = hash of data, code, config, versions."""
 
 from __future__ import annotations
 

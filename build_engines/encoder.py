@@ -27,7 +27,7 @@ MAX_SEQ_LENGTH = 512
 
 
 def load_tokenizer(max_length: int = MAX_SEQ_LENGTH, path: Path | None = None) -> Tokenizer:
-    """The fast tokenizer with truncation at `max_length` and no padding (batches are padded to their longest)."""
+    """The fast tokenizer with truncation at `max_length` and no padding (batches pad to their longest)."""
     tokenizer = Tokenizer.from_file(str((path or encoder_path()) / "tokenizer.json"))
     tokenizer.no_padding()
     tokenizer.enable_truncation(max_length=max_length)
@@ -81,6 +81,6 @@ def mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tenso
 def sentence_embedding(
     model: BertModel, input_ids: torch.Tensor, attention_mask: torch.Tensor
 ) -> torch.Tensor:
-    """Reference all-MiniLM-L6-v2 embedding: HF forward, mean pooling, L2 normalisation (as sentence-transformers)."""
+    """Reference all-MiniLM-L6-v2 embedding: HF forward, mean pooling, L2 norm (as sentence-transformers)."""
     hidden = model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
     return torch.nn.functional.normalize(mean_pool(hidden, attention_mask), p=2, dim=1)

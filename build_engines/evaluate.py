@@ -1,4 +1,4 @@
-"""Held-out evaluation of the exported `signals` graph, the presidio-analyzer baseline, and the report files."""
+"""Held-out evaluation of the exported `signals` graph, the presidio-analyzer baseline, report files."""
 
 from __future__ import annotations
 
@@ -42,7 +42,7 @@ def run_signals(
     batch_size: int = 32,
     desc: str = "onnx",
 ) -> dict[str, list[np.ndarray]]:
-    """Run the graph over token rows in length-sorted batches; per-token outputs are cut to each row's length."""
+    """Run the graph over token rows in length-sorted batches; per-token outputs cut to each row's length."""
     order = sorted(range(len(rows)), key=lambda i: len(rows[i]))
     result: dict[str, list[np.ndarray]] = {name: [np.empty(0)] * len(rows) for name in outputs}
     for start in tqdm(range(0, len(order), batch_size), desc=desc, leave=False):

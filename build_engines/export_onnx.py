@@ -56,7 +56,7 @@ def compare_with_torch(
 ) -> dict[str, Any]:
     """Max abs difference per output between PyTorch and ORT on random batches of real token rows.
 
-    Batch sizes and lengths vary, so the dynamic axes are exercised; pii tag ids are compared as a mismatch rate.
+    Batch sizes and lengths vary, so the dynamic axes are exercised; pii tag ids compare as a mismatch rate.
     """
     rng = random.Random(seed)
     sess = session(onnx_path)

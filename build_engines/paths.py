@@ -27,7 +27,7 @@ GPU_REPOSITORY_DIR = REPO_ROOT / "deploy" / "triton-gpu" / "model_repository"
 
 
 def cache_root() -> Path:
-    """`${SEMANTIC_ROUTER_CACHE:-~/.cache/semantic-router}`, outside the repository so clean clones reuse it."""
+    """`${SEMANTIC_ROUTER_CACHE:-~/.cache/semantic-router}`, outside the repo so clean clones reuse it."""
     return Path(os.environ.get("SEMANTIC_ROUTER_CACHE", "~/.cache/semantic-router")).expanduser()
 
 

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from sklearn.metrics import f1_score
 
 from build_engines.bio import IGNORE, spans_to_bio
@@ -420,7 +419,7 @@ def build(
 
 
 def evaluate_graph(config: BuildConfig, onnx_path: Path) -> dict[str, Any]:
-    """Held-out figures of any `signals` graph (e.g. a re-quantised one), with the cached build's threshold."""
+    """Held-out figures of any `signals` graph (e.g. a re-quantised one), with the cached threshold."""
     key = key_for(config)
     manifest = json.loads((build_dir(key) / "manifest.json").read_text(encoding="utf-8"))
     intent = load_intent(

@@ -52,8 +52,10 @@ def render_markdown(report: dict[str, Any]) -> str:
     lines = [
         "# Classifier build report",
         "",
-        f"Build key `{report['build_key']}`; design: shared frozen trunk of {report['config']['trunk_layers']} "
-        f"MiniLM layers, per-task fine-tuned top layers ({report['config']['method']}), original top layers for "
+        f"Build key `{report['build_key']}`; design: shared frozen trunk of "
+        f"{report['config']['trunk_layers']} "
+        f"MiniLM layers, per-task fine-tuned top layers ({report['config']['method']}), original top layers "
+        "for "
         f"the embedding. Build time {report['timings']['total_s']:.0f} s on this machine. All figures are on "
         "held-out test splits that training and model selection never saw.",
         "",
@@ -67,7 +69,8 @@ def render_markdown(report: dict[str, Any]) -> str:
         "## Intent (14 categories)",
         "",
         f"accuracy {_f(test['intent']['accuracy'])}, macro-F1 {_f(test['intent']['macro_f1'])}, "
-        f"ECE {_f(test['intent']['ece'])}, n={test['intent']['n']}. Confusion matrix: `intent_confusion.png`.",
+        f"ECE {_f(test['intent']['ece'])}, n={test['intent']['n']}. "
+        "Confusion matrix: `intent_confusion.png`.",
         "",
         *_table(
             ["category", "precision", "recall", "F1", "support"],
@@ -126,7 +129,8 @@ def render_markdown(report: dict[str, Any]) -> str:
     presidio = report.get("presidio_analyzer") or {"per_type": {}, "micro": {}}
     types = sorted(set(pii["per_type"]) | set(presidio["per_type"]))
     lines += [
-        f"ours: micro P {_f(pii['micro']['precision'])} R {_f(pii['micro']['recall'])} F1 {_f(pii['micro']['f1'])} "
+        f"ours: micro P {_f(pii['micro']['precision'])} R {_f(pii['micro']['recall'])} "
+        f"F1 {_f(pii['micro']['f1'])} "
         f"(overlap recall {_f(pii['overlap_recall'])}); presidio-analyzer "
         f"({presidio.get('spacy_model', 'not run')}): F1 {_f(presidio['micro'].get('f1'))}"
         + (

@@ -114,7 +114,7 @@ def parse_config(text: str) -> mc.ModelConfig:
 def install_repository(
     artefacts: Path, repository: Path, manifest: dict[str, Any], options: ServingOptions = ServingOptions()
 ) -> Path:
-    """Write `<repository>/signals/{config.pbtxt, 1/{model.py, model.onnx, tokenizer.json, manifest.json}}`."""
+    """Write `<repository>/signals/{config.pbtxt, 1/{model.py, model.onnx, tokenizer.json, manifest.json}}`"""
     model_dir = repository / MODEL_NAME
     version = model_dir / "1"
     version.mkdir(parents=True, exist_ok=True)

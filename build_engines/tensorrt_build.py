@@ -36,7 +36,7 @@ class EngineSpec:
 
 
 def profile_shapes(spec: EngineSpec) -> list[tuple[tuple[int, int], tuple[int, int], tuple[int, int]]]:
-    """(min, opt, max) [batch, sequence] per optimisation profile: one for short chat turns, one up to the max.
+    """(min, opt, max) [batch, sequence] per optimisation profile: short chat turns, and up to the max.
 
     Two profiles keep kernels tuned for the common short case without giving up long prompts.
     """
@@ -93,7 +93,7 @@ def build_engine(onnx_path: Path, plan_path: Path, spec: EngineSpec = EngineSpec
 def write_gpu_repository(
     artefacts: Path, repository: Path, manifest: dict[str, Any], max_batch_size: int = 64
 ) -> Path:
-    """`<repository>/signals/config.pbtxt` (tensorrt_plan, KIND_GPU, dynamic batching) plus tokenizer/manifest."""
+    """`<repository>/signals/config.pbtxt` (tensorrt_plan, KIND_GPU, dynamic batching) and the manifest."""
     model_dir = repository / "signals"
     version = model_dir / "1"
     version.mkdir(parents=True, exist_ok=True)

@@ -48,7 +48,7 @@ def trunk_features(
     batch_size: int = 64,
     desc: str = "trunk",
 ) -> list[torch.Tensor]:
-    """Unpadded trunk output [len, hidden] per row (padding never changes real positions, so this is exact)."""
+    """Unpadded trunk output [len, hidden] per row (padding never changes real positions: exact)."""
     order = sorted(range(len(rows)), key=lambda i: len(rows[i]))
     out: list[torch.Tensor] = [torch.empty(0)] * len(rows)
     layers = encoder.encoder.layer[:trunk_layers]
@@ -144,7 +144,7 @@ def train_top(
     val_metric: Callable[[list[np.ndarray], Labels], float],
     class_weights: torch.Tensor | None = None,
 ) -> TrainResult:
-    """Train one task top; keep the epoch with the best validation metric; LoRA adapters are merged at the end."""
+    """Train one task top; keep the epoch with the best validation metric; LoRA is merged at the end."""
     seed_everything(config.seed)
     started = time.perf_counter()
     top = TaskTop(encoder, config.trunk_layers, num_labels, kind)

@@ -2,7 +2,8 @@
 
 Installed as `model_repository/signals/1/model.py` by `python -m build_engines install-repo`. Triton hands
 `execute` a LIST of requests (the dynamic batcher's batch); their sequence lengths may differ, so rows are
-padded to the longest, run as one session call, and split back (per-token outputs cut to each request's length).
+padded to the longest, run as one session call, and split back (per-token outputs cut to each request's
+length).
 """
 
 from __future__ import annotations

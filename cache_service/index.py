@@ -112,18 +112,21 @@ async def index_info(client: aioredis.Redis, name: str) -> dict[str, Any] | None
     return _pairs(raw)
 
 
-async def ensure_index(client: aioredis.Redis, spec: IndexSpec, lru_key: str) -> IndexStatus:
-    """Create the index, or re-create it when the live one has another schema (logged).
+async def ensure_index(
+    client: aioredis.Redis, spec: IndexSpec, lru_key: str, *, migrate: bool = True
+) -> IndexStatus:
+    """Create the index, or (with `migrate`) re-create it when the live one has another schema (logged).
 
     A different vector dimension or type makes the stored entries useless, so they are deleted with the
     index; for other changes (M, EF_CONSTRUCTION) the entries stay and Redis re-indexes them in the
-    background.
+    background. The service migrates at start only; its periodic check just re-creates a missing index,
+    so two replicas started with different settings cannot take turns dropping each other's index.
     """
     info = await index_info(client, spec.name)
     if info is not None:
         live = live_signature(info)
         wanted = spec.signature()
-        if live == wanted:
+        if live == wanted or not migrate:
             return IndexStatus.EXISTS
         old_vec = live.get(VECTOR_FIELD)
         drop_docs = not (isinstance(old_vec, tuple) and old_vec[2:4] == wanted[VECTOR_FIELD][2:4])

@@ -26,7 +26,7 @@ from cache_service.errors import redis_errors
 from cache_service.index import VECTOR_FIELD
 from cache_service.settings import CacheSettings
 
-__all__ = ["CacheRepository", "Entry", "Scope", "SearchResult"]
+__all__ = ["CacheRepository", "Entry", "NewEntry", "Scope", "SearchResult"]
 
 _FIELDS = ("prompt", "response", "model", "tenant", "created_at", "ttl")
 _INVALIDATE_PAGE = 500
@@ -37,6 +37,16 @@ class Scope:
     model: str
     fingerprint: str
     tenant: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class NewEntry:
+    entry_id: str
+    prompt: str
+    response: dict[str, Any]
+    vector: npt.NDArray[np.float32]
+    scope: Scope
+    ttl: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,37 +107,19 @@ class CacheRepository:
         self, vector: npt.NDArray[np.float32], scope: Scope, *, ef_runtime: int, k: int = 1
     ) -> SearchResult:
         """Nearest entry in scope (hybrid query: TAG pre-filter + HNSW KNN)."""
-        args: list[Any] = [
-            "FT.SEARCH",
-            self._s.index_name,
-            self._knn_query,
-            "PARAMS",
-            12,
-            "model",
-            scope.model,
-            "fp",
-            scope.fingerprint,
-            "tenant",
-            tenant_tag(scope.tenant),
-            "k",
-            k,
-            "ef",
-            ef_runtime,
-            "vec",
-            vector.astype("<f4", copy=False).tobytes(),
-            "SORTBY",
-            "dist",
-            "ASC",
-            "RETURN",
-            1 + len(_FIELDS),
-            "dist",
-            *_FIELDS,
-            "LIMIT",
-            0,
-            k,
-            "DIALECT",
-            2,
-        ]
+        params = {
+            "model": scope.model,
+            "fp": scope.fingerprint,
+            "tenant": tenant_tag(scope.tenant),
+            "k": k,
+            "ef": ef_runtime,
+            "vec": vector.astype("<f4", copy=False).tobytes(),
+        }
+        args: list[Any] = ["FT.SEARCH", self._s.index_name, self._knn_query, "PARAMS", 2 * len(params)]
+        for name, value in params.items():
+            args += [name, value]
+        args += ["SORTBY", "dist", "ASC", "RETURN", 1 + len(_FIELDS), "dist", *_FIELDS]
+        args += ["LIMIT", 0, k, "DIALECT", 2]
         with redis_errors("FT.SEARCH"):
             reply = await execute(self._r, *args)
         prefix_len = len(self._s.entry_prefix)
@@ -141,29 +133,24 @@ class CacheRepository:
             return SearchResult(entry, similarity)
         return SearchResult(None, None)
 
-    async def store(
-        self,
-        entry_id: str,
-        *,
-        prompt: str,
-        response: dict[str, Any],
-        vector: npt.NDArray[np.float32],
-        scope: Scope,
-        ttl: int,
-    ) -> int:
+    def _mapping(self, entry: NewEntry, now: float) -> dict[FieldT, EncodableT]:
+        return {
+            "prompt": entry.prompt,
+            "response": json.dumps(entry.response, ensure_ascii=False, separators=(",", ":")),
+            "model": entry.scope.model,
+            "fp": entry.scope.fingerprint,
+            "tenant": tenant_tag(entry.scope.tenant),
+            VECTOR_FIELD: entry.vector.astype("<f4", copy=False).tobytes(),
+            "created_at": repr(now),
+            "ttl": entry.ttl,
+        }
+
+    async def store(self, entry: NewEntry) -> int:
         """Write (or overwrite) one entry and evict beyond the size bound; returns how many were evicted."""
         now = time.time()
-        key = self.key(entry_id)
-        mapping: dict[FieldT, EncodableT] = {
-            "prompt": prompt,
-            "response": json.dumps(response, ensure_ascii=False, separators=(",", ":")),
-            "model": scope.model,
-            "fp": scope.fingerprint,
-            "tenant": tenant_tag(scope.tenant),
-            VECTOR_FIELD: vector.astype("<f4", copy=False).tobytes(),
-            "created_at": repr(now),
-            "ttl": ttl,
-        }
+        key = self.key(entry.entry_id)
+        mapping = self._mapping(entry, now)
+        ttl, entry_id = entry.ttl, entry.entry_id
         with redis_errors("store"):
             async with self._r.pipeline(transaction=False) as pipe:
                 pipe.hset(key, mapping=mapping)
@@ -175,6 +162,18 @@ class CacheRepository:
         if count > self._s.max_entries + self._s.effective_eviction_batch - 1:
             return await self.evict(count - self._s.max_entries)
         return 0
+
+    async def store_many(self, entries: Sequence[NewEntry], *, batch: int = 500) -> None:
+        """Bulk load (warm-up, benchmarks): pipelined writes, no eviction check until the next `store`."""
+        for start in range(0, len(entries), batch):
+            now = time.time()
+            with redis_errors("store_many"):
+                async with self._r.pipeline(transaction=False) as pipe:
+                    for e in entries[start : start + batch]:
+                        pipe.hset(self.key(e.entry_id), mapping=self._mapping(e, now))
+                        pipe.expire(self.key(e.entry_id), e.ttl)
+                        pipe.zadd(self._s.lru_key, {e.entry_id: now})
+                    await pipe.execute()
 
     async def evict(self, n: int) -> int:
         """Drop the `n` least recently used entries (ZPOPMIN is atomic, so replicas never evict twice)."""

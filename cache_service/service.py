@@ -21,7 +21,7 @@ from cache_service.errors import CacheError, IndexMissingError, InvalidRequestEr
 from cache_service.index import IndexSpec, IndexStatus, ensure_index
 from cache_service.metrics import CacheMetrics
 from cache_service.models import InvalidateRequest, LookupRequest, StoreRequest
-from cache_service.repository import CacheRepository, Entry, Scope
+from cache_service.repository import CacheRepository, Entry, NewEntry, Scope
 from cache_service.settings import CacheSettings
 
 __all__ = ["CacheService", "LookupResult"]
@@ -54,6 +54,7 @@ class CacheService:
         self._wakeup = asyncio.Event()
         self.redis_ok = False
         self.index_ready = False
+        self._migrated = False
         self.last_error: str | None = None
         self.counts: dict[str, int] = dict.fromkeys(
             ("lookups", "hits", "exact_hits", "misses", "stores", "evicted", "errors"), 0
@@ -73,7 +74,7 @@ class CacheService:
             retry=Retry(NoBackoff(), 1),
         )
         self._repo = CacheRepository(self._redis, s)
-        await self._check_index()  # best effort: a down Redis at start is retried by the janitor
+        await self._check_index(migrate=True)  # best effort: a down Redis at start is retried by the janitor
         self._janitor = asyncio.create_task(self._janitor_loop(), name="cache-janitor")
 
     async def stop(self) -> None:
@@ -191,9 +192,7 @@ class CacheService:
         try:
             with redis_errors("store"):
                 async with asyncio.timeout(s.store_timeout_s):
-                    evicted = await self.repo.store(
-                        eid, prompt=req.prompt, response=req.response, vector=vec, scope=scope, ttl=ttl
-                    )
+                    evicted = await self.repo.store(NewEntry(eid, req.prompt, req.response, vec, scope, ttl))
         except CacheError as e:
             self._failed("store", e)
             raise
@@ -268,13 +267,20 @@ class CacheService:
 
     # -- background --------------------------------------------------------------------------------------
 
-    async def _check_index(self) -> None:
-        """Ensure the index exists, update the entries gauge, trim the LRU set; never raises."""
+    async def _check_index(self, *, migrate: bool = False) -> None:
+        """Ensure the index exists (migrating it if this is the first check that reached Redis), update the
+        entries gauge, trim the LRU set; never raises."""
         was_ok = self.redis_ok
         try:
             with redis_errors("janitor"):
                 async with asyncio.timeout(max(5.0, self.settings.store_timeout_s)):
-                    status = await ensure_index(self._redis_client(), self.spec, self.settings.lru_key)
+                    status = await ensure_index(
+                        self._redis_client(),
+                        self.spec,
+                        self.settings.lru_key,
+                        migrate=migrate or not self._migrated,
+                    )
+                    self._migrated = True
                     if status is not IndexStatus.EXISTS:
                         self.metrics.index_creations.inc()
                     self.index_ready = True

@@ -227,32 +227,21 @@ def replay_sse(completion: dict[str, Any], *, include_usage: bool, chunk_chars: 
         out.append(delta({"role": msg.get("role", "assistant"), "content": ""}))
         if msg.get("reasoning_content"):
             out.append(delta({"reasoning_content": msg["reasoning_content"]}))
+        logprobs = choice.get("logprobs") or None  # sent once: with the first content piece, or at the end
         content = msg.get("content")
         if isinstance(content, str) and content:
             step = chunk_chars if chunk_chars and chunk_chars > 0 else len(content)
-            pieces = [content[i : i + step] for i in range(0, len(content), step)]
-            logprobs = choice.get("logprobs")
-            for n, piece in enumerate(pieces):
-                lp = logprobs if n == 0 and logprobs else None
-                out.append(delta({"content": piece}, logprobs=lp) if lp else delta({"content": piece}))
+            for i in range(0, len(content), step):
+                out.append(delta({"content": content[i : i + step]}, logprobs=logprobs))
+                logprobs = None
         if msg.get("refusal"):
             out.append(delta({"refusal": msg["refusal"]}))
         for i, call in enumerate(msg.get("tool_calls") or []):
             out.append(delta({"tool_calls": [{"index": i, **call}]}))
         if msg.get("function_call"):
             out.append(delta({"function_call": msg["function_call"]}))
-        out.append(
-            chunk(
-                [
-                    {
-                        "index": idx,
-                        "delta": {},
-                        "logprobs": None,
-                        "finish_reason": choice.get("finish_reason") or "stop",
-                    }
-                ]
-            )
-        )
+        finish = choice.get("finish_reason") or "stop"
+        out.append(chunk([{"index": idx, "delta": {}, "logprobs": logprobs, "finish_reason": finish}]))
     if include_usage and isinstance(usage, dict):
         out.append(chunk([], usage=usage))
     out.append(b"data: [DONE]\n\n")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import time
@@ -65,21 +64,11 @@ class ResponseTracker:
             parsed = json.loads(raw)
         except ValueError:
             return None
-        if (
-            not isinstance(parsed, dict)
-            or parsed.get("object") != "chat.completion"
-            or not parsed.get("choices")
-        ):
+        if not isinstance(parsed, dict) or parsed.get("object") != "chat.completion" or not parsed.get("choices"):
             return None
         return parsed
 
-    def finish(
-        self,
-        cfg: RouterConfig,
-        cache: CacheClient | None,
-        scope: CacheScope | None,
-        background: set[asyncio.Task[None]],
-    ) -> None:
+    def finish(self, cfg: RouterConfig, cache: CacheClient | None, scope: CacheScope | None) -> None:
         """Record metrics and, for a complete successful response, store it in the cache (never blocking)."""
         done = time.perf_counter()
         if self.status >= 400:
@@ -100,20 +89,15 @@ class ResponseTracker:
                 metrics.TPOT.labels(model=self.model).observe((done - self.first_chunk_at) / (tokens - 1))
         pricing = cfg.pricing_for(self.model)
         if pricing is not None:
-            cost = (
-                prompt_tokens * pricing.prompt_per_1m + completion_tokens * pricing.completion_per_1m
-            ) / 1e6
+            cost = (prompt_tokens * pricing.prompt_per_1m + completion_tokens * pricing.completion_per_1m) / 1e6
             metrics.MODEL_COST.labels(model=self.model, currency=pricing.currency).inc(cost)
         if cache is not None and scope is not None:
-            task = asyncio.create_task(
-                cache.store(
-                    prompt=scope.prompt,
-                    embedding=scope.embedding,
-                    model=scope.model,
-                    fingerprint=scope.fingerprint,
-                    tenant=scope.tenant,
-                    response=completion,
-                )
+            cache.spawn_store(
+                prompt=scope.prompt,
+                embedding=scope.embedding,
+                model=scope.model,
+                fingerprint=scope.fingerprint,
+                tenant=scope.tenant,
+                response=completion,
+                ttl_seconds=cfg.semantic_cache.ttl_seconds or None,
             )
-            background.add(task)
-            task.add_done_callback(background.discard)

@@ -201,9 +201,7 @@ def routes(get_config: Any, signals: SignalClient) -> list[Route]:
             avg_confidence=sum(s.intent_confidence for s in sigs) / len(sigs),
             low_confidence_count=sum(1 for s in sigs if s.intent_confidence < threshold),
         )
-        out = BatchResponse(
-            results=results, total_count=len(results), processing_time_ms=ms, statistics=stats
-        )
+        out = BatchResponse(results=results, total_count=len(results), processing_time_ms=ms, statistics=stats)
         return JSONResponse(out.model_dump())
 
     return [
@@ -240,9 +238,7 @@ def openapi_document() -> dict[str, Any]:
         if resp is not None:
             op["responses"]["200"] = {
                 "description": "OK",
-                "content": {
-                    "application/json": {"schema": {"$ref": f"#/components/schemas/{resp.__name__}"}}
-                },
+                "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{resp.__name__}"}}},
             }
         op["responses"]["400"] = {"description": "Invalid request (OpenAI-style error body)"}
         op["responses"]["503"] = {"description": "Classifier unavailable"}

@@ -69,6 +69,12 @@ async def _build_tool_index(cfg: RouterConfig, signals: SignalClient) -> ToolInd
         return None
 
 
+def _cache_outcome(operation: str, outcome: str, seconds: float) -> None:
+    metrics.CACHE_OPERATION_DURATION.labels(backend="redis", operation=operation, status=str(outcome)).observe(
+        seconds
+    )
+
+
 def create_app(settings: Settings) -> Starlette:
     state: dict[str, Any] = {}
 
@@ -99,7 +105,7 @@ def create_app(settings: Settings) -> Starlette:
         )
         await signals.start()
         cache = (
-            CacheClient(settings.cache_url, timeout_s=settings.cache_timeout_s)
+            CacheClient(settings.cache_url, timeout_s=settings.cache_timeout_s, on_outcome=_cache_outcome)
             if settings.cache_url
             else None
         )

@@ -3,7 +3,6 @@ ImmediateResponses. One `_Stream` per HTTP request follows it through the phases
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator
@@ -70,12 +69,11 @@ class _Stream:
     tracker: ResponseTracker | None = None
 
 
-class ExtProcServer(pb_grpc.ExternalProcessorServicer):
+class ExtProcServer(pb_grpc.ExternalProcessorServicer):  # type: ignore[misc]
     def __init__(self, router: RequestRouter) -> None:
         self.router = router
-        self._background: set[asyncio.Task[None]] = set()
 
-    async def Process(  # noqa: N802 - gRPC method name
+    async def Process(
         self,
         request_iterator: AsyncIterator[pb.ProcessingRequest],
         context: grpc.aio.ServicerContext[Any, Any],
@@ -153,9 +151,7 @@ class ExtProcServer(pb_grpc.ExternalProcessorServicer):
             status, headers, payload, ctype = render_block(
                 decision, self.router.config, stream=outcome.plan.stream, model=outcome.plan.requested_model
             )
-            return _immediate(
-                status, payload, {**headers, "content-type": ctype}, f"blocked_{decision.reason}"
-            )
+            return _immediate(status, payload, {**headers, "content-type": ctype}, f"blocked_{decision.reason}")
         assert isinstance(decision, Routed)
         metrics.MODEL_REQUESTS.labels(model=decision.model).inc()
         if decision.model != outcome.plan.requested_model:
@@ -171,9 +167,7 @@ class ExtProcServer(pb_grpc.ExternalProcessorServicer):
             request_body=pb.BodyResponse(
                 response=pb.CommonResponse(
                     header_mutation=pb.HeaderMutation(
-                        set_headers=_set_headers(
-                            {**decision.upstream_headers, "content-length": str(len(new_body))}
-                        ),
+                        set_headers=_set_headers({**decision.upstream_headers, "content-length": str(len(new_body))}),
                     ),
                     body_mutation=pb.BodyMutation(body=new_body),
                     clear_route_cache=True,
@@ -217,7 +211,7 @@ class ExtProcServer(pb_grpc.ExternalProcessorServicer):
         if tracker is None or outcome is None:
             return
         stream.tracker = None
-        tracker.finish(self.router.config, self.router.cache, outcome.store_scope, self._background)
+        tracker.finish(self.router.config, self.router.cache, outcome.store_scope)
 
 
 async def serve_extproc(router: RequestRouter, host: str, port: int) -> grpc.aio.Server:

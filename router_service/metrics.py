@@ -64,27 +64,21 @@ CACHE_OPERATION_DURATION = Histogram(
     registry=REGISTRY,
 )
 CACHE_ENTRIES = Gauge("llm_cache_entries_total", "Entries in the semantic cache", registry=REGISTRY)
-PII_VIOLATIONS = Counter(
-    "llm_pii_violations", "PII policy violations", ["model", "pii_type"], registry=REGISTRY
-)
+PII_VIOLATIONS = Counter("llm_pii_violations", "PII policy violations", ["model", "pii_type"], registry=REGISTRY)
 REASONING_DECISIONS = Counter(
     "llm_reasoning_decisions",
     "Reasoning mode decisions",
     ["category", "model", "enabled", "effort"],
     registry=REGISTRY,
 )
-MODEL_COST = Counter(
-    "llm_model_cost", "Cost from model_config pricing", ["model", "currency"], registry=REGISTRY
-)
+MODEL_COST = Counter("llm_model_cost", "Cost from model_config pricing", ["model", "currency"], registry=REGISTRY)
 ROUTING_MODIFICATIONS = Counter(
     "llm_model_routing_modifications",
     "Requests whose model the router changed",
     ["source_model", "target_model"],
     registry=REGISTRY,
 )
-REQUESTS_BLOCKED = Counter(
-    "llm_request_blocked", "Requests blocked by a guard", ["reason"], registry=REGISTRY
-)
+REQUESTS_BLOCKED = Counter("llm_request_blocked", "Requests blocked by a guard", ["reason"], registry=REGISTRY)
 # Ours (no VSR equivalent).
 CLASSIFIER_ERRORS = Counter(
     "semantic_router_classifier_errors", "Failed classifier calls", ["reason"], registry=REGISTRY
@@ -98,6 +92,4 @@ SIGNAL_BATCH_SIZE = Histogram(
     buckets=(1, 2, 4, 8, 16, 32, 64),
     registry=REGISTRY,
 )
-CONFIG_RELOADS = Counter(
-    "semantic_router_config_reloads", "Config reload attempts", ["result"], registry=REGISTRY
-)
+CONFIG_RELOADS = Counter("semantic_router_config_reloads", "Config reload attempts", ["result"], registry=REGISTRY)

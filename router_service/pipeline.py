@@ -53,6 +53,8 @@ class Outcome:
         headers = dict(self.decision.response_headers if isinstance(self.decision, Routed) else {})
         if self.cache_hit is not None:
             headers["x-vsr-cache-hit"] = "true"
+        # Where the router's time went, for operators and benchmarks (no request content in it).
+        headers["x-vsr-timings"] = ";".join(f"{k}={v:.2f}" for k, v in self.timings_ms.items())
         return headers
 
 
@@ -113,12 +115,7 @@ class RequestRouter:
         decision = outcome.decision
         assert isinstance(decision, Routed)
         the_plan = outcome.plan
-        if (
-            self.cache is None
-            or not decision.cache.enabled
-            or signals is None
-            or the_plan.embedding_index is None
-        ):
+        if self.cache is None or not decision.cache.enabled or signals is None or the_plan.embedding_index is None:
             return
         control = headers.get(CACHE_CONTROL_HEADER, "").lower()
         query = signals[the_plan.embedding_index]

@@ -5,7 +5,6 @@ Streaming responses are passed through chunk by chunk."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import uuid
@@ -58,15 +57,12 @@ class ChatProxy:
         self.router = router
         self.client = client
         self.max_body_bytes = max_body_bytes
-        self._background: set[asyncio.Task[None]] = set()
 
     async def __call__(self, request: Request) -> Response:
         request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
         raw = await request.body()
         if len(raw) > self.max_body_bytes:
-            return _error(
-                413, f"request body exceeds {self.max_body_bytes} bytes", "body_too_large", request_id
-            )
+            return _error(413, f"request body exceeds {self.max_body_bytes} bytes", "body_too_large", request_id)
         try:
             body = json.loads(raw)
         except (ValueError, UnicodeDecodeError) as e:
@@ -140,7 +136,7 @@ class ChatProxy:
             finally:
                 await upstream.aclose()
                 if complete:
-                    tracker.finish(router.config, router.cache, outcome.store_scope, self._background)
+                    tracker.finish(router.config, router.cache, outcome.store_scope)
                 else:  # client went away or upstream broke mid-stream: count it, never cache it
                     metrics.REQUEST_ERRORS.labels(model=model, reason="stream_interrupted").inc()
 

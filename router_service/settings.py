@@ -39,9 +39,7 @@ def _env(name: str, default: str | None) -> str | None:
 
 def parse_settings(argv: list[str] | None = None) -> Settings:
     d = Settings(config=_REPO / "deploy" / "config.yaml")
-    p = argparse.ArgumentParser(
-        prog="router_service", description="Semantic router: HTTP API, proxy, ExtProc"
-    )
+    p = argparse.ArgumentParser(prog="router_service", description="Semantic router: HTTP API, proxy, ExtProc")
     p.add_argument("--config", default=_env("config", str(d.config)))
     p.add_argument("--host", default=_env("host", d.host))
     p.add_argument("--port", type=int, default=int(_env("port", str(d.port)) or d.port))

@@ -15,8 +15,10 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import tritonclient.grpc.aio as grpcclient
 from tokenizers import Encoding, Tokenizer
 from tritonclient.utils import InferenceServerException
@@ -80,15 +82,14 @@ class SignalClient:
         self.max_batch = max_batch
         self.window_s = window_ms / 1000.0
         self.timeout_s = timeout_s
-        self.max_seq_length = min(
-            max_seq_length or self.manifest.max_seq_length, self.manifest.max_seq_length
-        )
+        self.max_seq_length = min(max_seq_length or self.manifest.max_seq_length, self.manifest.max_seq_length)
         self._tokenizer = Tokenizer.from_file(str(model_dir / "1" / "tokenizer.json"))
         self._tokenizer.no_padding()
         self._tokenizer.enable_truncation(self.max_seq_length)
         self._client = grpcclient.InferenceServerClient(url=triton_url)
         self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
         self._flusher: asyncio.Task[None] | None = None
+        self._inflight: set[asyncio.Task[None]] = set()
         # Bounded memo of recent texts: repeated prompts (retries, cache hits, multi-turn history) skip Triton.
         self._memo: OrderedDict[str, TextSignals] = OrderedDict()
         self._memo_size = memo_size
@@ -132,14 +133,12 @@ class SignalClient:
                 results[i] = sig
         return [r for r in results if r is not None]
 
-    async def embed(self, texts: Sequence[str]) -> np.ndarray:
+    async def embed(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
         """Sentence embeddings (rows L2-normalised) from the same Triton model, for the tool catalogue."""
         signals = await self.classify(texts)
-        return (
-            np.stack([s.embedding for s in signals])
-            if signals
-            else np.zeros((0, self.manifest.embedding_dim))
-        )
+        if not signals:
+            return np.zeros((0, self.manifest.embedding_dim), dtype=np.float32)
+        return np.stack([s.embedding for s in signals]).astype(np.float32)
 
     def _memo_get(self, text: str) -> TextSignals | None:
         hit = self._memo.get(text)
@@ -167,7 +166,9 @@ class SignalClient:
                 except TimeoutError:
                     break
             # Never await the inference inline: the next batch forms while this one runs.
-            asyncio.create_task(self._infer_batch(batch))
+            task = asyncio.create_task(self._infer_batch(batch))
+            self._inflight.add(task)
+            task.add_done_callback(self._inflight.discard)
 
     async def _infer_batch(self, batch: list[_Pending]) -> None:
         texts = [p.text for p in batch]
@@ -210,9 +211,7 @@ class SignalClient:
         outputs = [grpcclient.InferRequestedOutput(name) for name in _OUTPUTS]
         started = time.perf_counter()
         try:
-            result = await self._client.infer(
-                self.model_name, inputs, outputs=outputs, client_timeout=self.timeout_s
-            )
+            result = await self._client.infer(self.model_name, inputs, outputs=outputs, client_timeout=self.timeout_s)
         except InferenceServerException as e:
             metrics.CLASSIFIER_ERRORS.labels(reason="triton").inc()
             raise ClassifierUnavailable(f"Triton inference failed: {e.message()}") from e
@@ -220,7 +219,7 @@ class SignalClient:
         arrays = {name: result.as_numpy(name) for name in _OUTPUTS}
         return [self._decode(texts[i], encodings[i], arrays, i) for i in range(len(texts))]
 
-    def _decode(self, text: str, enc: Encoding, out: dict[str, np.ndarray | None], row: int) -> TextSignals:
+    def _decode(self, text: str, enc: Encoding, out: dict[str, npt.NDArray[Any] | None], row: int) -> TextSignals:
         m = self.manifest
         intent = np.asarray(out["intent_probs"])[row]
         jailbreak = np.asarray(out["jailbreak_probs"])[row]
@@ -239,7 +238,7 @@ class SignalClient:
 
 
 def _entities(
-    text: str, enc: Encoding, tag_ids: np.ndarray, tag_probs: np.ndarray, labels: Sequence[str]
+    text: str, enc: Encoding, tag_ids: npt.NDArray[Any], tag_probs: npt.NDArray[Any], labels: Sequence[str]
 ) -> list[PiiEntity]:
     """Merge BIO token tags into character spans; confidence is the span's weakest token."""
     spans: list[PiiEntity] = []
@@ -262,9 +261,7 @@ def _entities(
             cur_type = None
             continue
         prefix, _, etype = label.partition("-")
-        word_continues = (
-            enc.word_ids[tok] is not None and tok > 0 and enc.word_ids[tok] == enc.word_ids[tok - 1]
-        )
+        word_continues = enc.word_ids[tok] is not None and tok > 0 and enc.word_ids[tok] == enc.word_ids[tok - 1]
         if cur_type == etype and (prefix == "I" or word_continues):
             cur_end = end
             cur_conf = min(cur_conf, prob)

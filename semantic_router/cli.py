@@ -1,9 +1,9 @@
 """`semantic-router`: run the local stack and show what it routes.
 
-    semantic-router stack up [--demo] [--detach]   start everything on loopback; Ctrl-C stops it all
-    semantic-router stack down                     stop a detached stack
-    semantic-router stack status                   what runs, and is it healthy
-    semantic-router demo                           send sample requests through Envoy and show the decisions
+semantic-router stack up [--demo] [--detach]   start everything on loopback; Ctrl-C stops it all
+semantic-router stack down                     stop a detached stack
+semantic-router stack status                   what runs, and is it healthy
+semantic-router demo                           send sample requests through Envoy and show the decisions
 """
 
 from __future__ import annotations
@@ -55,11 +55,24 @@ def run_demo(envoy_port: int) -> int:
             status, headers = e.status_code, e.response.headers
             answer = str(e.body.get("message", "") if isinstance(e.body, dict) else e.message)
         elapsed = (time.perf_counter() - started) * 1000
-        blocked = "jailbreak" if headers.get("x-vsr-jailbreak-blocked") == "true" else (
-            "pii" if headers.get("x-vsr-pii-violation") == "true" else "")
-        rows.append((prompt, status, headers.get("x-vsr-selected-category", "-"),
-                     headers.get("x-vsr-selected-model", "-"), headers.get("x-vsr-selected-reasoning", "-"),
-                     headers.get("x-vsr-cache-hit", "false"), blocked or "-", f"{elapsed:.0f}", answer))
+        blocked = (
+            "jailbreak"
+            if headers.get("x-vsr-jailbreak-blocked") == "true"
+            else ("pii" if headers.get("x-vsr-pii-violation") == "true" else "")
+        )
+        rows.append(
+            (
+                prompt,
+                status,
+                headers.get("x-vsr-selected-category", "-"),
+                headers.get("x-vsr-selected-model", "-"),
+                headers.get("x-vsr-selected-reasoning", "-"),
+                headers.get("x-vsr-cache-hit", "false"),
+                blocked or "-",
+                f"{elapsed:.0f}",
+                answer,
+            )
+        )
     try:
         from rich.console import Console
         from rich.table import Table
@@ -85,8 +98,10 @@ def _up(args: argparse.Namespace) -> int:
     settings = _settings(args)
     existing = read_state(settings.run_dir)
     if existing is not None:
-        print(f"a stack is already running from {settings.run_dir} (`semantic-router stack down` first)",
-              file=sys.stderr)
+        print(
+            f"a stack is already running from {settings.run_dir} (`semantic-router stack down` first)",
+            file=sys.stderr,
+        )
         return 1
     stack = Stack(settings)
     print(f"starting the stack (config {settings.config}, logs in {settings.run_dir / 'logs'})", file=sys.stderr)
@@ -159,8 +174,9 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="semantic-router", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="semantic-router", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     stack = sub.add_parser("stack", help="run the local stack")
     stack_sub = stack.add_subparsers(dest="action", required=True)
@@ -178,4 +194,3 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(run_demo(args.envoy_port))
     handler = {"up": _up, "down": _down, "status": _status}[args.action]
     sys.exit(handler(args))
-

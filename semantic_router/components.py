@@ -5,6 +5,7 @@ Used by `semantic-router stack` and by the integration tests, so both start the 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -245,10 +246,8 @@ class ManagedProcess:
         if self.proc is None or self.proc.poll() is not None:
             return
         stop_process_group(self.proc.pid, timeout_s)
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             self.proc.wait(timeout=1.0)
-        except subprocess.TimeoutExpired:
-            pass
 
 
 def stop_process_group(pid: int, timeout_s: float = 10.0) -> None:
@@ -263,12 +262,8 @@ def stop_process_group(pid: int, timeout_s: float = 10.0) -> None:
             os.killpg(pid, 0)
         except ProcessLookupError:
             return
-        try:  # reap if it is our child
+        with contextlib.suppress(ChildProcessError):  # reap if it is our child
             os.waitpid(pid, os.WNOHANG)
-        except ChildProcessError:
-            pass
         time.sleep(0.1)
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass

@@ -1,6 +1,6 @@
 """Render deploy/envoy.yaml (the one Envoy template) for the local stack or for docker-compose.
 
-    python -m semantic_router.render_envoy --compose > deploy/compose/envoy.yaml
+python -m semantic_router.render_envoy --compose > deploy/compose/envoy.yaml
 """
 
 from __future__ import annotations

@@ -115,8 +115,17 @@ class Stack:
             if self.s.with_cache:
                 self._start(
                     "cache",
-                    [py, "-m", "cache_service", "--host", "127.0.0.1", "--port", str(p.cache),
-                     "--redis-url", f"redis://127.0.0.1:{p.redis}/0"],
+                    [
+                        py,
+                        "-m",
+                        "cache_service",
+                        "--host",
+                        "127.0.0.1",
+                        "--port",
+                        str(p.cache),
+                        "--redis-url",
+                        f"redis://127.0.0.1:{p.redis}/0",
+                    ],
                     lambda: wait_http_ok(f"http://127.0.0.1:{p.cache}/health", 0.2),
                     timeout=60,
                 )
@@ -131,14 +140,23 @@ class Stack:
                         )
                         self.demo.append(DemoBackend(name, port))
             router_argv = [
-                py, "-m", "router_service",
-                "--config", str(self.s.config),
-                "--host", "127.0.0.1",
-                "--port", str(p.router_http),
-                "--metrics-port", str(p.router_metrics),
-                "--grpc-port", str(p.extproc),
-                "--triton-url", f"127.0.0.1:{p.triton_grpc}",
-                "--model-repository", str(self.s.model_repository),
+                py,
+                "-m",
+                "router_service",
+                "--config",
+                str(self.s.config),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(p.router_http),
+                "--metrics-port",
+                str(p.router_metrics),
+                "--grpc-port",
+                str(p.extproc),
+                "--triton-url",
+                f"127.0.0.1:{p.triton_grpc}",
+                "--model-repository",
+                str(self.s.model_repository),
             ]
             if self.s.with_cache:
                 router_argv += ["--cache-url", f"http://127.0.0.1:{p.cache}"]
@@ -152,7 +170,14 @@ class Stack:
             envoy_cfg = self._render_envoy()
             self._start(
                 "envoy",
-                [str(envoy_binary()), "-c", str(envoy_cfg), "--use-dynamic-base-id", "--log-level", "warning"],
+                [
+                    str(envoy_binary()),
+                    "-c",
+                    str(envoy_cfg),
+                    "--use-dynamic-base-id",
+                    "--log-level",
+                    "warning",
+                ],
                 lambda: wait_http_ok(f"http://127.0.0.1:{p.envoy_admin}/ready", 0.2),
                 timeout=60,
             )
@@ -186,7 +211,12 @@ class Stack:
     ) -> ManagedProcess:
         started = time.monotonic()
         proc = ManagedProcess(
-            name, argv, self.s.run_dir / "logs" / f"{name}.log", env=env, cwd=REPO_ROOT, ready=ready  # type: ignore[arg-type]
+            name,
+            argv,
+            self.s.run_dir / "logs" / f"{name}.log",
+            env=env,
+            cwd=REPO_ROOT,
+            ready=ready,  # type: ignore[arg-type]
         ).start()
         self.processes.append(proc)
         self.by_name[name] = proc

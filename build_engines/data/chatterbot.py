@@ -1,4 +1,4 @@
-"""User turns of chatterbot-corpus (BSD-3-Clause) English conversations, read as YAML files (never imported)."""
+"""User turns of chatterbot-corpus (BSD-3-Clause) English conversations, read as YAML (not imported)."""
 
 from __future__ import annotations
 

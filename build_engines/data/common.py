@@ -27,7 +27,7 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class TextExample:
-    """One labelled text. `group` keeps near-duplicates (a template family, a conversation) on one side of a split."""
+    """One labelled text. `group` keeps near-duplicates (a template family) on one side of a split."""
 
     text: str
     label: str

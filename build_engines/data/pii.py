@@ -69,6 +69,35 @@ CHAT_TEMPLATES: tuple[str, ...] = (
     "Fill in: Name {PERSON}; License {US_DRIVER_LICENSE}; Address {STREET_ADDRESS}; Phone {PHONE_NUMBER}",
     "hey it's {PERSON}, text me at {PHONE_NUMBER} when you land",
     "What time is it in {GPE} when it's {DATE_TIME} here?",
+    "Can you check why {EMAIL_ADDRESS} stopped receiving our newsletter?",
+    "I moved to {STREET_ADDRESS}, {GPE}. How do I change my voter registration?",
+    "My phone number changed to {PHONE_NUMBER}, please update it on file.",
+    "Generate a polite reminder to {PERSON} that the invoice from {ORGANIZATION} is due {DATE_TIME}.",
+    "Someone used my SSN {US_SSN} to open a credit line. What are my next steps?",
+    "The login attempts came from {IP_ADDRESS}; should I block that address?",
+    "please verify the card {CREDIT_CARD}, exp 09/27",
+    "What's the routing for IBAN {IBAN_CODE}? The payment keeps bouncing.",
+    "I'm a {AGE}-year-old {NRP} student applying to universities in {GPE}.",
+    "Write a LinkedIn recommendation for {PERSON}, my manager at {ORGANIZATION}.",
+    "DL# {US_DRIVER_LICENSE} issued {DATE_TIME} - can I still rent a car with it?",
+    "forward all mail for {DOMAIN_NAME} to {EMAIL_ADDRESS}",
+    "My grandmother {PERSON} is {AGE} and lives alone at {STREET_ADDRESS}. What home care options exist?",
+    "cancel the order shipped to zip {ZIP_CODE} under {PERSON}",
+    "Create a contact card: {PERSON}, {PHONE_NUMBER}, {EMAIL_ADDRESS}, {STREET_ADDRESS}",
+    "I got a text from {PHONE_NUMBER} claiming to be {ORGANIZATION}. Scam?",
+    "Set up the VPN so that {IP_ADDRESS} routes through the office gateway.",
+    "Rewrite this more formally: hey {PERSON}, can u send the report by {DATE_TIME}?",
+    "We're hiring in {GPE}; draft a job post for {ORGANIZATION} with contact {EMAIL_ADDRESS}.",
+    "is it legal for my employer to ask for my SSN ({US_SSN}) on a chat form?",
+    "my card number {CREDIT_CARD} shows a charge from {ORGANIZATION} I didn't make",
+    "Help me write a complaint letter to my bank about the transfer to {IBAN_CODE} on {DATE_TIME}.",
+    "Tell {PERSON} I'll meet her at {STREET_ADDRESS} at {DATE_TIME}.",
+    "What documents does a {NRP} national need to work in {GPE}?",
+    "Register the domain {DOMAIN_NAME} for {ORGANIZATION}.",
+    "The patient, {PERSON}, age {AGE}, was admitted on {DATE_TIME}. Summarize the notes.",
+    "Why does {DOMAIN_NAME} resolve to {IP_ADDRESS} only from our office?",
+    "My license {US_DRIVER_LICENSE} was suspended; how do I appeal in {GPE}?",
+    "Sign me up for the newsletter: {EMAIL_ADDRESS}, zip code {ZIP_CODE}",
 )
 
 _SLOT = re.compile(r"\{([A-Z_]+)\}")
@@ -188,12 +217,35 @@ def _chat_sentences(templates: list[tuple[int, str]], per_template: int, seed: i
     return out
 
 
+def _types(template: str) -> set[str]:
+    return set(_SLOT.findall(template))
+
+
+def _cover_every_type(
+    train: list[tuple[int, str]], test: list[tuple[int, str]]
+) -> tuple[list[tuple[int, str]], list[tuple[int, str]]]:
+    """Move train templates to test until every entity type is tested, keeping each type in train."""
+    train, test = list(train), list(test)
+    for entity in sorted(set().union(*(_types(t) for _, t in train + test))):
+        if any(entity in _types(t) for _, t in test):
+            continue
+        for candidate in train:
+            others = [t for t in train if t is not candidate]
+            if entity in _types(candidate[1]) and all(
+                any(e in _types(o) for _, o in others) for e in _types(candidate[1])
+            ):
+                train.remove(candidate)
+                test.append(candidate)
+                break
+    return train, test
+
+
 def load_pii(*, seed: int, val_fraction: float, presidio_n: int = 4000, per_template: int = 40) -> DataSplits:
     """Train/val/test PII sentences; test templates (both sources) are never seen in training."""
     presidio = _presidio_sentences(presidio_n, seed)
     presidio_train, presidio_test = split_by_group(presidio, lambda r: r.group, 0.2, seed)
     templates = list(enumerate(CHAT_TEMPLATES))
-    chat_train_t, chat_test_t = split_by_group(templates, lambda t: str(t[0]), 0.25, seed)
+    chat_train_t, chat_test_t = _cover_every_type(*split_by_group(templates, lambda t: str(t[0]), 0.25, seed))
     chat_train = _chat_sentences(chat_train_t, per_template, seed)
     chat_test = _chat_sentences(chat_test_t, per_template // 2, seed + 1)
     train, val = split_by_group(presidio_train + chat_train, lambda r: r.group, val_fraction, seed + 3)

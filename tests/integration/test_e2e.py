@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import httpx
 import pytest
 from openai import BadRequestError, OpenAI
@@ -78,7 +80,7 @@ def test_the_answering_triton_is_the_real_server(stack: RunningStack) -> None:
     meta = httpx.get(f"http://127.0.0.1:{stack.ports.triton_http}/v2", timeout=5).json()
     assert meta["name"] == "triton" and meta["version"].startswith("2.")
     proc = stack.stack.by_name["triton"]
-    exe = open(f"/proc/{proc.pid}/cmdline", "rb").read().split(b"\0")[0].decode()
+    exe = Path(f"/proc/{proc.pid}/cmdline").read_bytes().split(b"\0")[0].decode()
     assert exe.endswith("/tritonserver")
     stats = httpx.get(f"http://127.0.0.1:{stack.ports.triton_http}/v2/models/signals/stats", timeout=5).json()
     assert stats["model_stats"][0]["inference_stats"]["success"]["count"] > 0

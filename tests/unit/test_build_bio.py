@@ -18,8 +18,17 @@ def test_spans_to_bio_marks_first_piece_b_and_rest_i() -> None:
     spans = [Span(5, 15, "PERSON"), Span(19, 27, "PHONE_NUMBER")]
     assert text[5:15] == "john smith"
     tags = _names(spans_to_bio(offsets, spans, TAG_IDS))
-    assert tags == ["IGN", "O", "B-PERSON", "I-PERSON", "O", "B-PHONE_NUMBER", "I-PHONE_NUMBER",
-                    "I-PHONE_NUMBER", "IGN"]
+    assert tags == [
+        "IGN",
+        "O",
+        "B-PERSON",
+        "I-PERSON",
+        "O",
+        "B-PHONE_NUMBER",
+        "I-PHONE_NUMBER",
+        "I-PHONE_NUMBER",
+        "IGN",
+    ]
 
 
 def test_adjacent_entities_of_one_type_stay_separate() -> None:

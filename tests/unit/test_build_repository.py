@@ -29,7 +29,9 @@ CONTRACT = {
 def _check_contract(config: mc.ModelConfig) -> None:
     assert config.name == "signals"
     assert [(i.name, i.data_type, list(i.dims)) for i in config.input] == [
-        ("input_ids", mc.TYPE_INT64, [-1]), ("attention_mask", mc.TYPE_INT64, [-1])]
+        ("input_ids", mc.TYPE_INT64, [-1]),
+        ("attention_mask", mc.TYPE_INT64, [-1]),
+    ]
     assert {o.name: (o.data_type, list(o.dims)) for o in config.output} == CONTRACT
     assert config.dynamic_batching.max_queue_delay_microseconds > 0
     assert len(config.model_warmup) >= 1
@@ -70,9 +72,17 @@ def test_install_repository_lays_out_the_contract(tmp_path: Path) -> None:
     artefacts.mkdir()
     (artefacts / "model.onnx").write_bytes(b"onnx")
     (artefacts / "tokenizer.json").write_text("{}")
-    manifest = {"labels": {"intent": list(INTENT_LABELS), "jailbreak": ["benign", "jailbreak"],
-                           "pii": list(bio_tags())}, "max_seq_length": 512, "embedding_dim": 384,
-                "build_key": "k", "base_model": "all-MiniLM-L6-v2"}
+    manifest = {
+        "labels": {
+            "intent": list(INTENT_LABELS),
+            "jailbreak": ["benign", "jailbreak"],
+            "pii": list(bio_tags()),
+        },
+        "max_seq_length": 512,
+        "embedding_dim": 384,
+        "build_key": "k",
+        "base_model": "all-MiniLM-L6-v2",
+    }
     model_dir = install_repository(artefacts, tmp_path / "repo", manifest)
     files = sorted(p.name for p in (model_dir / "1").iterdir())
     assert files == ["manifest.json", "model.onnx", "model.py", "tokenizer.json"]
@@ -94,4 +104,6 @@ def test_engine_build_needs_tensorrt(tmp_path: Path) -> None:
     except ImportError:
         with pytest.raises(TensorRTUnavailable):
             build_engine(tmp_path / "model.onnx", tmp_path / "model.plan")
-        pytest.skip("TensorRT is not installed here (only in NGC containers); the builder raised its clear error")
+        pytest.skip(
+            "TensorRT is not installed here (only in NGC containers); the builder raised its clear error"
+        )

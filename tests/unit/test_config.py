@@ -370,7 +370,7 @@ def test_keyword_rule_accepts_later_vsr_spelling() -> None:
 def test_config_is_immutable() -> None:
     cfg = load_config(REFERENCE / "config.e2e.yaml")
     with pytest.raises(ValueError, match="frozen"):
-        cfg.default_model = "Model-B"  # type: ignore[misc]
+        cfg.default_model = "Model-B"
 
 
 # --- redaction -----------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import pytest
 import yaml
 
@@ -65,9 +66,9 @@ categories:
   - name: law
     jailbreak_enabled: false
     pii_threshold: 0.95
-    model_scores:
-      - {model: strict, score: 0.9}
+    model_scores:  # listed worst first: ranking is by score, not file order
       - {model: qwen, score: 0.5}
+      - {model: strict, score: 0.9}
   - name: health
     system_prompt: Doctor.
     system_prompt_enabled: false
@@ -87,7 +88,7 @@ categories:
     jailbreak_enabled: true
     jailbreak_threshold: 0.3
     model_scores:
-      - {model: gpt, score: 0.5}
+      - {model: qwen, score: 0.5}
   - name: empty
 keyword_rules:
   - {category: law, operator: OR, keywords: [statute, tort law]}
@@ -113,13 +114,13 @@ CFG = make_cfg()
 OPEN = {"triton_router": {"failure_policy": {"jailbreak": "open", "pii": "open"}}}
 
 
-def unit(*xs: float) -> np.ndarray:
+def unit(*xs: float) -> npt.NDArray[np.float32]:
     v = np.zeros(4, dtype=np.float32)
     v[: len(xs)] = xs
     return v
 
 
-def at_angle(cos: float) -> np.ndarray:
+def at_angle(cos: float) -> npt.NDArray[np.float32]:
     return unit(cos, math.sqrt(max(0.0, 1 - cos * cos)))
 
 
@@ -128,7 +129,7 @@ def sig(
     conf: float = 0.9,
     jb: float = 0.0,
     pii: tuple[tuple[str, float], ...] = (),
-    emb: np.ndarray | None = None,
+    emb: npt.NDArray[np.float32] | None = None,
 ) -> TextSignals:
     entities = tuple(PiiEntity(t, 0, 4, "xxxx", c) for t, c in pii)
     return TextSignals(intent, conf, {intent: conf}, jb, entities, unit(1.0) if emb is None else emb)
@@ -549,7 +550,9 @@ def test_explicit_models_are_guarded_too() -> None:
         pytest.param(
             "statute?", sig("math", pii=(("PERSON", 0.9),)), "strict", "keyword", id="category-threshold"
         ),
-        pytest.param("q", sig("other", pii=(("US_SSN", 0.99),)), "gpt", "classifier", id="category-disabled"),
+        pytest.param(
+            "q", sig("other", pii=(("US_SSN", 0.99),)), "qwen", "classifier", id="category-disabled"
+        ),
     ],
 )
 def test_pii_fallback_chain(text: str, signal: TextSignals, model: str, reason: str) -> None:
@@ -599,7 +602,10 @@ def test_pii_check_off_without_pii_model() -> None:
 
 # --- reasoning --------------------------------------------------------------------------------------
 
-CLIENT_REASONING = {"reasoning_effort": "low", "chat_template_kwargs": {"thinking": False, "keep": 1}}
+CLIENT_REASONING: dict[str, Any] = {
+    "reasoning_effort": "low",
+    "chat_template_kwargs": {"thinking": False, "keep": 1},
+}
 
 
 @pytest.mark.parametrize(
@@ -658,6 +664,15 @@ def test_reasoning(signal: TextSignals, expect_fields: dict[str, Any], absent: l
         assert key not in r.body
     assert r.reasoning is on
     assert r.response_headers["x-vsr-selected-reasoning"] == ("on" if on else "off")
+
+
+def test_reasoning_removes_client_effort_even_without_an_effort_family() -> None:
+    raw = yaml.safe_load(BASE_YAML)
+    del raw["reasoning_families"]["gpt"]
+    del raw["model_config"]["gpt"]["reasoning_family"]
+    cfg = RouterConfig.model_validate(raw)
+    r = routed(run(chat("q", reasoning_effort="high"), cfg=cfg, default=sig("math")))
+    assert "reasoning_effort" not in r.body and r.body["chat_template_kwargs"] == {"enable_thinking": True}
 
 
 def test_reasoning_drops_emptied_template_kwargs() -> None:

@@ -90,7 +90,10 @@ def test_envoy_accepts_config(which: str, tmp_path: Path) -> None:
         path = tmp_path / "envoy.yaml"
         path.write_text(render({**COMPOSE_VALUES, "EXTPROC_ADDRESS": "127.0.0.1", "LISTEN_ADDRESS": "127.0.0.1"}))
     result = subprocess.run(
-        [str(envoy_binary()), "--mode", "validate", "-c", str(path)], capture_output=True, text=True, timeout=60
+        [str(envoy_binary()), "--mode", "validate", "-c", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert "OK" in result.stdout + result.stderr

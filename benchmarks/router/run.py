@@ -1,0 +1,232 @@
+"""Latency the router adds, through Envoy, against Envoy going straight to the same backend.
+
+Starts the real stack (Triton, router, Envoy, demo backend) on free ports plus a second Envoy whose only route goes
+straight to the demo backend (no ExtProc). Both are driven by the same load generator in one run, interleaved in
+rounds, so the machine's noise hits both alike; the table reports each path and the difference.
+
+    .venv/bin/python benchmarks/router/run.py [--requests 300] [--quick]
+
+Writes benchmarks/results/router.{json,md}. Every request carries a distinct ~30-token prompt, so the router's
+small memo of recent texts never answers for Triton; the semantic cache is off (its cost is measured in
+benchmarks/cache). The breakdown comes from the router's `x-vsr-timings` response header.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from semantic_router.components import ManagedProcess, envoy_binary, free_port, wait_http_ok  # noqa: E402
+from semantic_router.paths import DEFAULT_CONFIG  # noqa: E402
+from semantic_router.stack import Ports, Stack, StackSettings  # noqa: E402
+
+SUBJECTS = [
+    "a derivative",
+    "a contract dispute",
+    "photosynthesis",
+    "a sorting algorithm",
+    "inflation",
+    "the French revolution",
+    "a bridge truss",
+    "anxiety",
+    "Kant's ethics",
+    "a chemical equilibrium",
+]
+
+DIRECT_ENVOY = """
+static_resources:
+  listeners:
+  - address: {{socket_address: {{address: 127.0.0.1, port_value: {listen}}}}}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: direct
+          route_config:
+            virtual_hosts:
+            - name: all
+              domains: ["*"]
+              routes: [{{match: {{prefix: "/"}}, route: {{cluster: backend, timeout: 60s}}}}]
+          http_filters:
+          - name: envoy.filters.http.router
+            typed_config: {{"@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}}
+  clusters:
+  - name: backend
+    type: STATIC
+    connect_timeout: 1s
+    load_assignment:
+      cluster_name: backend
+      endpoints:
+      - lb_endpoints:
+        - endpoint:
+            address: {{socket_address: {{address: 127.0.0.1, port_value: {backend}}}}}
+admin:
+  address: {{socket_address: {{address: 127.0.0.1, port_value: {admin}}}}}
+"""
+
+
+def prompt(i: int) -> str:
+    # ~30 tokens, distinct per request
+    return (
+        f"Request {i}: I have been reading about {SUBJECTS[i % len(SUBJECTS)]} for class and I am still "
+        f"confused. Could you explain the main idea simply, with one short example?"
+    )
+
+
+async def drive(url: str, model: str, n: int, concurrency: int, offset: int) -> tuple[list[float], float, list[str]]:
+    latencies: list[float] = []
+    timings: list[str] = []
+    counter = iter(range(n))
+    async with httpx.AsyncClient(timeout=30, limits=httpx.Limits(max_connections=concurrency)) as client:
+
+        async def worker() -> None:
+            for i in counter:
+                body = {"model": model, "messages": [{"role": "user", "content": prompt(offset + i)}]}
+                t0 = time.perf_counter()
+                r = await client.post(f"{url}/v1/chat/completions", json=body)
+                latencies.append((time.perf_counter() - t0) * 1000)
+                if r.status_code != 200:
+                    raise RuntimeError(f"{url}: HTTP {r.status_code} {r.text[:200]}")
+                if "x-vsr-timings" in r.headers:
+                    timings.append(r.headers["x-vsr-timings"])
+
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        elapsed = time.perf_counter() - started
+    return latencies, n / elapsed, timings
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
+
+
+def breakdown(timings: list[str]) -> dict[str, float]:
+    parts: dict[str, list[float]] = {}
+    for header in timings:
+        for item in header.split(";"):
+            key, _, value = item.partition("=")
+            if value:
+                parts.setdefault(key, []).append(float(value))
+    return {k: round(statistics.median(v), 2) for k, v in parts.items()}
+
+
+async def measure(args: argparse.Namespace, routed_url: str, direct_url: str) -> dict[str, object]:
+    rows: list[dict[str, object]] = []
+    offset = 0
+    for _ in range(20):  # warm both paths
+        await drive(routed_url, "MoM", 1, 1, 10_000_000 + offset)
+        offset += 1
+    for concurrency in args.concurrency:
+        n = args.requests if concurrency == 1 else args.requests * 2
+        result: dict[str, dict[str, object]] = {}
+        lat: dict[str, list[float]] = {"routed": [], "direct": []}
+        thr: dict[str, list[float]] = {"routed": [], "direct": []}
+        timings: list[str] = []
+        rounds = 3
+        for _ in range(rounds):  # interleave: noise hits both paths alike
+            for name, url, model in (("direct", direct_url, "qwen3-1.7b"), ("routed", routed_url, "MoM")):
+                latencies, throughput, t = await drive(url, model, n // rounds, concurrency, offset)
+                offset += n
+                lat[name] += latencies
+                thr[name].append(throughput)
+                timings += t
+        for name in ("direct", "routed"):
+            result[name] = {
+                "p50_ms": round(pct(lat[name], 50), 2),
+                "p99_ms": round(pct(lat[name], 99), 2),
+                "throughput_rps": round(statistics.median(thr[name]), 1),
+            }
+        rows.append(
+            {
+                "concurrency": concurrency,
+                "requests_per_path": len(lat["routed"]),
+                **{f"{k}_{m}": v for k, d in result.items() for m, v in d.items()},
+                "added_p50_ms": round(float(result["routed"]["p50_ms"]) - float(result["direct"]["p50_ms"]), 2),  # type: ignore[arg-type]
+                "added_p99_ms": round(float(result["routed"]["p99_ms"]) - float(result["direct"]["p99_ms"]), 2),  # type: ignore[arg-type]
+                "router_breakdown_ms_p50": breakdown(timings),
+            }
+        )
+    return {"rows": rows}
+
+
+def write(results: dict[str, object]) -> None:
+    out = ROOT / "benchmarks" / "results"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "router.json").write_text(json.dumps(results, indent=2))
+    lines = [
+        "# Router overhead through Envoy (CPU stack, 2 cores)",
+        "",
+        f"Command: `{results['command']}` — {results['machine']}",
+        "",
+        "| concurrency | direct p50 | direct p99 | routed p50 | routed p99 | added p50 | added p99 "
+        "| direct rps | routed rps | router breakdown (p50 ms) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in results["rows"]:  # type: ignore[attr-defined]
+        lines.append(
+            f"| {r['concurrency']} | {r['direct_p50_ms']} | {r['direct_p99_ms']} | {r['routed_p50_ms']} | "
+            f"{r['routed_p99_ms']} | **{r['added_p50_ms']}** | **{r['added_p99_ms']}** | "
+            f"{r['direct_throughput_rps']} | {r['routed_throughput_rps']} | {r['router_breakdown_ms_p50']} |"
+        )
+    lines += ["", "Targets at concurrency 1: added p50 ≤ 15 ms, added p99 ≤ 40 ms."]
+    (out / "router.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--requests", type=int, default=300)
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16, 64])
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        run_dir = Path(tmp)
+        raw = yaml.safe_load(DEFAULT_CONFIG.read_text())
+        backend_port = free_port()
+        raw["vllm_endpoints"] = [{"name": "bench", "address": "127.0.0.1", "port": backend_port, "weight": 1}]
+        for model in raw["model_config"].values():
+            model["preferred_endpoints"] = ["bench"]
+        raw["semantic_cache"]["enabled"] = False
+        config = run_dir / "config.yaml"
+        config.write_text(yaml.safe_dump(raw))
+        ports = Ports.free()
+        stack = Stack(StackSettings(config=config, ports=ports, run_dir=run_dir, with_cache=False))
+        stack.up()
+        direct_port, direct_admin = free_port(), free_port()
+        direct_cfg = run_dir / "envoy-direct.yaml"
+        direct_cfg.write_text(DIRECT_ENVOY.format(listen=direct_port, backend=backend_port, admin=direct_admin))
+        direct = ManagedProcess(
+            "envoy-direct",
+            [str(envoy_binary()), "-c", str(direct_cfg), "--use-dynamic-base-id", "--log-level", "warning"],
+            run_dir / "envoy-direct.log",
+            ready=lambda: wait_http_ok(f"http://127.0.0.1:{direct_admin}/ready", 0.2),
+        ).start()
+        try:
+            direct.wait_ready(30)
+            results = asyncio.run(measure(args, f"http://127.0.0.1:{ports.envoy}", f"http://127.0.0.1:{direct_port}"))
+        finally:
+            direct.stop()
+            stack.down()
+    results["command"] = "python benchmarks/router/run.py " + " ".join(sys.argv[1:])
+    results["machine"] = (
+        f"{platform.processor() or platform.machine()}, {len(__import__('os').sched_getaffinity(0))} cores"
+    )
+    write(results)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,258 @@
+"""Serving benchmark of the `signals` model: Triton (python backend + onnxruntime) under perf_analyzer, with
+and without dynamic batching, against raw in-process onnxruntime on the same graph at the same batch sizes.
+
+    .venv/bin/python benchmarks/serving/run.py [--seq-len 64] [--concurrency 1,2,4,8,16,32]
+
+Prints a table and writes benchmarks/results/serving.{json,md}. Every request carries one sequence of
+`--seq-len` real tokens, as the router sends a single chat turn.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from build_engines.export_onnx import session
+from build_engines.paths import MODEL_REPOSITORY_DIR, REPO_ROOT
+from build_engines.perf_analyzer import ensure_perf_analyzer
+from build_engines.repository import MODEL_NAME, ServingOptions, cpu_signals_config, render_config
+from semantic_router.components import ManagedProcess, free_port, triton_command, wait_http_ok
+
+RESULTS = REPO_ROOT / "benchmarks" / "results"
+OUTPUTS = ["intent_probs", "jailbreak_probs", "pii_tag_ids", "pii_tag_probs", "embedding"]
+PROMPT = (
+    "I am preparing for an exam on the history of economic thought. Could you explain how Keynes' view of "
+    "aggregate demand differed from the classical economists, and give one example from the Great Depression "
+    "where that difference mattered for policy decisions? Please keep it short and avoid formulas."
+)
+
+
+def _tokens(seq_len: int) -> np.ndarray:
+    from tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.from_file(str(MODEL_REPOSITORY_DIR / MODEL_NAME / "1" / "tokenizer.json"))
+    ids = [*tokenizer.encode(PROMPT * 8).ids[: seq_len - 1], 102]
+    return np.array(ids, dtype=np.int64)
+
+
+def raw_onnxruntime(
+    seq_len: int, batch_sizes: list[int], threads: int, seconds: float
+) -> list[dict[str, float]]:
+    sess = session(MODEL_REPOSITORY_DIR / MODEL_NAME / "1" / "model.onnx", threads)
+    row = _tokens(seq_len)
+    out = []
+    for batch in batch_sizes:
+        feed = {"input_ids": np.tile(row, (batch, 1)), "attention_mask": np.ones((batch, seq_len), np.int64)}
+        for _ in range(3):
+            sess.run(OUTPUTS, feed)
+        latencies = []
+        started = time.perf_counter()
+        while time.perf_counter() - started < seconds:
+            t = time.perf_counter()
+            sess.run(OUTPUTS, feed)
+            latencies.append(time.perf_counter() - t)
+        total = time.perf_counter() - started
+        out.append(
+            {
+                "batch": batch,
+                "seq_per_s": batch * len(latencies) / total,
+                "p50_ms": 1000 * float(np.percentile(latencies, 50)),
+                "p99_ms": 1000 * float(np.percentile(latencies, 99)),
+            }
+        )
+        print(f"raw onnxruntime batch {batch:>2}: {out[-1]['seq_per_s']:7.1f} seq/s")
+    return out
+
+
+def _repository(scratch: Path, options: ServingOptions) -> Path:
+    """A copy of the installed model with a different config (the committed one is left alone)."""
+    source = MODEL_REPOSITORY_DIR / MODEL_NAME
+    target = scratch / "repo" / MODEL_NAME
+    shutil.copytree(source, target)
+    manifest = json.loads((source / "1" / "manifest.json").read_text())
+    (target / "config.pbtxt").write_text(
+        render_config(cpu_signals_config(len(manifest["labels"]["intent"]), options))
+    )
+    return target.parent
+
+
+def perf_analyzer_run(
+    repository: Path, scratch: Path, seq_len: int, concurrency: list[int], interval_ms: int
+) -> list[dict[str, float]]:
+    http, grpc, metrics = free_port(), free_port(), free_port()
+    argv, env = triton_command(
+        repository, http_port=http, grpc_port=grpc, metrics_port=metrics, cache_dir=scratch
+    )
+    triton = ManagedProcess(
+        "tritonserver",
+        argv,
+        scratch / "triton.log",
+        env=env,
+        ready=lambda: wait_http_ok(f"http://127.0.0.1:{http}/v2/models/{MODEL_NAME}/ready", 0.5),
+    )
+    triton.start()
+    try:
+        triton.wait_ready(180)
+        data = scratch / "input.json"
+        row = _tokens(seq_len).tolist()
+        data.write_text(json.dumps({"data": [{"input_ids": row, "attention_mask": [1] * seq_len}]}))
+        report = scratch / "perf.csv"
+        command = [
+            str(ensure_perf_analyzer()),
+            "-m",
+            MODEL_NAME,
+            "-i",
+            "grpc",
+            "-u",
+            f"127.0.0.1:{grpc}",
+            "-b",
+            "1",
+            "--input-data",
+            str(data),
+            "--shape",
+            f"input_ids:{seq_len}",
+            "--shape",
+            f"attention_mask:{seq_len}",
+            "--concurrency-range",
+            f"{min(concurrency)}:{max(concurrency)}",
+            "--measurement-interval",
+            str(interval_ms),
+            "--stability-percentage",
+            "25",
+            "--max-trials",
+            "6",
+            "-f",
+            str(report),
+        ]
+        runs = []
+        for level in concurrency:
+            command[command.index("--concurrency-range") + 1] = str(level)
+            result = subprocess.run(command, capture_output=True, text=True, timeout=600)
+            if result.returncode != 0:
+                raise RuntimeError(f"perf_analyzer failed:\n{result.stdout[-2000:]}\n{result.stderr[-2000:]}")
+            row_csv = next(csv.DictReader(io.StringIO(report.read_text())))
+            runs.append(
+                {
+                    "concurrency": level,
+                    "req_per_s": float(row_csv["Inferences/Second"]),
+                    "p50_ms": float(row_csv["p50 latency"]) / 1000,
+                    "p99_ms": float(row_csv["p99 latency"]) / 1000,
+                    "server_queue_ms": float(row_csv["Server Queue"]) / 1000,
+                }
+            )
+            print(
+                f"  concurrency {level:>2}: {runs[-1]['req_per_s']:7.1f} req/s"
+                f"  p50 {runs[-1]['p50_ms']:7.1f} ms"
+                f"  p99 {runs[-1]['p99_ms']:7.1f} ms"
+            )
+        return runs
+    finally:
+        triton.stop()
+
+
+def _markdown(result: dict[str, Any]) -> str:
+    raw = {r["batch"]: r for r in result["raw_onnxruntime"]}
+    lines = [
+        "# Serving benchmark: `signals` on CPU Triton",
+        "",
+        f"{result['machine']}. Sequence length {result['seq_len']}, one sequence per request, "
+        f"onnxruntime intra-op threads {result['threads']}, queue delay {result['max_queue_delay_us']} us. "
+        f"Load average before the run: {result['load_average']}.",
+        "",
+        "| concurrency | dynamic batching req/s | p50 ms | p99 ms | no batching req/s | p50 ms | p99 ms "
+        "| raw ORT seq/s at batch=concurrency |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for dyn, plain in zip(result["triton_dynamic_batching"], result["triton_no_batching"], strict=True):
+        c = dyn["concurrency"]
+        lines.append(
+            f"| {c} | {dyn['req_per_s']:.1f} | {dyn['p50_ms']:.1f} | {dyn['p99_ms']:.1f} | "
+            f"{plain['req_per_s']:.1f} | {plain['p50_ms']:.1f} | {plain['p99_ms']:.1f} | "
+            f"{raw[c]['seq_per_s']:.1f} |"
+            if c in raw
+            else ""
+        )
+    t = result["targets"]
+    lines += [
+        "",
+        f"- Triton best / raw ORT best: {t['served_vs_raw']:.2f} (target >= 0.95)",
+        f"- dynamic-batching gain at concurrency 16-32 vs 1: {t['triton_gain']:.2f}x; raw batch-32 vs "
+        f"batch-1 gain: {t['raw_gain']:.2f}x; share of the raw gain: {t['gain_share']:.2f} (target >= 0.90)",
+        "- all signals (intent, jailbreak, PII tags, embedding) come from one Triton call, one trunk pass.",
+        "",
+    ]
+    return "\n".join(line for line in lines if line is not None)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--seq-len", type=int, default=64)
+    parser.add_argument("--concurrency", default="1,2,4,8,16,32")
+    parser.add_argument(
+        "--threads", type=int, default=2, help="onnxruntime intra-op threads (Triton and raw)"
+    )
+    parser.add_argument("--queue-delay-us", type=int, default=ServingOptions().max_queue_delay_us)
+    parser.add_argument("--interval-ms", type=int, default=4000)
+    parser.add_argument("--raw-seconds", type=float, default=4.0)
+    args = parser.parse_args()
+    if not (MODEL_REPOSITORY_DIR / MODEL_NAME / "1" / "model.onnx").exists():
+        raise SystemExit("model_repository/signals is not built: run `python -m build_engines build` first")
+    concurrency = [int(x) for x in args.concurrency.split(",")]
+    load = os.getloadavg()
+    raw = raw_onnxruntime(
+        args.seq_len, sorted(set(concurrency) | {1, 32, 64}), args.threads, args.raw_seconds
+    )
+    results: dict[str, list[dict[str, float]]] = {}
+    for name, dynamic in (("triton_dynamic_batching", True), ("triton_no_batching", False)):
+        print(f"Triton, {name}:")
+        options = ServingOptions(
+            dynamic_batching=dynamic, intra_op_threads=args.threads, max_queue_delay_us=args.queue_delay_us
+        )
+        with tempfile.TemporaryDirectory() as scratch:
+            repository = _repository(Path(scratch), options)
+            results[name] = perf_analyzer_run(
+                repository, Path(scratch), args.seq_len, concurrency, args.interval_ms
+            )
+    raw_by_batch = {r["batch"]: r["seq_per_s"] for r in raw}
+    dyn = results["triton_dynamic_batching"]
+    c1 = next(r["req_per_s"] for r in dyn if r["concurrency"] == min(concurrency))
+    high = max(r["req_per_s"] for r in dyn if 16 <= r["concurrency"] <= 32)
+    raw_gain = raw_by_batch[32] / raw_by_batch[1]
+    triton_gain = high / c1
+    result: dict[str, Any] = {
+        "machine": f"{os.cpu_count()} CPU cores, no GPU",
+        "seq_len": args.seq_len,
+        "threads": args.threads,
+        "max_queue_delay_us": args.queue_delay_us,
+        "load_average": [round(x, 2) for x in load],
+        "raw_onnxruntime": raw,
+        **results,
+        "targets": {
+            "served_vs_raw": max(r["req_per_s"] for r in dyn) / max(raw_by_batch.values()),
+            "raw_gain": raw_gain,
+            "triton_gain": triton_gain,
+            "gain_share": (triton_gain - 1) / (raw_gain - 1) if raw_gain > 1 else float("nan"),
+        },
+    }
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "serving.json").write_text(json.dumps(result, indent=2) + "\n")
+    markdown = _markdown(result)
+    (RESULTS / "serving.md").write_text(markdown)
+    print(markdown)
+
+
+if __name__ == "__main__":
+    main()

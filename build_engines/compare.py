@@ -1,0 +1,80 @@
+"""Measured choice of the defaults: builds variants (each cached under its own key, none installed) and
+tabulates held-out quality, validation figures and in-process throughput side by side."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from build_engines.config import BuildConfig
+from build_engines.pipeline import build
+from build_engines.report import target_rows
+
+__all__ = ["VARIANTS", "Variant", "compare"]
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str
+    changes: dict[str, Any]
+
+
+VARIANTS: tuple[Variant, ...] = (
+    Variant("shared trunk 4 + per-task top 2 (full)", {"trunk_layers": 4, "method": "full"}),
+    Variant("shared trunk 4 + per-task top 2 (LoRA, merged)", {"trunk_layers": 4, "method": "lora"}),
+    Variant("shared trunk 5 + per-task top 1 (full)", {"trunk_layers": 5, "method": "full"}),
+    Variant("4 separate encoders (trunk 0, full)", {"trunk_layers": 0, "method": "full"}),
+)
+
+
+def _row(variant: Variant, directory: Path) -> dict[str, Any]:
+    report = json.loads((directory / "report.json").read_text(encoding="utf-8"))
+    training = report["training"]
+    return {
+        "variant": variant.name,
+        "changes": variant.changes,
+        "build_key": report["build_key"],
+        "build_s": report["timings"]["total_s"],
+        "validation": {
+            "intent_macro_f1": max(
+                v["val_macro_f1"] for v in training["intent"]["weak_sources"]["variants"].values()
+            ),
+            "jailbreak_f1": max(h["val_metric"] for h in training["jailbreak"]["history"]),
+            "pii_token_f1": max(h["val_metric"] for h in training["pii"]["history"]),
+        },
+        "test": {name: value for name, value, _, _ in target_rows(report)},
+        "ort_seq_per_s": report["int8"]["speed"]["fp32_seq_per_s"],
+    }
+
+
+def compare(names: list[str] | None, output: Path) -> list[dict[str, Any]]:
+    rows = []
+    for variant in VARIANTS:
+        if names and not any(n in variant.name for n in names):
+            continue
+        outcome = build(BuildConfig().replace(**variant.changes), install=False, presidio=False)
+        rows.append(_row(variant, outcome.directory))
+    output.mkdir(parents=True, exist_ok=True)
+    (output / "design_comparison.json").write_text(json.dumps(rows, indent=2) + "\n", encoding="utf-8")
+    metrics = list(rows[0]["test"]) if rows else []
+    lines = [
+        "# Design comparison (validation picks the default; test shown for the record)",
+        "",
+        "| variant | val intent F1 | val jailbreak F1 | val PII token F1 | "
+        + " | ".join(f"test {m}" for m in metrics)
+        + " | ORT seq/s | build s |",
+        "|" + "---|" * (6 + len(metrics)),
+    ]
+    for r in rows:
+        v = r["validation"]
+        lines.append(
+            f"| {r['variant']} | {v['intent_macro_f1']:.3f} | {v['jailbreak_f1']:.3f} "
+            f"| {v['pii_token_f1']:.3f} | "
+            + " | ".join(f"{r['test'][m]:.3f}" for m in metrics)
+            + f" | {r['ort_seq_per_s']:.1f} | {r['build_s']:.0f} |"
+        )
+    (output / "design_comparison.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    print("\n".join(lines))
+    return rows

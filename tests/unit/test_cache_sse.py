@@ -1,0 +1,216 @@
+"""cache_service.sse: assembling OpenAI chat-completion streams and replaying cached completions."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from cache_service.sse import assemble_stream, is_cacheable, iter_sse, replay_sse
+
+HEAD = {"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 1700000000, "model": "m"}
+
+
+def _chunk(choices: list[dict[str, Any]], **extra: Any) -> bytes:
+    return b"data: " + json.dumps({**HEAD, "choices": choices, **extra}).encode() + b"\n\n"
+
+
+def _delta(d: dict[str, Any], finish: str | None = None, index: int = 0) -> dict[str, Any]:
+    return {"index": index, "delta": d, "finish_reason": finish}
+
+
+USAGE = {"prompt_tokens": 9, "completion_tokens": 3, "total_tokens": 12}
+TEXT_STREAM = (
+    _chunk([_delta({"role": "assistant", "content": ""})])
+    + b": keep-alive comment\n\n"
+    + _chunk([_delta({"content": "Hel"})])
+    + _chunk([_delta({"content": "lo!"})])
+    + _chunk([_delta({}, "stop")])
+    + _chunk([], usage=USAGE)
+    + b"data: [DONE]\n\n"
+)
+
+
+def test_assembles_text_stream() -> None:
+    c = assemble_stream(TEXT_STREAM)
+    assert c == {
+        "id": "chatcmpl-1",
+        "object": "chat.completion",
+        "created": 1700000000,
+        "model": "m",
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": "Hello!"},
+                "logprobs": None,
+                "finish_reason": "stop",
+            }
+        ],
+        "usage": USAGE,
+    }
+    assert is_cacheable(c)
+
+
+def test_crlf_and_missing_final_newline() -> None:
+    raw = TEXT_STREAM.replace(b"\n", b"\r\n").removesuffix(b"\r\n\r\n")
+    c = assemble_stream(raw)
+    assert c is not None and c["choices"][0]["message"]["content"] == "Hello!"
+
+
+def test_assembles_tool_calls() -> None:
+    call = {
+        "index": 0,
+        "id": "call_1",
+        "type": "function",
+        "function": {"name": "get_weather", "arguments": ""},
+    }
+    raw = (
+        _chunk([_delta({"role": "assistant", "content": None, "tool_calls": [call]})])
+        + _chunk([_delta({"tool_calls": [{"index": 0, "function": {"arguments": '{"city":'}}]})])
+        + _chunk([_delta({"tool_calls": [{"index": 0, "function": {"arguments": '"Paris"}'}}]})])
+        + _chunk([_delta({}, "tool_calls")])
+        + b"data: [DONE]\n\n"
+    )
+    c = assemble_stream(raw)
+    assert c is not None
+    msg = c["choices"][0]["message"]
+    assert msg["content"] is None
+    assert msg["tool_calls"] == [
+        {
+            "id": "call_1",
+            "type": "function",
+            "function": {"name": "get_weather", "arguments": '{"city":"Paris"}'},
+        }
+    ]
+    assert c["choices"][0]["finish_reason"] == "tool_calls" and "usage" not in c
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        TEXT_STREAM.replace(b"data: [DONE]\n\n", b""),  # cut before [DONE]
+        TEXT_STREAM[: len(TEXT_STREAM) // 2],  # cut mid-way
+        _chunk([_delta({"content": "Hi"})]) + b"data: [DONE]\n\n",  # no finish_reason
+        _chunk([_delta({"content": "Hi"})])
+        + b'data: {"error": {"message": "boom"}}\n\n'
+        + b"data: [DONE]\n\n",
+        _chunk([_delta({"content": "Hi"})]) + b"event: error\ndata: {}\n\n",
+        b"data: {not json}\n\ndata: [DONE]\n\n",
+        b"data: [DONE]\n\n",  # no choices at all
+        b"",
+        b'data: {"object": "chat.completion", "choices": []}\n\ndata: [DONE]\n\n',
+    ],
+)
+def test_partial_or_failed_streams_are_none(raw: bytes) -> None:
+    assert assemble_stream(raw) is None
+
+
+def test_non_200_is_none() -> None:
+    assert assemble_stream(TEXT_STREAM, status_code=500) is None
+
+
+def test_multiple_choices() -> None:
+    raw = (
+        _chunk([_delta({"role": "assistant", "content": "A"}, index=0), _delta({"content": "B"}, index=1)])
+        + _chunk([_delta({}, "stop", 0), _delta({}, "length", 1)])
+        + b"data: [DONE]\n\n"
+    )
+    c = assemble_stream(raw)
+    assert c is not None
+    assert [(ch["message"]["content"], ch["finish_reason"]) for ch in c["choices"]] == [
+        ("A", "stop"),
+        ("B", "length"),
+    ]
+
+
+def _events(raw: bytes) -> list[str]:
+    return [data for _, data in iter_sse(raw)]
+
+
+def test_replay_shape() -> None:
+    c = assemble_stream(TEXT_STREAM)
+    assert c is not None
+    out = replay_sse(c, include_usage=True)
+    events = _events(out)
+    assert events[-1] == "[DONE]" and out.endswith(b"data: [DONE]\n\n")
+    chunks = [json.loads(e) for e in events[:-1]]
+    assert all(ch["object"] == "chat.completion.chunk" and ch["id"] == "chatcmpl-1" for ch in chunks)
+    assert chunks[0]["choices"][0]["delta"] == {"role": "assistant", "content": ""}
+    assert chunks[1]["choices"][0]["delta"] == {"content": "Hello!"}
+    assert chunks[2]["choices"][0]["finish_reason"] == "stop"
+    assert chunks[3]["choices"] == [] and chunks[3]["usage"] == USAGE
+    assert all(ch["usage"] is None for ch in chunks[:3])  # include_usage: usage null until the last chunk
+    plain = [json.loads(e) for e in _events(replay_sse(c, include_usage=False))[:-1]]
+    assert all("usage" not in ch for ch in plain) and len(plain) == 3
+
+
+def test_replay_in_pieces() -> None:
+    c = assemble_stream(TEXT_STREAM)
+    assert c is not None
+    chunks = [json.loads(e) for e in _events(replay_sse(c, include_usage=False, chunk_chars=2))[:-1]]
+    pieces = [ch["choices"][0]["delta"].get("content") for ch in chunks[1:-1]]
+    assert pieces == ["He", "ll", "o!"]
+
+
+COMPLETIONS = [
+    {
+        "id": "c1",
+        "object": "chat.completion",
+        "created": 1,
+        "model": "m",
+        "system_fingerprint": "fp_x",
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": 'Ünïcode ✓ and "quotes"\nnew line'},
+                "logprobs": None,
+                "finish_reason": "length",
+            }
+        ],
+        "usage": USAGE,
+    },
+    {
+        "id": "c2",
+        "object": "chat.completion",
+        "created": 2,
+        "model": "m",
+        "choices": [
+            {
+                "index": 0,
+                "message": {
+                    "role": "assistant",
+                    "content": None,
+                    "tool_calls": [
+                        {"id": "a", "type": "function", "function": {"name": "f", "arguments": "{}"}},
+                        {"id": "b", "type": "function", "function": {"name": "g", "arguments": '{"x":1}'}},
+                    ],
+                },
+                "logprobs": None,
+                "finish_reason": "tool_calls",
+            },
+            {
+                "index": 1,
+                "message": {"role": "assistant", "content": "", "reasoning_content": "thinking..."},
+                "logprobs": {"content": [{"token": "x", "logprob": -0.1}]},
+                "finish_reason": "stop",
+            },
+        ],
+    },
+]
+
+
+@pytest.mark.parametrize("completion", COMPLETIONS, ids=["text", "tools+reasoning"])
+@pytest.mark.parametrize("chunk_chars", [None, 3])
+def test_round_trip(completion: dict[str, Any], chunk_chars: int | None) -> None:
+    replayed = replay_sse(completion, include_usage=True, chunk_chars=chunk_chars)
+    assert assemble_stream(replayed) == completion
+    without_usage = assemble_stream(replay_sse(completion, include_usage=False, chunk_chars=chunk_chars))
+    assert without_usage == {k: v for k, v in completion.items() if k != "usage"}
+
+
+def test_is_cacheable() -> None:
+    assert not is_cacheable({"object": "chat.completion", "choices": []})
+    filtered = {"object": "chat.completion", "choices": [{"index": 0, "finish_reason": "content_filter"}]}
+    assert not is_cacheable(filtered)
+    assert not is_cacheable({"error": {"message": "x"}})
