@@ -111,9 +111,7 @@ def message_text(message: Mapping[str, Any]) -> str:
     if isinstance(content, str):
         return content
     if isinstance(content, list):
-        return "\n".join(
-            p["text"] for p in content if p.get("type") == "text" and isinstance(p.get("text"), str)
-        )
+        return "\n".join(p["text"] for p in content if p.get("type") == "text" and isinstance(p.get("text"), str))
     return ""
 
 
@@ -158,9 +156,7 @@ def _check_message(i: int, message: object) -> None:
                 f"'{where}.content[{j}]' must be an object with a string 'type'.", f"{where}.content[{j}]"
             )
         if part["type"] == "text" and not isinstance(part.get("text"), str):
-            raise InvalidRequest(
-                f"'{where}.content[{j}].text' must be a string.", f"{where}.content[{j}].text"
-            )
+            raise InvalidRequest(f"'{where}.content[{j}].text' must be a string.", f"{where}.content[{j}].text")
 
 
 def _tool_mode(cfg: RouterConfig, body: Mapping[str, Any], last_user: int | None) -> ToolMode:
@@ -212,11 +208,7 @@ def decide(
         pii = frozenset()
     allowed = guards.eligible(cfg, chain, pii)
     if not allowed:
-        return (
-            guards.unavailable("pii", category)
-            if pii is None
-            else guards.pii_blocked(cfg, chain, pii, category)
-        )
+        return guards.unavailable("pii", category) if pii is None else guards.pii_blocked(cfg, chain, pii, category)
     chosen = allowed[0]
     (model, endpoint), *failover = routing.endpoints(cfg, allowed)
     new_body = copy.deepcopy(dict(body))

@@ -76,16 +76,11 @@ def detect_pii(
         return None
     threshold = cfg.pii_threshold(category)
     return frozenset(
-        e.type
-        for i in plan.pii_indices
-        for e in signals[i].pii
-        if e.confidence >= threshold and e.type not in _NOT_PII
+        e.type for i in plan.pii_indices for e in signals[i].pii if e.confidence >= threshold and e.type not in _NOT_PII
     )
 
 
-def eligible(
-    cfg: RouterConfig, chain: Sequence[Candidate], pii: frozenset[str] | None
-) -> tuple[Candidate, ...]:
+def eligible(cfg: RouterConfig, chain: Sequence[Candidate], pii: frozenset[str] | None) -> tuple[Candidate, ...]:
     """Candidates whose pii_policy allows every detected type, in chain order.
 
     With PII unknown (None), only models that allow every type are safe.

@@ -40,9 +40,7 @@ def _dumps(payload: Any) -> bytes:
     return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
 
 
-def openai_error(
-    status: int, message: str, type: str, code: str, param: str | None = None
-) -> tuple[int, bytes]:
+def openai_error(status: int, message: str, type: str, code: str, param: str | None = None) -> tuple[int, bytes]:
     """OpenAI's error shape: `{"error": {"message", "type", "code", "param"}}`."""
     return status, _dumps({"error": {"message": message, "type": type, "code": code, "param": param}})
 
@@ -90,9 +88,7 @@ def render_block(
     return 200, headers, _dumps(completion), JSON
 
 
-def render_cached(
-    completion: Mapping[str, Any], *, stream: bool, body: Mapping[str, Any]
-) -> tuple[bytes, str]:
+def render_cached(completion: Mapping[str, Any], *, stream: bool, body: Mapping[str, Any]) -> tuple[bytes, str]:
     """(body, content type) answering a request from a cached `chat.completion`.
 
     Streaming requests get the completion replayed as SSE: per choice one chunk with the whole message,

@@ -90,9 +90,7 @@ def normalise(matrix: npt.ArrayLike) -> Vector:
     return np.divide(array, norms, out=np.zeros_like(array), where=norms > 0)
 
 
-def rank(
-    query: npt.ArrayLike, matrix: npt.ArrayLike, top_k: int, threshold: float
-) -> list[tuple[int, float]]:
+def rank(query: npt.ArrayLike, matrix: npt.ArrayLike, top_k: int, threshold: float) -> list[tuple[int, float]]:
     """(row, cosine) of the `top_k` rows most similar to `query` with similarity ≥ `threshold`, best first.
 
     Ties keep row order, so the answer is deterministic. Inputs need not be normalised.
@@ -118,9 +116,7 @@ class ToolIndex:
         if len(entries) > MAX_TOOLS:
             raise ValueError(f"{len(entries)} tools exceed the limit of {MAX_TOOLS}")
         if matrix.ndim != 2 or matrix.shape[0] != len(entries):
-            raise ValueError(
-                f"need one embedding row per tool: {len(entries)} tools, array of shape {matrix.shape}"
-            )
+            raise ValueError(f"need one embedding row per tool: {len(entries)} tools, array of shape {matrix.shape}")
         self._entries = tuple(entries)
         self._embeddings = normalise(matrix)
         self._embeddings.setflags(write=False)
@@ -135,9 +131,7 @@ class ToolIndex:
         return self._embeddings
 
     def __repr__(self) -> str:
-        return (
-            f"ToolIndex({len(self._entries)} tools, dim={self._embeddings.shape[1] if self._entries else 0})"
-        )
+        return f"ToolIndex({len(self._entries)} tools, dim={self._embeddings.shape[1] if self._entries else 0})"
 
     @staticmethod
     def texts(entries: Sequence[ToolEntry]) -> list[str]:
@@ -233,9 +227,7 @@ def _entry_problems(i: int, item: Any) -> Iterator[str]:
     function = tool.get("function") if isinstance(tool, Mapping) else None
     if not isinstance(tool, Mapping):
         yield f"{where}.tool: required object (an OpenAI tool)"
-    elif (
-        not isinstance(function, Mapping) or not isinstance(function.get("name"), str) or not function["name"]
-    ):
+    elif not isinstance(function, Mapping) or not isinstance(function.get("name"), str) or not function["name"]:
         yield f"{where}.tool.function.name: required non-empty string"
     description = item.get("description")
     if description is not None and not isinstance(description, str):

@@ -146,9 +146,7 @@ def _delete(path: list[Any]) -> Callable[[dict[str, Any]], None]:
             "defualt_model: unknown key; did you mean 'default_model'?",
             id="top",
         ),
-        pytest.param(
-            _delete(["default_model"]), "default_model: required key is missing", id="missing-default"
-        ),
+        pytest.param(_delete(["default_model"]), "default_model: required key is missing", id="missing-default"),
         pytest.param(
             _set(["model_config", "Model-A", "preferred_endpoints"], ["nope"]),
             "model_config.Model-A.preferred_endpoints[0]: unknown endpoint 'nope' "
@@ -265,10 +263,7 @@ def test_odd_model_names_are_quoted_in_paths() -> None:
         raw["model_config"]["org/model v1"] = {"preferred_endpoints": ["gone"]}
 
     messages = errors_of(e2e_with(odd))
-    assert any(
-        m.startswith('model_config["org/model v1"].preferred_endpoints[0]: unknown endpoint')
-        for m in messages
-    )
+    assert any(m.startswith('model_config["org/model v1"].preferred_endpoints[0]: unknown endpoint') for m in messages)
 
 
 @pytest.mark.parametrize(
@@ -310,9 +305,7 @@ def test_config_error_lists_every_message() -> None:
             id="true-ignores-list",
         ),
         pytest.param({"allow_by_default": False}, "US_SSN", False, id="deny-all"),
-        pytest.param(
-            {"allow_by_default": False, "pii_types_allowed": ["US_SSN"]}, "US_SSN", True, id="listed"
-        ),
+        pytest.param({"allow_by_default": False, "pii_types_allowed": ["US_SSN"]}, "US_SSN", True, id="listed"),
         pytest.param({"pii_types_allowed": ["PERSON"]}, "US_SSN", False, id="list-alone-restricts"),
         pytest.param({"pii_types_allowed": ["PERSON"]}, "PERSON", True, id="list-alone-allows-listed"),
     ],
@@ -338,9 +331,7 @@ def _cfg_with_endpoints(models: dict[str, Any], default: str) -> RouterConfig:
 @pytest.mark.parametrize(
     ("models", "default", "model", "expected"),
     [
-        pytest.param(
-            {"m": {"preferred_endpoints": ["a", "b"]}}, "m", "m", ["10.0.0.2:2", "10.0.0.1:1"], id="weight"
-        ),
+        pytest.param({"m": {"preferred_endpoints": ["a", "b"]}}, "m", "m", ["10.0.0.2:2", "10.0.0.1:1"], id="weight"),
         pytest.param(
             {"m": {"preferred_endpoints": ["a"]}, "d": {"preferred_endpoints": ["c"]}},
             "d",

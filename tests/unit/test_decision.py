@@ -205,13 +205,9 @@ def blocked(result: Routed | Blocked) -> Blocked:
             "messages[0].content[0].text",
             id="text-part-not-string",
         ),
-        pytest.param(
-            {"model": "MoM", "messages": [user("hi")], "stream": "yes"}, "stream", id="stream-not-bool"
-        ),
+        pytest.param({"model": "MoM", "messages": [user("hi")], "stream": "yes"}, "stream", id="stream-not-bool"),
         pytest.param({"model": "MoM", "messages": [user("hi")], "tools": {}}, "tools", id="tools-not-list"),
-        pytest.param(
-            {"model": "MoM", "messages": [user("hi")], "tools": [1]}, "tools[0]", id="tool-not-object"
-        ),
+        pytest.param({"model": "MoM", "messages": [user("hi")], "tools": [1]}, "tools[0]", id="tool-not-object"),
         pytest.param(
             {"model": "MoM", "messages": [user("hi")], "tool_choice": "sometimes"},
             "tool_choice",
@@ -277,9 +273,7 @@ def test_decide_rejects_signals_that_do_not_match_the_plan() -> None:
 @pytest.mark.parametrize(
     ("body", "signal", "cfg", "model", "endpoint", "category", "reason"),
     [
-        pytest.param(
-            chat("q"), sig("math", 0.9), CFG, "qwen", "10.0.0.1:8000", "math", "classifier", id="best-score"
-        ),
+        pytest.param(chat("q"), sig("math", 0.9), CFG, "qwen", "10.0.0.1:8000", "math", "classifier", id="best-score"),
         pytest.param(
             chat("q"), sig("math", 0.6), CFG, "qwen", "10.0.0.1:8000", "math", "classifier", id="at-threshold"
         ),
@@ -303,9 +297,7 @@ def test_decide_rejects_signals_that_do_not_match_the_plan() -> None:
             "unknown_category",
             id="unknown-category",
         ),
-        pytest.param(
-            chat("q"), sig("empty", 0.9), CFG, "gpt", "10.0.0.3:8000", "empty", "classifier", id="no-scores"
-        ),
+        pytest.param(chat("q"), sig("empty", 0.9), CFG, "gpt", "10.0.0.3:8000", "empty", "classifier", id="no-scores"),
         pytest.param(
             chat("q"),
             sig("astronomy", 0.9),
@@ -401,9 +393,7 @@ def test_lora_name_is_sent_upstream_while_endpoints_follow_the_base_model() -> N
     [
         pytest.param("qwen", "10.0.0.1:8000", (), id="known-single-endpoint"),
         pytest.param("gpt", "10.0.0.3:8000", (("gpt", "10.0.0.2:8000"),), id="weighted-endpoints"),
-        pytest.param(
-            "mystery", "10.0.0.3:8000", (("mystery", "10.0.0.2:8000"),), id="unknown-uses-default-endpoints"
-        ),
+        pytest.param("mystery", "10.0.0.3:8000", (("mystery", "10.0.0.2:8000"),), id="unknown-uses-default-endpoints"),
     ],
 )
 def test_explicit_model_skips_classification(
@@ -529,12 +519,8 @@ def test_explicit_models_are_guarded_too() -> None:
 @pytest.mark.parametrize(
     ("text", "signal", "model", "reason"),
     [
-        pytest.param(
-            "q", sig("math", pii=(("EMAIL_ADDRESS", 0.9),)), "qwen", "classifier", id="allowed-type"
-        ),
-        pytest.param(
-            "q", sig("math", pii=(("US_SSN", 0.9),)), "gpt", "classifier+pii_fallback", id="next-in-category"
-        ),
+        pytest.param("q", sig("math", pii=(("EMAIL_ADDRESS", 0.9),)), "qwen", "classifier", id="allowed-type"),
+        pytest.param("q", sig("math", pii=(("US_SSN", 0.9),)), "gpt", "classifier+pii_fallback", id="next-in-category"),
         pytest.param("q", sig("math", pii=(("US_SSN", 0.69),)), "qwen", "classifier", id="below-threshold"),
         pytest.param("q", sig("math", pii=(("NO_PII", 0.99),)), "qwen", "classifier", id="no-pii-label"),
         pytest.param(
@@ -544,15 +530,9 @@ def test_explicit_models_are_guarded_too() -> None:
             "keyword+pii_fallback",
             id="law-next",
         ),
-        pytest.param(
-            "statute?", sig("math", pii=(("PERSON", 0.99),)), "gpt", "keyword+pii_fallback", id="law-default"
-        ),
-        pytest.param(
-            "statute?", sig("math", pii=(("PERSON", 0.9),)), "strict", "keyword", id="category-threshold"
-        ),
-        pytest.param(
-            "q", sig("other", pii=(("US_SSN", 0.99),)), "qwen", "classifier", id="category-disabled"
-        ),
+        pytest.param("statute?", sig("math", pii=(("PERSON", 0.99),)), "gpt", "keyword+pii_fallback", id="law-default"),
+        pytest.param("statute?", sig("math", pii=(("PERSON", 0.9),)), "strict", "keyword", id="category-threshold"),
+        pytest.param("q", sig("other", pii=(("US_SSN", 0.99),)), "qwen", "classifier", id="category-disabled"),
     ],
 )
 def test_pii_fallback_chain(text: str, signal: TextSignals, model: str, reason: str) -> None:
@@ -744,9 +724,7 @@ def test_system_prompt(messages: list[Any], signal: TextSignals, expected: list[
 
 
 def test_decide_never_mutates_the_client_body() -> None:
-    body = chat(
-        {"role": "system", "content": "old"}, "q", tools=[{"type": "function", "function": {"name": "f"}}]
-    )
+    body = chat({"role": "system", "content": "old"}, "q", tools=[{"type": "function", "function": {"name": "f"}}])
     snapshot = copy.deepcopy(body)
     routed(run(body, default=sig("math")))
     assert body == snapshot
@@ -769,12 +747,8 @@ def tool_signals(scores: Mapping[str, float]) -> dict[str, TextSignals]:
     ("scores", "extra", "cfg", "kept", "tool_choice"),
     [
         pytest.param({"a": 0.9, "b": 0.1, "c": 0.7}, {}, CFG, ["a", "c"], None, id="threshold-keeps-order"),
-        pytest.param(
-            {"a": 0.9, "b": 0.8, "c": 0.95}, {"tool_choice": "auto"}, CFG, ["a", "c"], "auto", id="top-k"
-        ),
-        pytest.param(
-            {"a": 0.1, "b": 0.2}, {"tool_choice": "auto"}, CFG, None, None, id="none-similar-empties"
-        ),
+        pytest.param({"a": 0.9, "b": 0.8, "c": 0.95}, {"tool_choice": "auto"}, CFG, ["a", "c"], "auto", id="top-k"),
+        pytest.param({"a": 0.1, "b": 0.2}, {"tool_choice": "auto"}, CFG, None, None, id="none-similar-empties"),
         pytest.param(
             {"a": 0.1, "b": 0.2},
             {"tool_choice": "auto"},
@@ -807,9 +781,7 @@ def tool_signals(scores: Mapping[str, float]) -> dict[str, TextSignals]:
             {"type": "function", "function": {"name": "a"}},
             id="choice-specific",
         ),
-        pytest.param(
-            {"a": 0.1, "b": 0.9}, {}, make_cfg(tools={"enabled": False}), ["a", "b"], None, id="disabled"
-        ),
+        pytest.param({"a": 0.1, "b": 0.9}, {}, make_cfg(tools={"enabled": False}), ["a", "b"], None, id="disabled"),
     ],
 )
 def test_tool_filtering(
@@ -875,30 +847,18 @@ def policy(**values: str) -> RouterConfig:
     ("body", "cfg", "outcome"),
     [
         pytest.param(chat("q"), CFG, "blocked:jailbreak", id="default-jailbreak-closed"),
-        pytest.param(
-            chat("q"), make_cfg(prompt_guard={"enabled": False}), "routed:gpt", id="closed-guard-off-passes"
-        ),
-        pytest.param(
-            chat("q"), policy(jailbreak="open"), "routed:gpt", id="classification-open-default-model"
-        ),
+        pytest.param(chat("q"), make_cfg(prompt_guard={"enabled": False}), "routed:gpt", id="closed-guard-off-passes"),
+        pytest.param(chat("q"), policy(jailbreak="open"), "routed:gpt", id="classification-open-default-model"),
         pytest.param(
             chat("q"),
             policy(jailbreak="open", classification="closed"),
             "blocked:classification",
             id="class-closed",
         ),
-        pytest.param(
-            chat("q", model="qwen"), policy(jailbreak="open"), "blocked:pii", id="pii-closed-restrictive"
-        ),
-        pytest.param(
-            chat("q", model="gpt"), policy(jailbreak="open"), "routed:gpt", id="pii-closed-permissive"
-        ),
-        pytest.param(
-            chat("q", model="qwen"), policy(jailbreak="open", pii="open"), "routed:qwen", id="pii-open"
-        ),
-        pytest.param(
-            chat("statute?"), policy(jailbreak="open"), "routed:gpt", id="closed-pii-skips-restrictive"
-        ),
+        pytest.param(chat("q", model="qwen"), policy(jailbreak="open"), "blocked:pii", id="pii-closed-restrictive"),
+        pytest.param(chat("q", model="gpt"), policy(jailbreak="open"), "routed:gpt", id="pii-closed-permissive"),
+        pytest.param(chat("q", model="qwen"), policy(jailbreak="open", pii="open"), "routed:qwen", id="pii-open"),
+        pytest.param(chat("statute?"), policy(jailbreak="open"), "routed:gpt", id="closed-pii-skips-restrictive"),
         pytest.param(
             chat("statute?", model="strict"),
             make_cfg(prompt_guard={"enabled": False}, triton_router={"failure_policy": {"pii": "closed"}}),

@@ -29,9 +29,7 @@ JAILBREAK = Blocked(
     },
 )
 PII = Blocked(reason="pii", message="blocked: pii", category=None, headers={"x-vsr-pii-violation": "true"})
-DOWN = Blocked(
-    reason="classifier_unavailable", message="retry later", category=None, detail={"check": "jailbreak"}
-)
+DOWN = Blocked(reason="classifier_unavailable", message="retry later", category=None, detail={"check": "jailbreak"})
 
 
 def sse_events(payload: bytes) -> list[Any]:
@@ -64,14 +62,10 @@ def test_openai_error_shape() -> None:
         pytest.param(JAILBREAK, ERROR_CFG, True, 403, "jailbreak_detected", id="jailbreak-stream-still-json"),
         pytest.param(PII, ERROR_CFG, False, 403, "pii_policy_violation", id="pii"),
         pytest.param(DOWN, ERROR_CFG, False, 503, "classifier_unavailable", id="unavailable"),
-        pytest.param(
-            DOWN, FILTER_CFG, True, 503, "classifier_unavailable", id="unavailable-never-content-filter"
-        ),
+        pytest.param(DOWN, FILTER_CFG, True, 503, "classifier_unavailable", id="unavailable-never-content-filter"),
     ],
 )
-def test_block_as_openai_error(
-    blocked: Blocked, cfg: RouterConfig, stream: bool, status: int, code: str
-) -> None:
+def test_block_as_openai_error(blocked: Blocked, cfg: RouterConfig, stream: bool, status: int, code: str) -> None:
     got_status, headers, body, ctype = render_block(blocked, cfg, stream=stream, model="MoM")
     assert (got_status, ctype) == (status, "application/json")
     assert headers == blocked.headers
@@ -102,9 +96,7 @@ def test_block_as_content_filter_completion() -> None:
 
 
 def test_block_as_content_filter_stream() -> None:
-    status, headers, body, ctype = render_block(
-        PII, FILTER_CFG, stream=True, model="MoM", request_id="r", created=7
-    )
+    status, headers, body, ctype = render_block(PII, FILTER_CFG, stream=True, model="MoM", request_id="r", created=7)
     assert (status, ctype, headers) == (200, "text/event-stream", {"x-vsr-pii-violation": "true"})
     chunk, done = sse_events(body)
     assert done == "[DONE]"
@@ -155,9 +147,7 @@ def test_cached_completion_as_json() -> None:
     ("request_body", "usage"),
     [
         pytest.param({"model": "MoM", "stream": True}, False, id="no-usage"),
-        pytest.param(
-            {"model": "MoM", "stream": True, "stream_options": {"include_usage": True}}, True, id="usage"
-        ),
+        pytest.param({"model": "MoM", "stream": True, "stream_options": {"include_usage": True}}, True, id="usage"),
     ],
 )
 def test_cached_completion_replayed_as_sse(request_body: dict[str, Any], usage: bool) -> None:
@@ -166,9 +156,7 @@ def test_cached_completion_replayed_as_sse(request_body: dict[str, Any], usage: 
     events = sse_events(body)
     assert events[-1] == "[DONE]"
     chunks = events[:-1]
-    assert {c["id"] for c in chunks} == {"chatcmpl-c"} and {c["object"] for c in chunks} == {
-        "chat.completion.chunk"
-    }
+    assert {c["id"] for c in chunks} == {"chatcmpl-c"} and {c["object"] for c in chunks} == {"chat.completion.chunk"}
     choices = [c["choices"][0] for c in chunks if c["choices"]]
     assert choices[0] == {"index": 0, "delta": {"role": "assistant", "content": "4"}, "finish_reason": None}
     assert choices[1] == {"index": 0, "delta": {}, "finish_reason": "stop"}
@@ -190,7 +178,5 @@ def test_models_list_reference_config() -> None:
 
 
 def test_models_list_can_hide_configured_models() -> None:
-    cfg = RouterConfig.model_validate(
-        {**RAW, "auto_model_name": "auto-router", "include_config_models_in_list": False}
-    )
+    cfg = RouterConfig.model_validate({**RAW, "auto_model_name": "auto-router", "include_config_models_in_list": False})
     assert [m["id"] for m in models_list(cfg)["data"]] == ["auto-router"]

@@ -53,9 +53,7 @@ def test_reference_catalogue_loads() -> None:
         pytest.param([1, 0], [[-1, 0]], 1, 0.0, [], id="negative-below-threshold"),
     ],
 )
-def test_rank(
-    query: list[float], rows: list[list[float]], top_k: int, threshold: float, expected: list[int]
-) -> None:
+def test_rank(query: list[float], rows: list[list[float]], top_k: int, threshold: float, expected: list[int]) -> None:
     assert [i for i, _ in rank(query, rows, top_k, threshold)] == expected
 
 
@@ -70,9 +68,7 @@ def test_rank_rejects_mismatched_sizes() -> None:
 
 
 def entries(n: int) -> list[ToolEntry]:
-    return [
-        ToolEntry({"type": "function", "function": {"name": f"t{i}"}}, f"t{i}", f"tool {i}") for i in range(n)
-    ]
+    return [ToolEntry({"type": "function", "function": {"name": f"t{i}"}}, f"t{i}", f"tool {i}") for i in range(n)]
 
 
 def test_index_normalises_and_searches() -> None:
@@ -134,9 +130,7 @@ def test_find_tools_db_resolution(tmp_path: Path) -> None:
     nested.parent.mkdir()
     nested.write_text("[]")
     path = tmp_path / "config.yaml"
-    path.write_text(
-        (REFERENCE / "config.e2e.yaml").read_text().replace("config/tools_db.json", "conf/tools.json")
-    )
+    path.write_text((REFERENCE / "config.e2e.yaml").read_text().replace("config/tools_db.json", "conf/tools.json"))
     assert find_tools_db(load_config(path)) == nested
     unset = parse_config((REFERENCE / "config.e2e.yaml").read_text().replace("tools_db_path", "#"))
     assert find_tools_db(unset) is None
@@ -158,9 +152,7 @@ def test_find_tools_db_resolution(tmp_path: Path) -> None:
             "[0].tags: must be a list of strings",
             id="tags",
         ),
-        pytest.param(
-            [{"tool": {"function": {"name": "a"}}}] * (MAX_TOOLS + 1), "exceed the limit", id="too-many"
-        ),
+        pytest.param([{"tool": {"function": {"name": "a"}}}] * (MAX_TOOLS + 1), "exceed the limit", id="too-many"),
     ],
 )
 def test_bad_catalogues(tmp_path: Path, content: Any, expected: str) -> None:
@@ -181,18 +173,14 @@ def test_catalogue_syntax_error_has_a_position(tmp_path: Path) -> None:
 
 def test_entry_without_description_embeds_the_function_text(tmp_path: Path) -> None:
     path = tmp_path / "tools.json"
-    path.write_text(
-        json.dumps([{"tool": {"type": "function", "function": {"name": "f", "description": "does f"}}}])
-    )
+    path.write_text(json.dumps([{"tool": {"type": "function", "function": {"name": "f", "description": "does f"}}}]))
     assert load_tools_db(path)[0].description == "f: does f"
 
 
 @pytest.mark.parametrize(
     ("tool", "text"),
     [
-        pytest.param(
-            {"type": "function", "function": {"name": "f", "description": "does f"}}, "f: does f", id="full"
-        ),
+        pytest.param({"type": "function", "function": {"name": "f", "description": "does f"}}, "f: does f", id="full"),
         pytest.param({"type": "function", "function": {"name": "f"}}, "f", id="name-only"),
         pytest.param({"type": "custom", "name": "g", "description": "does g"}, "g: does g", id="flat"),
         pytest.param({"type": "x"}, '{"type": "x"}', id="opaque"),
