@@ -33,9 +33,7 @@ _FLAGS: dict[str, tuple[str, type]] = {
 
 
 def parse_settings(argv: Sequence[str] | None = None) -> CacheSettings:
-    p = argparse.ArgumentParser(
-        prog="python -m cache_service", description="Semantic cache service over Redis"
-    )
+    p = argparse.ArgumentParser(prog="python -m cache_service", description="Semantic cache service over Redis")
     for flag, (name, kind) in _FLAGS.items():
         p.add_argument(flag, dest=name, type=kind, default=None, help=f"(env CACHE_{name.upper()})")
     args = p.parse_args(argv)

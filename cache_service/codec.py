@@ -12,10 +12,12 @@ import numpy.typing as npt
 
 __all__ = [
     "ANONYMOUS_TENANT_TAG",
+    "SCOPE_ID_LEN",
     "decode_embedding",
     "encode_embedding",
     "entry_id",
     "normalize_prompt",
+    "scope_id",
     "tenant_tag",
 ]
 
@@ -54,10 +56,21 @@ def tenant_tag(tenant: str | None) -> str:
     return ANONYMOUS_TENANT_TAG if not tenant else f"u:{tenant}"
 
 
-def entry_id(prompt: str, *, model: str, fingerprint: str, tenant: str | None) -> str:
-    """Deterministic id of (normalised prompt, scope): the exact-match fast path is a single HMGET on it."""
+SCOPE_ID_LEN = 12
+
+
+def scope_id(*, model: str, fingerprint: str, tenant: str | None) -> str:
+    """Short hash of a scope: names the per-scope set of entry ids (its size picks the search strategy)."""
     h = hashlib.sha256()
-    for part in ("v1", model, fingerprint, tenant_tag(tenant), normalize_prompt(prompt)):
+    for part in ("v1", model, fingerprint, tenant_tag(tenant)):
         h.update(part.encode("utf-8"))
         h.update(b"\x00")
-    return h.hexdigest()[:40]
+    return h.hexdigest()[:SCOPE_ID_LEN]
+
+
+def entry_id(prompt: str, *, model: str, fingerprint: str, tenant: str | None) -> str:
+    """Deterministic id of (normalised prompt, scope): the exact-match fast path is one HMGET on it.
+    It starts with the scope id, so the entry's scope set is known from the id alone."""
+    sid = scope_id(model=model, fingerprint=fingerprint, tenant=tenant)
+    digest = hashlib.sha256(f"{sid}\x00{normalize_prompt(prompt)}".encode()).hexdigest()
+    return sid + digest[: 40 - SCOPE_ID_LEN]

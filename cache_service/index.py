@@ -112,9 +112,7 @@ async def index_info(client: aioredis.Redis, name: str) -> dict[str, Any] | None
     return _pairs(raw)
 
 
-async def ensure_index(
-    client: aioredis.Redis, spec: IndexSpec, lru_key: str, *, migrate: bool = True
-) -> IndexStatus:
+async def ensure_index(client: aioredis.Redis, spec: IndexSpec, lru_key: str, *, migrate: bool = True) -> IndexStatus:
     """Create the index, or (with `migrate`) re-create it when the live one has another schema (logged).
 
     A different vector dimension or type makes the stored entries useless, so they are deleted with the

@@ -24,9 +24,7 @@ class CacheMetrics:
             registry=r,
         )
         self.entries = Gauge("llm_cache_entries_total", "Entries in the semantic cache index", registry=r)
-        self.hit_kinds = Counter(
-            "llm_cache_hit_kind_total", "Hits by path (exact, semantic)", ["kind"], registry=r
-        )
+        self.hit_kinds = Counter("llm_cache_hit_kind_total", "Hits by path (exact, semantic)", ["kind"], registry=r)
         self.errors = Counter(
             "llm_cache_errors_total",
             "Cache operations that failed (Redis down, slow, refused)",

@@ -11,13 +11,22 @@ from cache_service.errors import InvalidRequestError
 __all__ = ["InvalidateRequest", "LookupRequest", "StoreRequest", "parse"]
 
 
-def _no_control_chars(value: str) -> str:
-    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
-        raise ValueError("must not contain control characters")
+def _utf8(value: str) -> str:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise ValueError("must be valid UTF-8 text (no lone surrogates)") from e
     return value
 
 
+def _no_control_chars(value: str) -> str:
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
+        raise ValueError("must not contain control characters")
+    return _utf8(value)
+
+
 Name = Annotated[str, Field(min_length=1, max_length=256), AfterValidator(_no_control_chars)]
+Text = Annotated[str, Field(min_length=1), AfterValidator(_utf8)]
 """A model name, fingerprint or tenant: stored as a TAG value."""
 
 Embedding = str | Annotated[list[float], Field(min_length=1, max_length=8192)]
@@ -29,7 +38,7 @@ class _Body(BaseModel):
 
 
 class _Scoped(_Body):
-    prompt: str = Field(min_length=1)
+    prompt: Text
     embedding: Embedding
     model: Name
     fingerprint: Name
@@ -50,7 +59,7 @@ class StoreRequest(_Scoped):
 
 class InvalidateRequest(_Body):
     entry_id: Annotated[str, Field(min_length=1, max_length=128)] | None = None
-    prompt: str | None = None
+    prompt: Text | None = None
     """With model + fingerprint (+ tenant): delete that exact entry."""
     model: Name | None = None
     fingerprint: Name | None = None

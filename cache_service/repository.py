@@ -1,15 +1,17 @@
 """Cache entries in Redis: exact get, KNN search within a scope, store with TTL, LRU eviction, invalidation.
 
 Layout (prefix from settings, default `llmcache:`):
-  `<prefix>e:<id>`  HASH  prompt, response (JSON), model, fp, tenant (TAG values), vec (float32),
-                          created_at, ttl; the key expires after `ttl` seconds (refreshed on hit)
-  `<prefix>lru`     ZSET  id -> last access time (store or hit); the oldest are evicted beyond max_entries
-The id is a hash of (normalised prompt, scope), so an exact repeat is one HMGET.
+  `<prefix>e:<id>`     HASH  prompt, response (JSON), model, fp, tenant (TAG values), vec (float32),
+                             created_at, ttl; the key expires after `ttl` seconds (refreshed on hit)
+  `<prefix>lru`        ZSET  id -> last access time (store or hit); the oldest are evicted beyond max_entries
+  `<prefix>s:<scope>`  ZSET  ids of one scope; its size picks the search strategy (see `search`)
+The id is the scope id followed by a hash of the normalised prompt, so an exact repeat is one HMGET and an
+id names its scope set. Members of expired entries linger in the sets until the janitor's `prune` (or an
+eviction) removes them; they only make the counts a little high.
 """
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -21,15 +23,21 @@ import redis.asyncio as aioredis
 from redis.typing import EncodableT, FieldT
 
 from cache_service._redis import execute
-from cache_service.codec import tenant_tag
+from cache_service.codec import SCOPE_ID_LEN, tenant_tag
 from cache_service.errors import redis_errors
 from cache_service.index import VECTOR_FIELD
 from cache_service.settings import CacheSettings
 
-__all__ = ["CacheRepository", "Entry", "NewEntry", "Scope", "SearchResult"]
+__all__ = ["CacheRepository", "Entry", "NewEntry", "Probe", "Scope", "SearchResult"]
 
 _FIELDS = ("prompt", "response", "model", "tenant", "created_at", "ttl")
-_INVALIDATE_PAGE = 500
+_PAGE = 500
+_FILTER = "(@model:{$model} @fp:{$fp} @tenant:{$tenant})"
+# The engine's own choice between the two hybrid modes is poor on this build: below ~30k entries it picks
+# ad-hoc brute force even when the filter matches everything (3 ms at 10k, 9 ms at 20k, where HNSW takes
+# 0.3-0.9 ms). The scope size is known (one ZCARD in the exact-match round trip), so the choice is ours.
+_KNN_HNSW = f"{_FILTER}=>[KNN $k @{VECTOR_FIELD} $vec HYBRID_POLICY BATCHES EF_RUNTIME $ef AS dist]"
+_KNN_EXACT = f"{_FILTER}=>[KNN $k @{VECTOR_FIELD} $vec HYBRID_POLICY ADHOC_BF AS dist]"
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,7 +51,7 @@ class Scope:
 class NewEntry:
     entry_id: str
     prompt: str
-    response: dict[str, Any]
+    response_json: str
     vector: npt.NDArray[np.float32]
     scope: Scope
     ttl: int
@@ -61,10 +69,21 @@ class Entry:
 
 
 @dataclass(frozen=True, slots=True)
+class Probe:
+    """The exact-match round trip: the entry under the exact key, and how many entries the scope holds."""
+
+    entry: Entry | None
+    scope_size: int
+    total: int
+
+
+@dataclass(frozen=True, slots=True)
 class SearchResult:
     entry: Entry | None
     similarity: float | None
     """Cosine similarity of the nearest entry in scope (None: nothing in scope)."""
+    exhaustive: bool = False
+    """Searched by brute force over the scope (exact) rather than through HNSW."""
 
 
 def _s(v: Any) -> str:
@@ -89,33 +108,47 @@ class CacheRepository:
     def __init__(self, client: aioredis.Redis, settings: CacheSettings) -> None:
         self._r = client
         self._s = settings
-        self._knn_query = (
-            f"(@model:{{$model}} @fp:{{$fp}} @tenant:{{$tenant}})"
-            f"=>[KNN $k @{VECTOR_FIELD} $vec EF_RUNTIME $ef AS dist]"
-        )
 
     def key(self, entry_id: str) -> str:
         return f"{self._s.entry_prefix}{entry_id}"
 
-    async def get(self, entry_id: str) -> Entry | None:
-        """The exact-match fast path."""
-        with redis_errors("HMGET"):
-            values = await self._r.hmget(self.key(entry_id), list(_FIELDS))
-        return _entry(entry_id, values)
+    def scope_key(self, entry_id: str) -> str:
+        """The scope set of an entry (or of a scope id: an entry id starts with it)."""
+        return f"{self._s.key_prefix}s:{entry_id[:SCOPE_ID_LEN]}"
+
+    # -- lookups -----------------------------------------------------------------------------------------
+
+    async def probe(self, entry_id: str) -> Probe:
+        """The exact-match fast path, and the scope's size, in one round trip."""
+        with redis_errors("probe"):
+            async with self._r.pipeline(transaction=False) as pipe:
+                pipe.hmget(self.key(entry_id), list(_FIELDS))
+                pipe.zcard(self.scope_key(entry_id))
+                pipe.zcard(self._s.lru_key)
+                values, scope_size, total = await pipe.execute()
+        return Probe(_entry(entry_id, values), int(scope_size), int(total))
+
+    def exhaustive(self, scope_size: int, total: int) -> bool:
+        """Brute force over a small scope (exact, cheap); HNSW for a large one. A scope that is a small
+        share of a large index also goes brute force: HNSW batches would walk most of the graph for it."""
+        limit = self._s.exact_search_max
+        return scope_size <= limit or (scope_size <= 8 * limit and scope_size * 100 < total)
 
     async def search(
-        self, vector: npt.NDArray[np.float32], scope: Scope, *, ef_runtime: int, k: int = 1
+        self, vector: npt.NDArray[np.float32], scope: Scope, *, ef_runtime: int, exhaustive: bool, k: int = 1
     ) -> SearchResult:
-        """Nearest entry in scope (hybrid query: TAG pre-filter + HNSW KNN)."""
-        params = {
+        """Nearest entry in scope: a hybrid query, TAG pre-filter + KNN."""
+        params: dict[str, Any] = {
             "model": scope.model,
             "fp": scope.fingerprint,
             "tenant": tenant_tag(scope.tenant),
             "k": k,
-            "ef": ef_runtime,
             "vec": vector.astype("<f4", copy=False).tobytes(),
         }
-        args: list[Any] = ["FT.SEARCH", self._s.index_name, self._knn_query, "PARAMS", 2 * len(params)]
+        if not exhaustive:
+            params["ef"] = ef_runtime
+        query = _KNN_EXACT if exhaustive else _KNN_HNSW
+        args: list[Any] = ["FT.SEARCH", self._s.index_name, query, "PARAMS", 2 * len(params)]
         for name, value in params.items():
             args += [name, value]
         args += ["SORTBY", "dist", "ASC", "RETURN", 1 + len(_FIELDS), "dist", *_FIELDS]
@@ -128,15 +161,28 @@ class CacheRepository:
             got = {_s(flat[j]): flat[j + 1] for j in range(0, len(flat) - 1, 2)}
             if "dist" not in got:
                 continue
-            similarity = 1.0 - float(got["dist"])
             entry = _entry(key[prefix_len:], [got.get(f) for f in _FIELDS])
-            return SearchResult(entry, similarity)
-        return SearchResult(None, None)
+            return SearchResult(entry, 1.0 - float(got["dist"]), exhaustive)
+        return SearchResult(None, None, exhaustive)
 
-    def _mapping(self, entry: NewEntry, now: float) -> dict[FieldT, EncodableT]:
-        return {
+    async def touch(self, entry_id: str, ttl: int) -> None:
+        """A hit: refresh the TTL and the LRU position.
+
+        Never HSET the entry here: any write to an indexed hash makes the query engine re-index it,
+        which for HNSW is a delete and a re-insert of the vector (about a millisecond of Redis time).
+        """
+        with redis_errors("touch"):
+            async with self._r.pipeline(transaction=False) as pipe:
+                pipe.expire(self.key(entry_id), ttl or self._s.ttl_seconds)
+                pipe.zadd(self._s.lru_key, {entry_id: time.time()}, xx=True)
+                await pipe.execute()
+
+    # -- writes ------------------------------------------------------------------------------------------
+
+    def _write(self, pipe: Any, entry: NewEntry, now: float) -> None:
+        mapping: dict[FieldT, EncodableT] = {
             "prompt": entry.prompt,
-            "response": json.dumps(entry.response, ensure_ascii=False, separators=(",", ":")),
+            "response": entry.response_json,
             "model": entry.scope.model,
             "fp": entry.scope.fingerprint,
             "tenant": tenant_tag(entry.scope.tenant),
@@ -144,18 +190,17 @@ class CacheRepository:
             "created_at": repr(now),
             "ttl": entry.ttl,
         }
+        key = self.key(entry.entry_id)
+        pipe.hset(key, mapping=mapping)
+        pipe.expire(key, entry.ttl)
+        pipe.zadd(self._s.lru_key, {entry.entry_id: now})
+        pipe.zadd(self.scope_key(entry.entry_id), {entry.entry_id: now})
 
     async def store(self, entry: NewEntry) -> int:
         """Write (or overwrite) one entry and evict beyond the size bound; returns how many were evicted."""
-        now = time.time()
-        key = self.key(entry.entry_id)
-        mapping = self._mapping(entry, now)
-        ttl, entry_id = entry.ttl, entry.entry_id
         with redis_errors("store"):
             async with self._r.pipeline(transaction=False) as pipe:
-                pipe.hset(key, mapping=mapping)
-                pipe.expire(key, ttl)
-                pipe.zadd(self._s.lru_key, {entry_id: now})
+                self._write(pipe, entry, time.time())
                 pipe.zcard(self._s.lru_key)
                 results = await pipe.execute()
         count = int(results[-1])
@@ -170,9 +215,7 @@ class CacheRepository:
             with redis_errors("store_many"):
                 async with self._r.pipeline(transaction=False) as pipe:
                     for e in entries[start : start + batch]:
-                        pipe.hset(self.key(e.entry_id), mapping=self._mapping(e, now))
-                        pipe.expire(self.key(e.entry_id), e.ttl)
-                        pipe.zadd(self._s.lru_key, {e.entry_id: now})
+                        self._write(pipe, e, now)
                     await pipe.execute()
 
     async def evict(self, n: int) -> int:
@@ -181,32 +224,26 @@ class CacheRepository:
             return 0
         with redis_errors("evict"):
             popped: list[tuple[bytes, float]] = await self._r.zpopmin(self._s.lru_key, n)  # type: ignore[assignment]
-            if not popped:
-                return 0
-            await self._r.unlink(*[self.key(_s(pair[0])) for pair in popped])
+            await self._forget([_s(member) for member, _ in popped])
         return len(popped)
 
-    async def touch(self, entry_id: str, ttl: int) -> None:
-        """A hit: refresh the TTL and the LRU position.
-
-        Never HSET the entry here: any write to an indexed hash makes the query engine re-index it,
-        which for HNSW is a delete and a re-insert of the vector (about a millisecond of Redis time).
-        """
-        with redis_errors("touch"):
-            async with self._r.pipeline(transaction=False) as pipe:
-                pipe.expire(self.key(entry_id), ttl or self._s.ttl_seconds)
-                pipe.zadd(self._s.lru_key, {entry_id: time.time()}, xx=True)
-                await pipe.execute()
+    async def _forget(self, entry_ids: Sequence[str]) -> int:
+        """Delete entries and their scope-set members (the caller already took them out of the LRU set)."""
+        if not entry_ids:
+            return 0
+        async with self._r.pipeline(transaction=False) as pipe:
+            pipe.unlink(*[self.key(i) for i in entry_ids])
+            for i in entry_ids:
+                pipe.zrem(self.scope_key(i), i)
+            results = await pipe.execute()
+        return int(results[0])
 
     async def delete_ids(self, entry_ids: Sequence[str]) -> int:
         if not entry_ids:
             return 0
         with redis_errors("invalidate"):
-            async with self._r.pipeline(transaction=False) as pipe:
-                pipe.unlink(*[self.key(i) for i in entry_ids])
-                pipe.zrem(self._s.lru_key, *entry_ids)
-                deleted, _ = await pipe.execute()
-        return int(deleted)
+            await self._r.zrem(self._s.lru_key, *entry_ids)
+            return await self._forget(entry_ids)
 
     async def invalidate(
         self, *, model: str | None, fingerprint: str | None, tenant: str | None, everything: bool = False
@@ -228,11 +265,11 @@ class CacheRepository:
         total = 0
         # Every page is deleted before the next query, so offset 0 always yields the next page; the cap
         # stops a loop that would not converge (e.g. entries re-stored as fast as they are deleted).
-        for _ in range(self._s.max_entries // _INVALIDATE_PAGE + 10):
+        for _ in range(self._s.max_entries // _PAGE + 10):
             args: list[Any] = ["FT.SEARCH", self._s.index_name, query]
             if params:
                 args += ["PARAMS", len(params), *params]
-            args += ["NOCONTENT", "LIMIT", 0, _INVALIDATE_PAGE, "DIALECT", 2]
+            args += ["NOCONTENT", "LIMIT", 0, _PAGE, "DIALECT", 2]
             with redis_errors("invalidate"):
                 reply = await execute(self._r, *args)
             ids = [_s(k)[prefix_len:] for k in reply[1:]]
@@ -240,6 +277,8 @@ class CacheRepository:
                 break
             total += await self.delete_ids(ids)
         return total
+
+    # -- housekeeping ------------------------------------------------------------------------------------
 
     async def count(self) -> tuple[int, int]:
         """(entries in the index, members of the LRU set)."""
@@ -249,24 +288,33 @@ class CacheRepository:
         pairs = {_s(info[i]): info[i + 1] for i in range(0, len(info) - 1, 2)}
         return int(pairs.get("num_docs", 0)), int(lru)
 
-    async def prune_lru(self, sample: int = 200) -> int:
-        """Remove LRU members whose entry expired (bounded work per call); returns how many."""
+    async def prune(self, sample: int = _PAGE, rounds: int = 10) -> int:
+        """Take expired entries out of the LRU and scope sets, oldest first, in bounded work per call.
+
+        An entry can only have expired if it was not touched for its TTL, so expired members gather at
+        the old end of the LRU set; a sample with no expired member ends the sweep."""
+        removed = 0
         cutoff = time.time() - self._s.max_ttl_seconds
         with redis_errors("prune"):
-            removed = int(await self._r.zremrangebyscore(self._s.lru_key, "-inf", cutoff))
-            oldest = await self._r.zrange(self._s.lru_key, 0, sample - 1)
-            if not oldest:
-                return removed
-            ids = [_s(m) for m in oldest]
-            async with self._r.pipeline(transaction=False) as pipe:
-                for i in ids:
-                    pipe.exists(self.key(i))
-                exists = await pipe.execute()
-            gone = [i for i, e in zip(ids, exists, strict=True) if not e]
-            if gone:
-                removed += int(await self._r.zrem(self._s.lru_key, *gone))
+            for _ in range(rounds):
+                oldest = [_s(m) for m in await self._r.zrange(self._s.lru_key, 0, sample - 1)]
+                if not oldest:
+                    break
+                async with self._r.pipeline(transaction=False) as pipe:
+                    for i in oldest:
+                        pipe.exists(self.key(i))
+                    exists = await pipe.execute()
+                gone = [i for i, e in zip(oldest, exists, strict=True) if not e]
+                if not gone:
+                    break
+                await self._r.zrem(self._s.lru_key, *gone)
+                await self._forget(gone)
+                removed += len(gone)
+            # members older than any TTL allows are gone for sure (bounds the set if entries vanish
+            # without expiring, e.g. deleted by hand)
+            stale = [_s(m) for m in await self._r.zrangebyscore(self._s.lru_key, "-inf", cutoff, 0, sample)]
+            if stale:
+                await self._r.zrem(self._s.lru_key, *stale)
+                await self._forget(stale)
+                removed += len(stale)
         return removed
-
-    async def ping(self) -> bool:
-        with redis_errors("PING"):
-            return bool(await self._r.ping())

@@ -109,9 +109,7 @@ def prompt_text(body: Mapping[str, Any]) -> str | None:
         for part in content:
             if isinstance(part, str):
                 parts.append(part)
-            elif (
-                isinstance(part, Mapping) and part.get("type") == "text" and isinstance(part.get("text"), str)
-            ):
+            elif isinstance(part, Mapping) and part.get("type") == "text" and isinstance(part.get("text"), str):
                 parts.append(part["text"])
             else:
                 return None

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
 from dataclasses import dataclass
@@ -39,6 +40,15 @@ class LookupResult:
     @property
     def hit(self) -> bool:
         return self.entry is not None
+
+
+def _to_json(obj: Any) -> str:
+    text = json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # lone surrogates (valid in JSON escapes, not in UTF-8): keep them escaped
+        text = json.dumps(obj, ensure_ascii=True, separators=(",", ":"))
+    return text
 
 
 class CacheService:
@@ -138,13 +148,20 @@ class CacheService:
         try:
             with redis_errors("lookup"):
                 async with asyncio.timeout(s.lookup_timeout_s):
-                    entry = await self.repo.get(eid)
+                    probe = await self.repo.probe(eid)
                     t1 = time.perf_counter()
                     duration.labels(operation="exact").observe(t1 - t0)
-                    if entry is not None:
-                        result = LookupResult(entry, 1.0, True, 0.0)
+                    if probe.entry is not None:
+                        result = LookupResult(probe.entry, 1.0, True, 0.0)
+                    elif probe.scope_size == 0:  # nothing stored in this scope: no search needed
+                        result = LookupResult(None, None, False, 0.0)
                     else:
-                        found = await self.repo.search(vec, scope, ef_runtime=req.ef_runtime or s.ef_runtime)
+                        found = await self.repo.search(
+                            vec,
+                            scope,
+                            ef_runtime=req.ef_runtime or s.ef_runtime,
+                            exhaustive=self.repo.exhaustive(probe.scope_size, probe.total),
+                        )
                         duration.labels(operation="search").observe(time.perf_counter() - t1)
                         hit = found.similarity is not None and found.similarity >= threshold
                         result = LookupResult(found.entry if hit else None, found.similarity, False, 0.0)
@@ -188,11 +205,12 @@ class CacheService:
             raise InvalidRequestError(f"ttl_seconds: at most {s.max_ttl_seconds}", code="invalid_field")
         scope = Scope(req.model, req.fingerprint, req.tenant)
         eid = entry_id(req.prompt, model=req.model, fingerprint=req.fingerprint, tenant=req.tenant)
+        response_json = _to_json(req.response)
         t0 = time.perf_counter()
         try:
             with redis_errors("store"):
                 async with asyncio.timeout(s.store_timeout_s):
-                    evicted = await self.repo.store(NewEntry(eid, req.prompt, req.response, vec, scope, ttl))
+                    evicted = await self.repo.store(NewEntry(eid, req.prompt, response_json, vec, scope, ttl))
         except CacheError as e:
             self._failed("store", e)
             raise
@@ -286,7 +304,7 @@ class CacheService:
                     self.index_ready = True
                     entries, _ = await self.repo.count()
                     self.metrics.entries.set(entries)
-                    await self.repo.prune_lru()
+                    await self.repo.prune()
         except CacheError as e:
             self.redis_ok = False
             self.last_error = e.message

@@ -29,9 +29,12 @@ class CacheSettings:
     embedding_dim: int = 384
     """Dimension of the router's embeddings (all-MiniLM-L6-v2: 384). A change re-creates the index."""
     hnsw_m: int = 32
-    hnsw_ef_construction: int = 100
+    hnsw_ef_construction: int = 200
     ef_runtime: int = 48
     """HNSW search breadth per lookup (EF_RUNTIME): higher = better recall, slower."""
+    exact_search_max: int = 1000
+    """Scopes with at most this many entries are searched exactly (brute force over the scope, < 1 ms);
+    larger ones through HNSW."""
     default_threshold: float = 0.8
     """Cosine SIMILARITY in [0, 1] a lookup needs to hit when the request names none; higher is stricter."""
     ttl_seconds: int = 3600
@@ -72,6 +75,7 @@ class CacheSettings:
         need(2 <= self.hnsw_m <= 512, f"hnsw_m must be 2..512, got {self.hnsw_m}")
         need(1 <= self.hnsw_ef_construction <= 4096, "hnsw_ef_construction must be 1..4096")
         need(1 <= self.ef_runtime <= 4096, f"ef_runtime must be 1..4096, got {self.ef_runtime}")
+        need(self.exact_search_max >= 0, "exact_search_max must be >= 0")
         need(0.0 <= self.default_threshold <= 1.0, "default_threshold is a cosine similarity in [0, 1]")
         need(1 <= self.ttl_seconds <= self.max_ttl_seconds, "ttl_seconds must be 1..max_ttl_seconds")
         need(self.max_entries >= 1, "max_entries must be >= 1")
@@ -119,6 +123,4 @@ def _cast(name: str, raw: str, kind: type) -> Any:
             return raw.strip().lower() in {"1", "true", "yes", "on"}
         return kind(raw)
     except ValueError as e:
-        raise ValueError(
-            f"invalid cache settings: {ENV_PREFIX}{name.upper()}={raw!r} is not a {kind.__name__}"
-        ) from e
+        raise ValueError(f"invalid cache settings: {ENV_PREFIX}{name.upper()}={raw!r} is not a {kind.__name__}") from e

@@ -69,9 +69,7 @@ class _Choice:
             self.refusal.append(delta["refusal"])
         for call in delta.get("tool_calls") or []:
             idx = int(call.get("index", len(self.tool_calls)))
-            slot = self.tool_calls.setdefault(
-                idx, {"id": None, "type": "function", "name": [], "arguments": []}
-            )
+            slot = self.tool_calls.setdefault(idx, {"id": None, "type": "function", "name": [], "arguments": []})
             if call.get("id"):
                 slot["id"] = call["id"]
             if call.get("type"):

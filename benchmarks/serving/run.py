@@ -46,9 +46,7 @@ def _tokens(seq_len: int) -> np.ndarray:
     return np.array(ids, dtype=np.int64)
 
 
-def raw_onnxruntime(
-    seq_len: int, batch_sizes: list[int], threads: int, seconds: float
-) -> list[dict[str, float]]:
+def raw_onnxruntime(seq_len: int, batch_sizes: list[int], threads: int, seconds: float) -> list[dict[str, float]]:
     sess = session(MODEL_REPOSITORY_DIR / MODEL_NAME / "1" / "model.onnx", threads)
     row = _tokens(seq_len)
     out = []
@@ -81,9 +79,7 @@ def _repository(scratch: Path, options: ServingOptions) -> Path:
     target = scratch / "repo" / MODEL_NAME
     shutil.copytree(source, target)
     manifest = json.loads((source / "1" / "manifest.json").read_text())
-    (target / "config.pbtxt").write_text(
-        render_config(cpu_signals_config(len(manifest["labels"]["intent"]), options))
-    )
+    (target / "config.pbtxt").write_text(render_config(cpu_signals_config(len(manifest["labels"]["intent"]), options)))
     return target.parent
 
 
@@ -91,9 +87,7 @@ def perf_analyzer_run(
     repository: Path, scratch: Path, seq_len: int, concurrency: list[int], interval_ms: int
 ) -> list[dict[str, float]]:
     http, grpc, metrics = free_port(), free_port(), free_port()
-    argv, env = triton_command(
-        repository, http_port=http, grpc_port=grpc, metrics_port=metrics, cache_dir=scratch
-    )
+    argv, env = triton_command(repository, http_port=http, grpc_port=grpc, metrics_port=metrics, cache_dir=scratch)
     triton = ManagedProcess(
         "tritonserver",
         argv,
@@ -196,14 +190,10 @@ def _markdown(result: dict[str, Any]) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seq-len", type=int, default=64)
     parser.add_argument("--concurrency", default="1,2,4,8,16,32")
-    parser.add_argument(
-        "--threads", type=int, default=2, help="onnxruntime intra-op threads (Triton and raw)"
-    )
+    parser.add_argument("--threads", type=int, default=2, help="onnxruntime intra-op threads (Triton and raw)")
     parser.add_argument("--queue-delay-us", type=int, default=ServingOptions().max_queue_delay_us)
     parser.add_argument("--interval-ms", type=int, default=4000)
     parser.add_argument("--raw-seconds", type=float, default=4.0)
@@ -212,9 +202,7 @@ def main() -> None:
         raise SystemExit("model_repository/signals is not built: run `python -m build_engines build` first")
     concurrency = [int(x) for x in args.concurrency.split(",")]
     load = os.getloadavg()
-    raw = raw_onnxruntime(
-        args.seq_len, sorted(set(concurrency) | {1, 32, 64}), args.threads, args.raw_seconds
-    )
+    raw = raw_onnxruntime(args.seq_len, sorted(set(concurrency) | {1, 32, 64}), args.threads, args.raw_seconds)
     results: dict[str, list[dict[str, float]]] = {}
     for name, dynamic in (("triton_dynamic_batching", True), ("triton_no_batching", False)):
         print(f"Triton, {name}:")
@@ -223,9 +211,7 @@ def main() -> None:
         )
         with tempfile.TemporaryDirectory() as scratch:
             repository = _repository(Path(scratch), options)
-            results[name] = perf_analyzer_run(
-                repository, Path(scratch), args.seq_len, concurrency, args.interval_ms
-            )
+            results[name] = perf_analyzer_run(repository, Path(scratch), args.seq_len, concurrency, args.interval_ms)
     raw_by_batch = {r["batch"]: r["seq_per_s"] for r in raw}
     dyn = results["triton_dynamic_batching"]
     c1 = next(r["req_per_s"] for r in dyn if r["concurrency"] == min(concurrency))

@@ -130,8 +130,6 @@ def test_request_validation() -> None:
             parse(LookupRequest, body)
         assert e.value.status_code == 400
     with pytest.raises(InvalidRequestError, match="response"):
-        parse(
-            StoreRequest, {"prompt": "p", "embedding": emb, "model": "m", "fingerprint": "f", "response": "x"}
-        )
+        parse(StoreRequest, {"prompt": "p", "embedding": emb, "model": "m", "fingerprint": "f", "response": "x"})
     with pytest.raises(InvalidRequestError, match="JSON object"):
         parse(StoreRequest, [1, 2])

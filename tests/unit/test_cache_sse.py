@@ -92,9 +92,7 @@ def test_assembles_tool_calls() -> None:
         TEXT_STREAM.replace(b"data: [DONE]\n\n", b""),  # cut before [DONE]
         TEXT_STREAM[: len(TEXT_STREAM) // 2],  # cut mid-way
         _chunk([_delta({"content": "Hi"})]) + b"data: [DONE]\n\n",  # no finish_reason
-        _chunk([_delta({"content": "Hi"})])
-        + b'data: {"error": {"message": "boom"}}\n\n'
-        + b"data: [DONE]\n\n",
+        _chunk([_delta({"content": "Hi"})]) + b'data: {"error": {"message": "boom"}}\n\n' + b"data: [DONE]\n\n",
         _chunk([_delta({"content": "Hi"})]) + b"event: error\ndata: {}\n\n",
         b"data: {not json}\n\ndata: [DONE]\n\n",
         b"data: [DONE]\n\n",  # no choices at all

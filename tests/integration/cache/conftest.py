@@ -47,9 +47,7 @@ def encode() -> Encoder:
             hidden = model(**batch).last_hidden_state
             mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
             pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
-            out: npt.NDArray[np.float32] = (
-                torch.nn.functional.normalize(pooled, dim=1).numpy().astype(np.float32)
-            )
+            out: npt.NDArray[np.float32] = torch.nn.functional.normalize(pooled, dim=1).numpy().astype(np.float32)
         return out
 
     return run
@@ -94,6 +92,8 @@ async def serve(settings: CacheSettings) -> AsyncIterator[RunningCache]:
         try:
             await client.execute_command("FT.DROPINDEX", settings.index_name, "DD")  # type: ignore[no-untyped-call]
             await client.delete(settings.lru_key)
+            async for key in client.scan_iter(match=f"{settings.key_prefix}*"):
+                await client.delete(key)
         except Exception:
             pass
         await client.aclose()

@@ -33,8 +33,19 @@ INDEX = "fault_cache"
 def cache_process(private_redis: RedisServer, tmp_path: Path) -> Iterator[str]:
     port = free_port()
     argv = [
-        sys.executable, "-m", "cache_service", "--port", str(port), "--redis-url", private_redis.url,
-        "--index-name", INDEX, "--janitor-interval-s", "0.5", "--log-level", "warning",
+        sys.executable,
+        "-m",
+        "cache_service",
+        "--port",
+        str(port),
+        "--redis-url",
+        private_redis.url,
+        "--index-name",
+        INDEX,
+        "--janitor-interval-s",
+        "0.5",
+        "--log-level",
+        "warning",
     ]
     url = f"http://127.0.0.1:{port}"
     proc = ManagedProcess(

@@ -68,9 +68,7 @@ async def test_paraphrase_hits_unrelated_misses(serve_cache: ServeCache, encode:
         scope = {"model": "qwen3-8b", "fingerprint": FP, "tenant": None}
         assert await client.lookup(prompt=QUESTION, embedding=q, **scope) is None
         assert client.last_outcome is Outcome.MISS
-        assert await client.store(
-            prompt=QUESTION, embedding=q, response=completion("Use reversed()."), **scope
-        )
+        assert await client.store(prompt=QUESTION, embedding=q, response=completion("Use reversed()."), **scope)
 
         hit = await client.lookup(prompt=PARAPHRASE, embedding=para, threshold=0.85, **scope)
         assert hit is not None and not hit.exact
@@ -108,10 +106,7 @@ async def test_exact_match_fast_path(serve_cache: ServeCache) -> None:
         assert hit is not None and hit.exact and hit.similarity == 1.0
         assert cache.service.counts["exact_hits"] == 1
         # but the exact path is scoped too
-        assert (
-            await client.lookup(prompt="What is HNSW?", embedding=orthogonal, **{**scope, "tenant": "b"})
-            is None
-        )
+        assert await client.lookup(prompt="What is HNSW?", embedding=orthogonal, **{**scope, "tenant": "b"}) is None
 
 
 async def test_scope_model_fingerprint_tenant(serve_cache: ServeCache, encode: Encoder) -> None:
@@ -142,9 +137,26 @@ async def test_scope_model_fingerprint_tenant(serve_cache: ServeCache, encode: E
         assert not await look(tenant="acme")
         assert not await look(tenant=None)
         # the stream flag does not change the scope: a streamed request hits the same entry
-        assert await look(
-            fingerprint=fingerprint({**BODY, "stream": True, "stream_options": {"include_usage": 1}})
-        )
+        assert await look(fingerprint=fingerprint({**BODY, "stream": True, "stream_options": {"include_usage": 1}}))
+
+
+@pytest.mark.parametrize("exact_search_max", [0, 1000], ids=["hnsw", "brute-force"])
+async def test_both_search_strategies_agree(serve_cache: ServeCache, exact_search_max: int) -> None:
+    """Scopes above `exact_search_max` entries go through HNSW, smaller ones are brute-forced."""
+    rng = np.random.default_rng(8)
+    vecs = [unit(rng.standard_normal(384)) for _ in range(40)]
+    async with serve_cache(exact_search_max=exact_search_max) as cache, client_for(cache) as client:
+        scope = {"model": "m", "fingerprint": "f", "tenant": None}
+        for i, v in enumerate(vecs):
+            await client.store(prompt=f"p{i}", embedding=v, response=completion(str(i)), **scope)
+        for i in (0, 17, 39):
+            hit = await client.lookup(prompt=f"q{i}", embedding=at_similarity(vecs[i], 0.9, seed=i), **scope)
+            assert hit is not None and hit.response == completion(str(i))
+        assert await client.lookup(prompt="q", embedding=vecs[0], **{**scope, "tenant": "t"}) is None
+        scope_key = cache.service.repo.scope_key(entry_id("p0", model="m", fingerprint="f", tenant=None))
+        assert await cache.redis.zcard(scope_key) == 40
+        assert await client.invalidate(model="m") == 40
+        assert await cache.redis.exists(scope_key) == 0
 
 
 async def test_ttl_expiry_and_refresh_on_hit(serve_cache: ServeCache) -> None:
@@ -178,12 +190,12 @@ async def test_eviction_keeps_the_most_recently_used(serve_cache: ServeCache) ->
         for i in range(5, 8):
             await client.store(prompt=f"p{i}", embedding=vecs[i], response=completion(str(i)), **scope)
             await asyncio.sleep(0.01)
-        present = [
-            await client.lookup(prompt=f"p{i}", embedding=vecs[i], **scope) is not None for i in range(8)
-        ]
+        present = [await client.lookup(prompt=f"p{i}", embedding=vecs[i], **scope) is not None for i in range(8)]
         assert present == [True, False, False, False, True, True, True, True]
         stats = (await httpx.AsyncClient().get(f"{cache.url}/v1/cache/stats")).json()
         assert stats["entries"] == 5 and stats["lru_size"] == 5 and stats["counters"]["evicted"] == 3
+        scope_key = cache.service.repo.scope_key(entry_id("p0", model="m", fingerprint="f", tenant=None))
+        assert await cache.redis.zcard(scope_key) == 5  # evicted ids left their scope set too
 
 
 async def test_amortised_eviction_stays_bounded(serve_cache: ServeCache) -> None:
@@ -204,17 +216,11 @@ async def test_invalidate(serve_cache: ServeCache) -> None:
         httpx.AsyncClient(base_url=cache.url) as http,
     ):
         stored = []
-        for i, (model, tenant) in enumerate(
-            [("a", None), ("a", "t1"), ("b", None), ("b", "t1"), ("b", "t2")]
-        ):
+        for i, (model, tenant) in enumerate([("a", None), ("a", "t1"), ("b", None), ("b", "t1"), ("b", "t2")]):
             v = unit(rng.standard_normal(384))
-            await client.store(
-                prompt=f"p{i}", embedding=v, model=model, fingerprint="f", tenant=tenant, response={}
-            )
+            await client.store(prompt=f"p{i}", embedding=v, model=model, fingerprint="f", tenant=tenant, response={})
             stored.append(entry_id(f"p{i}", model=model, fingerprint="f", tenant=tenant))
-        assert (await http.post("/v1/cache/invalidate", json={"entry_id": stored[0]})).json() == {
-            "deleted": 1
-        }
+        assert (await http.post("/v1/cache/invalidate", json={"entry_id": stored[0]})).json() == {"deleted": 1}
         assert await client.invalidate(tenant="t1") == 2
         body = {"prompt": "p2", "model": "b", "fingerprint": "f"}
         assert (await http.post("/v1/cache/invalidate", json=body)).json() == {"deleted": 1}
@@ -316,10 +322,7 @@ async def test_streamed_completion_round_trip(serve_cache: ServeCache, encode: E
         + b"\n\n"
         for d in chunks
     )
-    raw += (
-        b"data: "
-        + json.dumps({**head, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}).encode()
-    )
+    raw += b"data: " + json.dumps({**head, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}).encode()
     raw += b"\n\ndata: [DONE]\n\n"
     assembled = assemble_stream(raw)
     assert assembled is not None
