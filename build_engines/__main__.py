@@ -48,9 +48,7 @@ def _cached_build(args: argparse.Namespace) -> Path:
 def cmd_build(args: argparse.Namespace) -> None:
     from build_engines.pipeline import build
 
-    outcome = build(
-        _config(args), force=args.force, install=not args.no_install, presidio=not args.no_presidio
-    )
+    outcome = build(_config(args), force=args.force, install=not args.no_install, presidio=not args.no_presidio)
     state = "cached" if outcome.cached else "built"
     print(f"{state} {outcome.key} in {outcome.seconds:.1f} s -> {outcome.directory}")
     _print_targets(outcome.directory)
@@ -82,19 +80,19 @@ def cmd_export(args: argparse.Namespace) -> None:
 
 
 def cmd_tensorrt(args: argparse.Namespace) -> None:
+    from build_engines.data.labels import INTENT_LABELS
     from build_engines.tensorrt_build import EngineSpec, build_engine, write_gpu_repository
 
-    directory = Path(args.artefacts) if args.artefacts else _cached_build(args)
-    manifest = json.loads((directory / "manifest.json").read_text(encoding="utf-8"))
     repository = Path(args.repository)
-    plan = None
-    if not args.config_only:
-        spec = EngineSpec(
-            max_batch=args.max_batch, max_sequence=args.max_sequence, fp16=not args.fp32, int8=args.int8
-        )
-        plan = build_engine(directory / "model.onnx", repository / "signals" / "1" / "model.plan", spec)
-    write_gpu_repository(directory, repository, manifest, max_batch_size=args.max_batch)
-    print(f"GPU model repository at {repository}" + (f" with {plan}" if plan else " (configs only)"))
+    if args.config_only:
+        write_gpu_repository(repository, len(INTENT_LABELS), max_batch_size=args.max_batch)
+        print(f"GPU model configs written under {repository}")
+        return
+    directory = Path(args.artefacts) if args.artefacts else _cached_build(args)
+    spec = EngineSpec(max_batch=args.max_batch, max_sequence=args.max_sequence, fp16=not args.fp32, int8=args.int8)
+    plan = build_engine(directory / "model.onnx", repository / "signals" / "1" / "model.plan", spec)
+    write_gpu_repository(repository, len(INTENT_LABELS), directory, max_batch_size=args.max_batch)
+    print(f"GPU model repository at {repository} with {plan}")
 
 
 def cmd_compare(args: argparse.Namespace) -> None:
@@ -139,9 +137,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--no-presidio", action="store_true", help="skip the presidio-analyzer baseline")
     p.set_defaults(func=cmd_build)
 
-    p = sub.add_parser(
-        "evaluate", help="print the held-out figures vs targets, or evaluate another ONNX graph"
-    )
+    p = sub.add_parser("evaluate", help="print the held-out figures vs targets, or evaluate another ONNX graph")
     _add_config_flags(p)
     p.add_argument("--onnx", help="a signals ONNX graph to evaluate on the held-out splits")
     p.set_defaults(func=cmd_evaluate)
@@ -153,19 +149,13 @@ def main(argv: list[str] | None = None) -> None:
 
     p = sub.add_parser("tensorrt", help="build a TensorRT plan and the GPU model repository (needs TensorRT)")
     _add_config_flags(p)
-    p.add_argument(
-        "--artefacts", help="folder with model.onnx, tokenizer.json, manifest.json (default: the cache)"
-    )
+    p.add_argument("--artefacts", help="folder with model.onnx, tokenizer.json, manifest.json (default: the cache)")
     p.add_argument("--repository", default=str(GPU_REPOSITORY_DIR))
     p.add_argument("--max-batch", type=int, default=64)
     p.add_argument("--max-sequence", type=int, default=512)
     p.add_argument("--fp32", action="store_true", help="no FP16 kernels")
-    p.add_argument(
-        "--int8", action="store_true", help="also allow INT8 kernels (needs calibration; see docs)"
-    )
-    p.add_argument(
-        "--config-only", action="store_true", help="write config.pbtxt files without building a plan"
-    )
+    p.add_argument("--int8", action="store_true", help="also allow INT8 kernels (needs calibration; see docs)")
+    p.add_argument("--config-only", action="store_true", help="write config.pbtxt files without building a plan")
     p.set_defaults(func=cmd_tensorrt)
 
     p = sub.add_parser("compare", help="build design variants (cached, not installed) and tabulate them")

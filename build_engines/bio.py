@@ -17,9 +17,7 @@ class Span:
     entity_type: str
 
 
-def spans_to_bio(
-    offsets: Sequence[tuple[int, int]], spans: Sequence[Span], tag_ids: dict[str, int]
-) -> list[int]:
+def spans_to_bio(offsets: Sequence[tuple[int, int]], spans: Sequence[Span], tag_ids: dict[str, int]) -> list[int]:
     """One tag id per token. Tokens with an empty offset (special tokens) get IGNORE.
 
     A token belongs to the span it overlaps; the first such token is `B-`, the rest `I-`, so every word piece

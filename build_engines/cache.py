@@ -10,7 +10,7 @@ from typing import Any
 
 from build_engines.paths import cache_root
 
-__all__ = ["COMPLETE_MARKER", "build_dir", "build_key", "input_files", "is_complete"]
+__all__ = ["COMPLETE_MARKER", "SERVING_ONLY", "build_dir", "build_key", "input_files", "is_complete"]
 
 COMPLETE_MARKER = "COMPLETE"
 _VERSIONED = (
@@ -25,12 +25,20 @@ _VERSIONED = (
 )
 
 
+# Modules that only install, serve, benchmark or drive builds: changing them never changes the trained models,
+# and `build` re-installs the repository (config.pbtxt, model.py) from the cache on every run anyway.
+SERVING_ONLY = frozenset(
+    {"__main__.py", "compare.py", "perf_analyzer.py", "repository.py", "tensorrt_build.py", "triton_model.py"}
+)
+
+
 def input_files(package_dir: Path, extra: Iterable[Path] = ()) -> list[Path]:
-    """The code and data a build depends on: every .py of the package, the authored data, extra inputs.
+    """The code and data a build depends on: the package's .py files (not SERVING_ONLY), the authored data,
+    extra inputs.
 
     Reports and benchmark outputs are excluded (they are results, not inputs).
     """
-    files = [p for p in package_dir.rglob("*.py") if "__pycache__" not in p.parts]
+    files = [p for p in package_dir.rglob("*.py") if "__pycache__" not in p.parts and p.name not in SERVING_ONLY]
     files += list((package_dir / "data" / "authored").rglob("*.jsonl"))
     files += [p for p in extra if p.is_file()]
     return sorted(set(files))

@@ -26,6 +26,7 @@ VARIANTS: tuple[Variant, ...] = (
     Variant("shared trunk 4 + per-task top 2 (LoRA, merged)", {"trunk_layers": 4, "method": "lora"}),
     Variant("shared trunk 5 + per-task top 1 (full)", {"trunk_layers": 5, "method": "full"}),
     Variant("4 separate encoders (trunk 0, full)", {"trunk_layers": 0, "method": "full"}),
+    Variant("trunk 4 full, intent with and without weak sources", {"weak_intent": "auto"}),
 )
 
 
@@ -38,9 +39,7 @@ def _row(variant: Variant, directory: Path) -> dict[str, Any]:
         "build_key": report["build_key"],
         "build_s": report["timings"]["total_s"],
         "validation": {
-            "intent_macro_f1": max(
-                v["val_macro_f1"] for v in training["intent"]["weak_sources"]["variants"].values()
-            ),
+            "intent_macro_f1": max(v["val_macro_f1"] for v in training["intent"]["weak_sources"]["variants"].values()),
             "jailbreak_f1": max(h["val_metric"] for h in training["jailbreak"]["history"]),
             "pii_token_f1": max(h["val_metric"] for h in training["pii"]["history"]),
         },

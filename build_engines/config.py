@@ -31,13 +31,14 @@ class BuildConfig:
     lora_alpha: int = 32
     head_lr_multiplier: float = 10.0
     val_fraction: float = 0.1
-    weak_intent: Literal["auto", "on", "off"] = "auto"
-    """WordNet/chatterbot weak intent data: "auto" keeps it only if it raises validation macro-F1."""
+    weak_intent: Literal["auto", "on", "off"] = "off"
+    """WordNet/chatterbot weak intent data: "auto" trains with and without and keeps the better on validation
+    (measured: no gain, see reports/design_comparison.md), so the default is off."""
     external_intent: tuple[str, ...] = ()
     quantize: bool = False
-    intent: TaskConfig = field(default_factory=lambda: TaskConfig(epochs=6, lr=1e-4, max_length=128))
-    jailbreak: TaskConfig = field(default_factory=lambda: TaskConfig(epochs=3, lr=1e-4, max_length=128))
-    pii: TaskConfig = field(default_factory=lambda: TaskConfig(epochs=4, lr=1e-4, max_length=128))
+    intent: TaskConfig = field(default_factory=lambda: TaskConfig(epochs=8, lr=1e-4, max_length=128))
+    jailbreak: TaskConfig = field(default_factory=lambda: TaskConfig(epochs=2, lr=1e-4, max_length=128))
+    pii: TaskConfig = field(default_factory=lambda: TaskConfig(epochs=6, lr=2e-4, max_length=128))
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

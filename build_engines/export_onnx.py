@@ -70,11 +70,7 @@ def compare_with_torch(
             expected = [t.numpy() for t in model(ids, mask)]
         got = sess.run(list(SignalsModel.OUTPUTS), {"input_ids": ids.numpy(), "attention_mask": mask.numpy()})
         for name, e, g in zip(SignalsModel.OUTPUTS, expected, got, strict=True):
-            real = (
-                mask.numpy().astype(bool)
-                if e.ndim == 2 and name.startswith("pii")
-                else np.ones(e.shape, bool)
-            )
+            real = mask.numpy().astype(bool) if e.ndim == 2 and name.startswith("pii") else np.ones(e.shape, bool)
             if name == "pii_tag_ids":
                 diff = float((e[real] != g[real]).mean())
             else:
@@ -87,7 +83,5 @@ def quantize_int8(source: Path, target: Path) -> Path:
     """Dynamic int8 quantisation of MatMul/Gemm weights (activations stay float)."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    quantize_dynamic(
-        str(source), str(target), weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul", "Gemm"]
-    )
+    quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul", "Gemm"])
     return target

@@ -39,9 +39,7 @@ def trunk_forward(
 class TaskTop(nn.Module):
     """Fine-tuned copies of the encoder's top layers and a linear head (mean-pooled or per token)."""
 
-    def __init__(
-        self, encoder: BertModel, trunk_layers: int, num_labels: int, kind: TaskKind, dropout: float = 0.1
-    ):
+    def __init__(self, encoder: BertModel, trunk_layers: int, num_labels: int, kind: TaskKind, dropout: float = 0.1):
         super().__init__()
         self.kind = kind
         self.layers = copy.deepcopy(encoder.encoder.layer[trunk_layers:])
@@ -60,9 +58,7 @@ class SignalsModel(nn.Module):
 
     OUTPUTS = ("intent_probs", "jailbreak_probs", "pii_tag_ids", "pii_tag_probs", "embedding")
 
-    def __init__(
-        self, encoder: BertModel, trunk_layers: int, intent: TaskTop, jailbreak: TaskTop, pii: TaskTop
-    ):
+    def __init__(self, encoder: BertModel, trunk_layers: int, intent: TaskTop, jailbreak: TaskTop, pii: TaskTop):
         super().__init__()
         self.embeddings = encoder.embeddings
         self.trunk = encoder.encoder.layer[:trunk_layers]

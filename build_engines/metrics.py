@@ -37,9 +37,7 @@ def expected_calibration_error(probs: np.ndarray, y_true: np.ndarray, bins: int 
 def classification_summary(probs: np.ndarray, y_true: np.ndarray, labels: Sequence[str]) -> dict[str, Any]:
     y_pred = probs.argmax(axis=1)
     index = list(range(len(labels)))
-    precision, recall, f1, support = precision_recall_fscore_support(
-        y_true, y_pred, labels=index, zero_division=0
-    )
+    precision, recall, f1, support = precision_recall_fscore_support(y_true, y_pred, labels=index, zero_division=0)
     return {
         "n": len(y_true),
         "accuracy": float((y_pred == y_true).mean()),

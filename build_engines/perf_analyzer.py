@@ -30,9 +30,7 @@ def _install_dir() -> Path:
 def _wrapper(binary: Path, libs: Path) -> str:
     return (
         "#!/bin/sh\n"
-        "# perf_analyzer from tritonclient "
-        + PERF_ANALYZER_VERSION
-        + " with its two libraries (installed by\n"
+        "# perf_analyzer from tritonclient " + PERF_ANALYZER_VERSION + " with its two libraries (installed by\n"
         "# build_engines.perf_analyzer.ensure_perf_analyzer)\n"
         f'LD_LIBRARY_PATH="{libs}${{LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}}" exec "{binary}" "$@"\n'
     )

@@ -79,9 +79,7 @@ def install_from_cache(
 ) -> Path:
     manifest = json.loads((directory / "manifest.json").read_text(encoding="utf-8"))
     onnx_file = manifest.get("serving", {}).get("onnx_file", "model.onnx")
-    model_dir = install_repository(
-        directory, repository, manifest, options or ServingOptions(onnx_file=onnx_file)
-    )
+    model_dir = install_repository(directory, repository, manifest, options or ServingOptions(onnx_file=onnx_file))
     reports.mkdir(parents=True, exist_ok=True)
     for name in REPORT_FILES:
         if (directory / name).exists():
@@ -144,12 +142,8 @@ def _train_intent(
         _rows(task.max_length, [r.text for r in data.train]),
         desc="intent trunk",
     )
-    val_feats = trunk_features(
-        encoder, config.trunk_layers, _rows(task.max_length, [r.text for r in data.val])
-    )
-    test_feats = trunk_features(
-        encoder, config.trunk_layers, _rows(task.max_length, [r.text for r in data.test])
-    )
+    val_feats = trunk_features(encoder, config.trunk_layers, _rows(task.max_length, [r.text for r in data.val]))
+    test_feats = trunk_features(encoder, config.trunk_layers, _rows(task.max_length, [r.text for r in data.test]))
     timings["intent_features_s"] = time.perf_counter() - started
     label = {name: i for i, name in enumerate(INTENT_LABELS)}
     val = (val_feats, [label[r.label] for r in data.val])
@@ -180,9 +174,7 @@ def _train_intent(
             "val_macro_f1": result.best_val,
             "best_epoch": result.best_epoch,
             "test_macro_f1": _macro_f1(test_probs, test_y),
-            "test_accuracy": float(
-                np.mean([int(p.argmax()) == y for p, y in zip(test_probs, test_y, strict=True)])
-            ),
+            "test_accuracy": float(np.mean([int(p.argmax()) == y for p, y in zip(test_probs, test_y, strict=True)])),
             "train_s": result.seconds,
         }
     chosen = max(results, key=lambda k: results[k].best_val)
@@ -213,9 +205,7 @@ def _train_jailbreak(
     timings["jailbreak_features_s"] = time.perf_counter() - started
     y = [JAILBREAK_LABELS.index(r.label) for r in data.train]
     val_y = [JAILBREAK_LABELS.index(r.label) for r in data.val]
-    result = train_top(
-        "jailbreak", encoder, config, task, "sequence", 2, (feats, y), (val_feats, val_y), _binary_f1
-    )
+    result = train_top("jailbreak", encoder, config, task, "sequence", 2, (feats, y), (val_feats, val_y), _binary_f1)
     timings["jailbreak_train_s"] = result.seconds
     return result, _pick_threshold(predict(result.top, val_feats, "sequence"), val_y)
 
@@ -299,9 +289,7 @@ def _throughput(onnx_path: Path, texts: Sequence[str], batch_size: int = 32) -> 
     return len(rows) / (time.perf_counter() - started)
 
 
-def build(
-    config: BuildConfig, *, force: bool = False, install: bool = True, presidio: bool = True
-) -> BuildOutcome:
+def build(config: BuildConfig, *, force: bool = False, install: bool = True, presidio: bool = True) -> BuildOutcome:
     started = time.perf_counter()
     key = key_for(config)
     out = build_dir(key)
@@ -332,15 +320,11 @@ def build(
     intent_result, intent_ablation = _train_intent(encoder, config, intent, timings)
     jailbreak_result, threshold = _train_jailbreak(encoder, config, jailbreak, timings)
     pii_result = _train_pii(encoder, config, pii, tags, timings)
-    model = SignalsModel(
-        encoder, config.trunk_layers, intent_result.top, jailbreak_result.top, pii_result.top
-    )
+    model = SignalsModel(encoder, config.trunk_layers, intent_result.top, jailbreak_result.top, pii_result.top)
 
     t = time.perf_counter()
     onnx_path = export_signals(model, out / "model.onnx")
-    sample_rows = [
-        e.ids for e in encode(load_tokenizer(), [r.text for r in jailbreak.test[::7] + pii.test[::7]])
-    ]
+    sample_rows = [e.ids for e in encode(load_tokenizer(), [r.text for r in jailbreak.test[::7] + pii.test[::7]])]
     onnx_check = compare_with_torch(model, onnx_path, sample_rows, config.seed)
     embedding_check = _embedding_check(onnx_path, [r.text for r in (intent.test[::9] + jailbreak.test[::23])])
     timings["export_s"] = time.perf_counter() - t

@@ -42,9 +42,7 @@ def target_rows(report: dict[str, Any]) -> list[tuple[str, float, float, bool]]:
 
 
 def _table(header: list[str], rows: list[list[str]]) -> list[str]:
-    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)] + [
-        "| " + " | ".join(r) + " |" for r in rows
-    ]
+    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)] + ["| " + " | ".join(r) + " |" for r in rows]
 
 
 def render_markdown(report: dict[str, Any]) -> str:

@@ -65,9 +65,7 @@ def _warmup(config: mc.ModelConfig, batch_sizes: tuple[int, ...], length: int) -
     for batch in batch_sizes:
         sample = mc.ModelWarmup(name=f"batch{batch}_seq{length}", batch_size=batch, count=2)
         for name in INPUT_NAMES:
-            sample.inputs[name].CopyFrom(
-                mc.ModelWarmup.Input(data_type=mc.TYPE_INT64, dims=[length], zero_data=True)
-            )
+            sample.inputs[name].CopyFrom(mc.ModelWarmup.Input(data_type=mc.TYPE_INT64, dims=[length], zero_data=True))
         config.model_warmup.append(sample)
 
 
@@ -75,9 +73,7 @@ def cpu_signals_config(num_intents: int, options: ServingOptions = ServingOption
     """python backend + onnxruntime on CPU (the Triton in nvidia-pytriton has only the python backend)."""
     config = mc.ModelConfig(name=MODEL_NAME, backend="python", max_batch_size=options.max_batch_size)
     _io(config, num_intents)
-    config.instance_group.append(
-        mc.ModelInstanceGroup(count=options.instances, kind=mc.ModelInstanceGroup.KIND_CPU)
-    )
+    config.instance_group.append(mc.ModelInstanceGroup(count=options.instances, kind=mc.ModelInstanceGroup.KIND_CPU))
     if options.dynamic_batching:
         config.dynamic_batching.max_queue_delay_microseconds = options.max_queue_delay_us
     config.parameters["intra_op_threads"].string_value = str(options.intra_op_threads)

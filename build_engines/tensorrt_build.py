@@ -6,12 +6,10 @@ Runs where TensorRT exists (e.g. `nvcr.io/nvidia/tensorrt` or the Triton NGC ima
 
 from __future__ import annotations
 
-import json
 import logging
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from build_engines.repository import gpu_signals_config, render_config
 
@@ -91,15 +89,19 @@ def build_engine(onnx_path: Path, plan_path: Path, spec: EngineSpec = EngineSpec
 
 
 def write_gpu_repository(
-    artefacts: Path, repository: Path, manifest: dict[str, Any], max_batch_size: int = 64
+    repository: Path, num_intents: int, artefacts: Path | None = None, max_batch_size: int = 64
 ) -> Path:
-    """`<repository>/signals/config.pbtxt` (tensorrt_plan, KIND_GPU, dynamic batching) and the manifest."""
+    """`<repository>/signals/config.pbtxt` (tensorrt_plan, KIND_GPU, dynamic batching).
+
+    With `artefacts` (a build folder), tokenizer.json and manifest.json go beside the plan too, for the router.
+    """
     model_dir = repository / "signals"
-    version = model_dir / "1"
-    version.mkdir(parents=True, exist_ok=True)
-    config = gpu_signals_config(len(manifest["labels"]["intent"]), max_batch_size=max_batch_size)
+    model_dir.mkdir(parents=True, exist_ok=True)
+    config = gpu_signals_config(num_intents, max_batch_size=max_batch_size)
     (model_dir / "config.pbtxt").write_text(render_config(config), encoding="utf-8")
-    if (artefacts / "tokenizer.json").exists():
-        shutil.copyfile(artefacts / "tokenizer.json", version / "tokenizer.json")
-    (version / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    if artefacts is not None:
+        version = model_dir / "1"
+        version.mkdir(parents=True, exist_ok=True)
+        for name in ("tokenizer.json", "manifest.json"):
+            shutil.copyfile(artefacts / name, version / name)
     return model_dir

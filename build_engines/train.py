@@ -94,9 +94,7 @@ def _batches(lengths: Sequence[int], batch_size: int, rng: random.Random) -> lis
 
 
 @torch.no_grad()
-def predict(
-    top: nn.Module, features: Sequence[torch.Tensor], kind: TaskKind, batch_size: int = 64
-) -> list[np.ndarray]:
+def predict(top: nn.Module, features: Sequence[torch.Tensor], kind: TaskKind, batch_size: int = 64) -> list[np.ndarray]:
     """Softmax probabilities per row ([labels] for sequence tasks, [len, labels] for token tasks)."""
     top.eval()
     out: list[np.ndarray] = [np.empty(0)] * len(features)

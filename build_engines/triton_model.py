@@ -41,9 +41,7 @@ class TritonPythonModel:
     def _check(self, request: Any) -> tuple[np.ndarray, np.ndarray]:
         ids, mask = (pb_utils.get_input_tensor_by_name(request, name).as_numpy() for name in INPUTS)
         if ids.ndim != 2 or ids.shape != mask.shape:
-            raise ValueError(
-                f"input_ids {ids.shape} and attention_mask {mask.shape} must be equal [batch, seq]"
-            )
+            raise ValueError(f"input_ids {ids.shape} and attention_mask {mask.shape} must be equal [batch, seq]")
         if ids.shape[1] == 0:
             raise ValueError("empty sequence: send at least the [CLS] and [SEP] tokens")
         return ids.astype(np.int64, copy=False), mask.astype(np.int64, copy=False)
@@ -56,9 +54,7 @@ class TritonPythonModel:
                 ids, mask = self._check(request)
                 valid.append((i, ids, mask))
             except ValueError as e:
-                responses[i] = pb_utils.InferenceResponse(
-                    output_tensors=[], error=pb_utils.TritonError(str(e))
-                )
+                responses[i] = pb_utils.InferenceResponse(output_tensors=[], error=pb_utils.TritonError(str(e)))
         if valid:
             width = max(ids.shape[1] for _, ids, _ in valid)
             rows = sum(ids.shape[0] for _, ids, _ in valid)

@@ -102,7 +102,26 @@ class RequestRouter:
             await self._cache_lookup(outcome, cfg, body, headers, signals)
         timings["total"] = (time.perf_counter() - started) * 1000
         metrics.ROUTING_LATENCY.observe(timings["total"] / 1000)
+        self._log(cfg, outcome, headers)
         return outcome
+
+    @staticmethod
+    def _log(cfg: RouterConfig, outcome: Outcome, headers: Mapping[str, str]) -> None:
+        """One line per decision; the prompt only when the operator opted in (`triton_router.log_prompts`)."""
+        d = outcome.decision
+        fields = {
+            "request_id": headers.get("x-request-id", "-"),
+            "requested": outcome.plan.requested_model,
+            "ms": round(outcome.timings_ms.get("total", 0.0), 2),
+        }
+        if isinstance(d, Routed):
+            fields |= {"model": d.model, "category": d.category, "confidence": d.confidence, "reason": d.reason}
+            fields["cache_hit"] = outcome.cache_hit is not None
+        else:
+            fields |= {"blocked": d.reason, "category": d.category}
+        if cfg.triton_router.log_prompts and outcome.plan.intent_index is not None:
+            fields["prompt"] = outcome.plan.texts[outcome.plan.intent_index][:500]
+        log.info("decision %s", " ".join(f"{k}={v}" for k, v in fields.items()))
 
     async def _cache_lookup(
         self,

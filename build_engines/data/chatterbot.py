@@ -55,7 +55,5 @@ def chatterbot_turns() -> list[TextExample]:
         for i, conversation in enumerate(doc.get("conversations") or []):
             if conversation and isinstance(conversation[0], str) and conversation[0].strip():
                 label = TOPIC_CATEGORY.get(path.stem) or ""
-                out.append(
-                    TextExample(conversation[0].strip(), label, "chatterbot", f"chatterbot:{path.stem}:{i}")
-                )
+                out.append(TextExample(conversation[0].strip(), label, "chatterbot", f"chatterbot:{path.stem}:{i}"))
     return out

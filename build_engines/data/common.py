@@ -88,9 +88,7 @@ def dedupe(rows: Iterable[T], text: Callable[[T], str], exclude: Iterable[str] =
     return out
 
 
-def split_by_group(
-    rows: Sequence[T], group: Callable[[T], str], fraction: float, seed: int
-) -> tuple[list[T], list[T]]:
+def split_by_group(rows: Sequence[T], group: Callable[[T], str], fraction: float, seed: int) -> tuple[list[T], list[T]]:
     """Deterministically move whole groups (about `fraction` of the rows) to the second list."""
     groups = sorted({group(r) for r in rows})
     random.Random(seed).shuffle(groups)

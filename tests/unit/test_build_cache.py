@@ -35,3 +35,11 @@ def test_key_changes_with_code_data_config_and_versions(tmp_path: Path) -> None:
     assert code_key != key
     (package / "data" / "authored" / "more.jsonl").write_text('{"text": "new"}\n')
     assert build_key(input_files(package), tmp_path, {"seed": 1}, VERSIONS) != code_key
+
+
+def test_serving_only_modules_do_not_invalidate_trained_models(tmp_path: Path) -> None:
+    package = _tree(tmp_path)
+    key = build_key(input_files(package), tmp_path, {"seed": 1}, VERSIONS)
+    (package / "triton_model.py").write_text("# serving code\n")
+    (package / "repository.py").write_text("# config rendering\n")
+    assert build_key(input_files(package), tmp_path, {"seed": 1}, VERSIONS) == key

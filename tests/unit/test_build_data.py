@@ -80,3 +80,13 @@ def test_rendered_pii_template_spans_point_at_values() -> None:
         ("ann@example.com", "EMAIL_ADDRESS"),
     ]
     assert all("{" in t for t in CHAT_TEMPLATES)
+
+
+def test_presidio_escaped_newlines_become_newlines_with_spans_moved() -> None:
+    from build_engines.bio import Span
+    from build_engines.data.pii import unescape_newlines
+
+    text = "Leigha Mackay\\n\\nLa Sagne\\nSwitzerland"
+    fixed, spans = unescape_newlines(text, [Span(27, 38, "GPE"), Span(17, 25, "GPE"), Span(0, 13, "PERSON")])
+    assert fixed == "Leigha Mackay\n\nLa Sagne\nSwitzerland"
+    assert [fixed[s.start : s.end] for s in spans] == ["Switzerland", "La Sagne", "Leigha Mackay"]

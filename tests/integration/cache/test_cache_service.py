@@ -161,7 +161,7 @@ async def test_both_search_strategies_agree(serve_cache: ServeCache, exact_searc
 
 async def test_ttl_expiry_and_refresh_on_hit(serve_cache: ServeCache) -> None:
     v = unit(np.random.default_rng(3).standard_normal(384))
-    async with serve_cache(ttl_seconds=2) as cache, client_for(cache) as client:
+    async with serve_cache(ttl_seconds=2, janitor_interval_s=60) as cache, client_for(cache) as client:
         scope = {"model": "m", "fingerprint": "f", "tenant": None}
         await client.store(prompt="short", embedding=v, response=completion("x"), ttl_seconds=1, **scope)
         await client.store(prompt="default", embedding=unit(-v), response=completion("y"), **scope)
@@ -175,6 +175,10 @@ async def test_ttl_expiry_and_refresh_on_hit(serve_cache: ServeCache) -> None:
         assert await cache.redis.pttl(key) > 1500
         await asyncio.sleep(2.2)
         assert await client.lookup(prompt="default", embedding=unit(-v), **scope) is None
+        assert await cache.redis.zcard(cache.settings.lru_key) == 2  # expired members linger ...
+        assert await cache.service.repo.prune() == 2  # ... until the janitor's sweep
+        assert await cache.redis.zcard(cache.settings.lru_key) == 0
+        assert await cache.redis.exists(cache.service.repo.scope_key(entry_id("short", **scope))) == 0
 
 
 async def test_eviction_keeps_the_most_recently_used(serve_cache: ServeCache) -> None:
