@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-__all__ = ["IGNORE", "Span", "bio_to_spans", "spans_to_bio", "trim_span"]
+__all__ = ["IGNORE", "Span", "bio_to_spans", "merge_adjacent", "spans_to_bio", "trim_span"]
 
 IGNORE = -100  # label of special tokens: no loss, no prediction
 
@@ -40,12 +40,24 @@ def spans_to_bio(offsets: Sequence[tuple[int, int]], spans: Sequence[Span], tag_
     return labels
 
 
-def bio_to_spans(offsets: Sequence[tuple[int, int]], tags: Sequence[str]) -> list[Span]:
-    """Entity spans from per-token tags. `I-X` after `O` or another type opens an entity (lenient BIO)."""
+def bio_to_spans(offsets: Sequence[tuple[int, int]], tags: Sequence[str], text: str | None = None) -> list[Span]:
+    """Entity spans from per-token tags. `I-X` after `O` or another type opens an entity (lenient BIO).
+
+    With `text`, a word piece glued to the previous piece (no gap, letters or digits on both sides) belongs to
+    that word: it extends the word's entity, or stays outside one, whatever its own tag says. Entities then never
+    start or end inside a word, which is where a token classifier's tags are least reliable.
+    """
     spans: list[Span] = []
     current: tuple[int, int, str] | None = None
+    previous_end = -1
     for (start, end), tag in zip(offsets, tags, strict=True):
         if start == end:
+            continue
+        glued = text is not None and start == previous_end and text[start - 1].isalnum() and text[start].isalnum()
+        previous_end = end
+        if glued:
+            if current:
+                current = (current[0], end, current[2])
             continue
         kind, _, entity = tag.partition("-")
         if kind == "O" or not entity:
@@ -61,6 +73,24 @@ def bio_to_spans(offsets: Sequence[tuple[int, int]], tags: Sequence[str]) -> lis
     if current:
         spans.append(Span(*current))
     return spans
+
+
+def merge_adjacent(text: str, spans: Sequence[Span], types: frozenset[str]) -> list[Span]:
+    """Join same-type spans of `types` separated only by spaces (e.g. a building number and its street)."""
+    merged: list[Span] = []
+    for span in sorted(spans):
+        last = merged[-1] if merged else None
+        if (
+            last is not None
+            and last.entity_type == span.entity_type
+            and span.entity_type in types
+            and last.end <= span.start
+            and text[last.end : span.start].strip(" ") == ""
+        ):
+            merged[-1] = Span(last.start, span.end, span.entity_type)
+        else:
+            merged.append(span)
+    return merged
 
 
 _TRIM = " \t\n\r.,;:!?\"'()"

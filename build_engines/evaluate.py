@@ -100,7 +100,7 @@ def evaluate_pii(
     encoded = encode(tokenizer, [r.text for r in test])
     ids = run_signals(sess, [e.ids for e in encoded], ["pii_tag_ids"], desc="pii test")["pii_tag_ids"]
     predicted = [
-        sorted({trim_span(r.text, s) for s in bio_to_spans(e.offsets, [tags[int(t)] for t in row])})
+        sorted({trim_span(r.text, s) for s in bio_to_spans(e.offsets, [tags[int(t)] for t in row], r.text)})
         for r, e, row in zip(test, encoded, ids, strict=True)
     ]
     return span_scores(_gold(test), predicted)

@@ -26,6 +26,7 @@ _FLAGS: dict[str, tuple[str, type]] = {
     "--hnsw-m": ("hnsw_m", int),
     "--hnsw-ef-construction": ("hnsw_ef_construction", int),
     "--ef-runtime": ("ef_runtime", int),
+    "--exact-search-max": ("exact_search_max", int),
     "--lookup-timeout-s": ("lookup_timeout_s", float),
     "--janitor-interval-s": ("janitor_interval_s", float),
     "--log-level": ("log_level", str),

@@ -36,7 +36,7 @@ def _dumps(obj: Any) -> bytes:
     return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 
-async def _read_json(request: Request, limit: int) -> Any:
+async def _read_body(request: Request, limit: int) -> bytes:
     declared = request.headers.get("content-length")
     if declared is not None:
         try:
@@ -50,10 +50,7 @@ async def _read_json(request: Request, limit: int) -> Any:
         body += chunk
         if len(body) > limit:
             raise PayloadTooLargeError(f"body is over the {limit}-byte limit")
-    try:
-        return json.loads(body)
-    except (ValueError, UnicodeDecodeError) as e:
-        raise InvalidRequestError("the body is not valid JSON", code="invalid_json") from e
+    return bytes(body)
 
 
 def create_app(settings: CacheSettings, metrics: CacheMetrics | None = None) -> Starlette:
@@ -79,7 +76,7 @@ def create_app(settings: CacheSettings, metrics: CacheMetrics | None = None) -> 
         )
 
     async def lookup(request: Request) -> Response:
-        req = parse(LookupRequest, await _read_json(request, limit))
+        req = parse(LookupRequest, await _read_body(request, limit))
         result = await service.lookup(req)
         entry = result.entry
         if entry is None:
@@ -104,12 +101,12 @@ def create_app(settings: CacheSettings, metrics: CacheMetrics | None = None) -> 
         return Response(body, media_type="application/json", background=BackgroundTask(service.touch, entry))
 
     async def store(request: Request) -> Response:
-        req = parse(StoreRequest, await _read_json(request, limit))
+        req = parse(StoreRequest, await _read_body(request, limit))
         eid, evicted = await service.store(req)
         return JSONResponse({"stored": True, "entry_id": eid, "evicted": evicted})
 
     async def invalidate(request: Request) -> Response:
-        req = parse(InvalidateRequest, await _read_json(request, limit))
+        req = parse(InvalidateRequest, await _read_body(request, limit))
         return JSONResponse({"deleted": await service.invalidate(req)})
 
     async def stats(request: Request) -> Response:

@@ -71,13 +71,15 @@ class InvalidateRequest(_Body):
 M = TypeVar("M", bound=BaseModel)
 
 
-def parse(model: type[M], data: Any) -> M:
-    """Validate a decoded JSON body; the first problem becomes a 400 with the field's path."""
-    if not isinstance(data, dict):
-        raise InvalidRequestError("the body must be a JSON object", code="invalid_body")
+def parse(model: type[M], raw: bytes) -> M:
+    """Parse and validate a JSON body in one pass; the first problem becomes a 400 naming the field."""
     try:
-        return model.model_validate(data)
+        return model.model_validate_json(raw)
     except ValidationError as e:
         first = e.errors(include_url=False)[0]
+        if first.get("type") == "json_invalid":
+            raise InvalidRequestError("the body is not valid JSON", code="invalid_json") from e
+        if first.get("type") == "model_type" and not first.get("loc"):
+            raise InvalidRequestError("the body must be a JSON object", code="invalid_body") from e
         where = ".".join(str(p) for p in first.get("loc", ())) or "body"
         raise InvalidRequestError(f"{where}: {first.get('msg', 'invalid')}", code="invalid_field") from e

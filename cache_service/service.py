@@ -264,6 +264,7 @@ class CacheService:
                 "m": s.hnsw_m,
                 "ef_construction": s.hnsw_ef_construction,
                 "ef_runtime": s.ef_runtime,
+                "exact_search_max": s.exact_search_max,
             },
             "default_threshold": s.default_threshold,
             "ttl_seconds": s.ttl_seconds,

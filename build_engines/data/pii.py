@@ -13,7 +13,7 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from build_engines.bio import Span
+from build_engines.bio import Span, merge_adjacent
 from build_engines.data.common import DataSplits, SourceInfo, split_by_group
 from build_engines.data.labels import PII_ENTITY_TYPES
 
@@ -101,6 +101,8 @@ CHAT_TEMPLATES: tuple[str, ...] = (
 )
 
 _SLOT = re.compile(r"\{([A-Z_]+)\}")
+# Some presidio templates write "{building_number} {street}" as two STREET_ADDRESS spans; one address is one entity.
+_ONE_ADDRESS = frozenset({"STREET_ADDRESS"})
 _NRP = (
     "American",
     "Canadian",
@@ -194,7 +196,8 @@ def _presidio_sentences(n: int, seed: int) -> list[PiiExample]:
     for sample in samples:
         kept = [Span(s.start_position, s.end_position, s.entity_type) for s in sample.spans if s.entity_type in keep]
         text, spans = unescape_newlines(sample.full_text, kept)
-        out.append(PiiExample(text, tuple(sorted(spans)), "presidio-evaluator", f"presidio:{sample.template_id}"))
+        spans = merge_adjacent(text, spans, _ONE_ADDRESS)
+        out.append(PiiExample(text, tuple(spans), "presidio-evaluator", f"presidio:{sample.template_id}"))
     return out
 
 

@@ -143,9 +143,9 @@ def test_bad_config_keeps_the_running_one(stack: RunningStack) -> None:
         shown = httpx.get(f"{stack.router_url}/config", timeout=5).json()
         assert shown["default_model"] == "qwen3-1.7b"
     finally:
-        before_ok = _metric(stack, "semantic_router_config_reloads_total", result="ok")
+        # The running config never changed, so restoring the file is not a reload.
         stack.config_path.write_text(original)
-        _wait_reload(stack, "ok", before_ok)
+        time.sleep(1.0)
 
 
 def test_pii_denied_model_falls_back_to_next_in_category(stack: RunningStack) -> None:
@@ -214,7 +214,7 @@ def test_classification_api(stack: RunningStack) -> None:
     assert body["recommended_model"] == "qwen3-32b"
     r = httpx.post(f"{url}/api/v1/classify/pii", json={"text": "Mail jane.doe@example.com today"})
     pii = r.json()
-    assert pii["has_pii"] and pii["entities"][0]["type"] == "EMAIL_ADDRESS"
+    assert pii["has_pii"] and "EMAIL_ADDRESS" in {e["type"] for e in pii["entities"]}
     assert "jane.doe@example.com" not in pii["masked_text"]
     r = httpx.post(
         f"{url}/api/v1/classify/batch",
@@ -264,14 +264,18 @@ def test_chat_bad_input_is_400(stack: RunningStack, body: dict[str, object], bas
     assert r.json()["error"]["message"]
 
 
-def test_odd_unicode_is_routed(stack: RunningStack) -> None:
-    text = "¿Qué es la entropía? 熵是什么 \u202e\u0000 🤖 " + "e\u0301" * 50
+@pytest.mark.parametrize("base", ["envoy", "router"])
+def test_odd_unicode_gets_an_answer_not_an_error(stack: RunningStack, base: str) -> None:
+    url = stack.envoy_url if base == "envoy" else stack.router_url
+    text = "¿Qué es la entropía? 熵是什么 \u202e\u0000 🤖 " + "e\u0301" * 50 + " \ud7ff\ufeff"
     r = httpx.post(
-        f"{stack.envoy_url}/v1/chat/completions",
+        f"{url}/v1/chat/completions",
         json={"model": "MoM", "messages": [{"role": "user", "content": text}]},
         timeout=30,
     )
-    assert r.status_code == 200, r.text
+    # routed (200) or refused by a guard (403): either way a deliberate answer with a JSON body, never a 5xx
+    assert r.status_code in (200, 403), r.text
+    assert r.json()
 
 
 def test_huge_body_is_rejected_cleanly(stack: RunningStack) -> None:

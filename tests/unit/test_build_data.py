@@ -42,9 +42,7 @@ def test_near_duplicate_templates_share_a_cluster() -> None:
 
 
 def test_dedupe_ignores_case_and_punctuation_and_excludes_test_rows() -> None:
-    assert dedupe(["Hello, world!", "hello world", "other"], lambda s: s, exclude=["OTHER."]) == [
-        "Hello, world!"
-    ]
+    assert dedupe(["Hello, world!", "hello world", "other"], lambda s: s, exclude=["OTHER."]) == ["Hello, world!"]
 
 
 def test_authored_rows_skip_unknown_categories(tmp_path: Path) -> None:

@@ -104,6 +104,4 @@ def test_engine_build_needs_tensorrt(tmp_path: Path) -> None:
     except ImportError:
         with pytest.raises(TensorRTUnavailable):
             build_engine(tmp_path / "model.onnx", tmp_path / "model.plan")
-        pytest.skip(
-            "TensorRT is not installed here (only in NGC containers); the builder raised its clear error"
-        )
+        pytest.skip("TensorRT is not installed here (only in NGC containers); the builder raised its clear error")

@@ -43,12 +43,13 @@ async def test_refused_connection_is_a_fast_none_then_circuit_open() -> None:
             assert await client.lookup(**KW) is None
             assert time.perf_counter() - t0 < 0.2
         assert client.last_outcome in (Outcome.ERROR, Outcome.TIMEOUT)
+        assert client.breaker.is_open
         t0 = time.perf_counter()
         assert await client.lookup(**KW) is None
-        assert client.last_outcome is Outcome.CIRCUIT_OPEN
+        assert client.outcomes[Outcome.CIRCUIT_OPEN] == 1
         assert time.perf_counter() - t0 < 0.005
         assert await client.store(**KW, response={}) is False
-        assert client.last_outcome is Outcome.CIRCUIT_OPEN
+        assert client.outcomes[Outcome.CIRCUIT_OPEN] == 2
     finally:
         await client.close()
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -90,7 +92,7 @@ def _ft_info(spec: IndexSpec, dim: int | None = None, m: int | None = None) -> d
         ]
         for t in ("model", "fp", "tenant")
     ]
-    vec = [b"identifier", b"vec", b"attribute", b"vec", b"type", b"VECTOR", b"algorithm", b"HNSW"]
+    vec: list[object] = [b"identifier", b"vec", b"attribute", b"vec", b"type", b"VECTOR", b"algorithm", b"HNSW"]
     vec += [b"data_type", b"FLOAT32", b"dim", dim or spec.dim, b"distance_metric", b"COSINE"]
     vec += [b"M", m or spec.m, b"ef_construction", spec.ef_construction]
     return {
@@ -117,7 +119,7 @@ def test_index_signature_comparison() -> None:
 
 def test_request_validation() -> None:
     emb = encode_embedding(np.ones(384))
-    ok = parse(LookupRequest, {"prompt": "p", "embedding": emb, "model": "m", "fingerprint": "f", "extra": 1})
+    ok = parse(LookupRequest, _j({"prompt": "p", "embedding": emb, "model": "m", "fingerprint": "f", "extra": 1}))
     assert ok.tenant is None and ok.threshold is None
     bad = [
         {"prompt": "p", "embedding": emb, "model": "m", "fingerprint": "f", "threshold": 1.5},
@@ -127,9 +129,17 @@ def test_request_validation() -> None:
     ]
     for body in bad:
         with pytest.raises(InvalidRequestError) as e:
-            parse(LookupRequest, body)
+            parse(LookupRequest, _j(body))
         assert e.value.status_code == 400
     with pytest.raises(InvalidRequestError, match="response"):
-        parse(StoreRequest, {"prompt": "p", "embedding": emb, "model": "m", "fingerprint": "f", "response": "x"})
+        parse(StoreRequest, _j({"prompt": "p", "embedding": emb, "model": "m", "fingerprint": "f", "response": "x"}))
     with pytest.raises(InvalidRequestError, match="JSON object"):
-        parse(StoreRequest, [1, 2])
+        parse(StoreRequest, b"[1, 2]")
+    with pytest.raises(InvalidRequestError, match="not valid JSON"):
+        parse(StoreRequest, b"{")
+    with pytest.raises(InvalidRequestError, match=r"JSON|UTF-8"):  # lone surrogate: never a 500
+        parse(LookupRequest, _j({"prompt": "\ud800", "embedding": emb, "model": "m", "fingerprint": "f"}))
+
+
+def _j(obj: object) -> bytes:
+    return json.dumps(obj).encode()

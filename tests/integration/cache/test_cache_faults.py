@@ -109,9 +109,9 @@ async def test_redis_killed_then_restarted(private_redis: RedisServer, cache_pro
         private_redis.start()  # empty: no persistence
         took = await _until_hit(client, 15)
         assert took < 10
-        r = redis.Redis(port=private_redis.port, protocol=2)
-        assert INDEX.encode() in r.execute_command("FT._LIST")
-        r.close()
+        sync = redis.Redis(port=private_redis.port, protocol=2)
+        assert INDEX.encode() in sync.execute_command("FT._LIST")  # type: ignore[no-untyped-call]
+        sync.close()
 
 
 async def test_redis_frozen_then_resumed(private_redis: RedisServer, cache_process: str) -> None:

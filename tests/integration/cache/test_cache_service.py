@@ -65,7 +65,7 @@ def at_similarity(v: npt.NDArray[np.float32], cos: float, seed: int = 0) -> npt.
 async def test_paraphrase_hits_unrelated_misses(serve_cache: ServeCache, encode: Encoder) -> None:
     q, para, other = encode([QUESTION, PARAPHRASE, UNRELATED])
     async with serve_cache() as cache, client_for(cache) as client:
-        scope = {"model": "qwen3-8b", "fingerprint": FP, "tenant": None}
+        scope: dict[str, Any] = {"model": "qwen3-8b", "fingerprint": FP, "tenant": None}
         assert await client.lookup(prompt=QUESTION, embedding=q, **scope) is None
         assert client.last_outcome is Outcome.MISS
         assert await client.store(prompt=QUESTION, embedding=q, response=completion("Use reversed()."), **scope)
@@ -84,7 +84,7 @@ async def test_threshold_edge(serve_cache: ServeCache) -> None:
     v = unit(np.random.default_rng(1).standard_normal(384))
     near = at_similarity(v, 0.9)
     async with serve_cache(default_threshold=0.95) as cache, client_for(cache) as client:
-        scope = {"model": "m", "fingerprint": "f", "tenant": None}
+        scope: dict[str, Any] = {"model": "m", "fingerprint": "f", "tenant": None}
         await client.store(prompt="stored", embedding=v, response=completion("x"), **scope)
         hit = await client.lookup(prompt="query", embedding=near, threshold=0.899, **scope)
         assert hit is not None and abs(hit.similarity - 0.9) < 1e-4
@@ -99,7 +99,7 @@ async def test_exact_match_fast_path(serve_cache: ServeCache) -> None:
     v = unit(np.random.default_rng(2).standard_normal(384))
     orthogonal = at_similarity(v, 0.0)
     async with serve_cache() as cache, client_for(cache) as client:
-        scope = {"model": "m", "fingerprint": "f", "tenant": "acme"}
+        scope: dict[str, Any] = {"model": "m", "fingerprint": "f", "tenant": "acme"}
         await client.store(prompt="  What is  HNSW? ", embedding=v, response=completion("a graph"), **scope)
         # whitespace-normalised repeat: found by key even though its vector points elsewhere
         hit = await client.lookup(prompt="What is HNSW?", embedding=orthogonal, threshold=0.99, **scope)
@@ -146,7 +146,7 @@ async def test_both_search_strategies_agree(serve_cache: ServeCache, exact_searc
     rng = np.random.default_rng(8)
     vecs = [unit(rng.standard_normal(384)) for _ in range(40)]
     async with serve_cache(exact_search_max=exact_search_max) as cache, client_for(cache) as client:
-        scope = {"model": "m", "fingerprint": "f", "tenant": None}
+        scope: dict[str, Any] = {"model": "m", "fingerprint": "f", "tenant": None}
         for i, v in enumerate(vecs):
             await client.store(prompt=f"p{i}", embedding=v, response=completion(str(i)), **scope)
         for i in (0, 17, 39):
@@ -162,7 +162,7 @@ async def test_both_search_strategies_agree(serve_cache: ServeCache, exact_searc
 async def test_ttl_expiry_and_refresh_on_hit(serve_cache: ServeCache) -> None:
     v = unit(np.random.default_rng(3).standard_normal(384))
     async with serve_cache(ttl_seconds=2, janitor_interval_s=60) as cache, client_for(cache) as client:
-        scope = {"model": "m", "fingerprint": "f", "tenant": None}
+        scope: dict[str, Any] = {"model": "m", "fingerprint": "f", "tenant": None}
         await client.store(prompt="short", embedding=v, response=completion("x"), ttl_seconds=1, **scope)
         await client.store(prompt="default", embedding=unit(-v), response=completion("y"), **scope)
         assert await client.lookup(prompt="short", embedding=v, **scope) is not None
@@ -185,7 +185,7 @@ async def test_eviction_keeps_the_most_recently_used(serve_cache: ServeCache) ->
     rng = np.random.default_rng(4)
     vecs = [unit(rng.standard_normal(384)) for _ in range(8)]
     async with serve_cache(max_entries=5, eviction_batch=1) as cache, client_for(cache) as client:
-        scope = {"model": "m", "fingerprint": "f", "tenant": None}
+        scope: dict[str, Any] = {"model": "m", "fingerprint": "f", "tenant": None}
         for i in range(5):
             await client.store(prompt=f"p{i}", embedding=vecs[i], response=completion(str(i)), **scope)
             await asyncio.sleep(0.01)
@@ -205,7 +205,7 @@ async def test_eviction_keeps_the_most_recently_used(serve_cache: ServeCache) ->
 async def test_amortised_eviction_stays_bounded(serve_cache: ServeCache) -> None:
     rng = np.random.default_rng(5)
     async with serve_cache(max_entries=20, eviction_batch=5) as cache, client_for(cache) as client:
-        scope = {"model": "m", "fingerprint": "f", "tenant": None}
+        scope: dict[str, Any] = {"model": "m", "fingerprint": "f", "tenant": None}
         for i in range(60):
             await client.store(prompt=f"q{i}", embedding=unit(rng.standard_normal(384)), response={}, **scope)
             assert await cache.redis.zcard(cache.settings.lru_key) <= 20 + 5 - 1
@@ -269,7 +269,7 @@ async def test_metrics_and_health(serve_cache: ServeCache) -> None:
         client_for(cache) as client,
         httpx.AsyncClient(base_url=cache.url) as http,
     ):
-        scope = {"model": "m", "fingerprint": "f", "tenant": None}
+        scope: dict[str, Any] = {"model": "m", "fingerprint": "f", "tenant": None}
         await client.store(prompt="p", embedding=v, response={}, **scope)
         await client.lookup(prompt="p", embedding=v, **scope)
         await client.lookup(prompt="other", embedding=at_similarity(v, 0.1), **scope)
@@ -335,7 +335,7 @@ async def test_streamed_completion_round_trip(serve_cache: ServeCache, encode: E
     assert prompt == QUESTION
     q, para = encode([prompt, PARAPHRASE])
     async with serve_cache() as cache, client_for(cache) as client:
-        scope = {"model": "qwen3-8b", "fingerprint": fingerprint(body), "tenant": None}
+        scope: dict[str, Any] = {"model": "qwen3-8b", "fingerprint": fingerprint(body), "tenant": None}
         assert await client.store(prompt=prompt, embedding=q, response=assembled, **scope)
         hit = await client.lookup(prompt=PARAPHRASE, embedding=para, threshold=0.85, **scope)
         assert hit is not None

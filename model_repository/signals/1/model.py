@@ -1,0 +1,89 @@
+"""Triton python-backend model `signals`: every routing signal of a batch in one onnxruntime call.
+
+Installed as `model_repository/signals/1/model.py` by `python -m build_engines install-repo`. Triton hands
+`execute` a LIST of requests (the dynamic batcher's batch); their sequence lengths may differ, so rows are
+padded to the longest, run as one session call, and split back (per-token outputs cut to each request's
+length).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+import triton_python_backend_utils as pb_utils
+
+INPUTS = ("input_ids", "attention_mask")
+TOKEN_OUTPUTS = ("pii_tag_ids", "pii_tag_probs")
+
+
+def _parameter(config: dict[str, Any], key: str, default: str) -> str:
+    return str(config.get("parameters", {}).get(key, {}).get("string_value", default))
+
+
+class TritonPythonModel:
+    def initialize(self, args: dict[str, str]) -> None:
+        config = json.loads(args["model_config"])
+        version_dir = Path(args["model_repository"]) / args["model_version"]
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.intra_op_num_threads = int(_parameter(config, "intra_op_threads", "0"))
+        options.inter_op_num_threads = 1
+        options.enable_cpu_mem_arena = True
+        model_file = version_dir / _parameter(config, "onnx_file", "model.onnx")
+        self.session = ort.InferenceSession(str(model_file), options, providers=["CPUExecutionProvider"])
+        self.outputs = [o["name"] for o in config["output"]]
+
+    def _check(self, request: Any) -> tuple[np.ndarray, np.ndarray]:
+        ids, mask = (pb_utils.get_input_tensor_by_name(request, name).as_numpy() for name in INPUTS)
+        if ids.ndim != 2 or ids.shape != mask.shape:
+            raise ValueError(f"input_ids {ids.shape} and attention_mask {mask.shape} must be equal [batch, seq]")
+        if ids.shape[1] == 0:
+            raise ValueError("empty sequence: send at least the [CLS] and [SEP] tokens")
+        return ids.astype(np.int64, copy=False), mask.astype(np.int64, copy=False)
+
+    def execute(self, requests: list[Any]) -> list[Any]:
+        responses: list[Any] = [None] * len(requests)
+        valid: list[tuple[int, np.ndarray, np.ndarray]] = []
+        for i, request in enumerate(requests):
+            try:
+                ids, mask = self._check(request)
+                valid.append((i, ids, mask))
+            except ValueError as e:
+                responses[i] = pb_utils.InferenceResponse(output_tensors=[], error=pb_utils.TritonError(str(e)))
+        if valid:
+            width = max(ids.shape[1] for _, ids, _ in valid)
+            rows = sum(ids.shape[0] for _, ids, _ in valid)
+            all_ids = np.zeros((rows, width), dtype=np.int64)
+            all_mask = np.zeros((rows, width), dtype=np.int64)
+            row = 0
+            for _, ids, mask in valid:
+                all_ids[row : row + ids.shape[0], : ids.shape[1]] = ids
+                all_mask[row : row + ids.shape[0], : ids.shape[1]] = mask
+                row += ids.shape[0]
+            results = dict(
+                zip(
+                    self.outputs,
+                    self.session.run(self.outputs, {"input_ids": all_ids, "attention_mask": all_mask}),
+                    strict=True,
+                )
+            )
+            row = 0
+            for i, ids, _ in valid:
+                n, length = ids.shape
+                tensors = []
+                for name in self.outputs:
+                    value = results[name][row : row + n]
+                    if name in TOKEN_OUTPUTS:
+                        value = value[:, :length]
+                    tensors.append(pb_utils.Tensor(name, np.ascontiguousarray(value)))
+                responses[i] = pb_utils.InferenceResponse(output_tensors=tensors)
+                row += n
+        return responses
+
+    def finalize(self) -> None:
+        self.session = None
