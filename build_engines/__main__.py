@@ -20,8 +20,6 @@ log = logging.getLogger("build_engines")
 def _config(args: argparse.Namespace) -> BuildConfig:
     config = BuildConfig()
     changes: dict[str, object] = {}
-    if args.trunk_layers is not None:
-        changes["trunk_layers"] = args.trunk_layers
     if args.method:
         changes["method"] = args.method
     if args.weak_intent:
@@ -32,7 +30,8 @@ def _config(args: argparse.Namespace) -> BuildConfig:
         changes["quantize"] = True
     if args.seed is not None:
         changes["seed"] = args.seed
-    return config.replace(**changes)
+    config = config.replace(**changes)
+    return config if args.branch_layer is None else config.with_branch_layer(args.branch_layer)
 
 
 def _cached_build(args: argparse.Namespace) -> Path:
@@ -110,7 +109,7 @@ def cmd_install(args: argparse.Namespace) -> None:
 
 
 def _add_config_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--trunk-layers", type=int, help="frozen shared lower layers (0 = four separate encoders)")
+    p.add_argument("--branch-layer", type=int, help="branch every task at this trunk layer (0 = 4 separate encoders)")
     p.add_argument("--method", choices=["full", "lora"], help="fine-tuning of the task tops")
     p.add_argument("--weak-intent", choices=["auto", "on", "off"], help="WordNet/chatterbot weak intent data")
     p.add_argument(

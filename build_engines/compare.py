@@ -18,15 +18,17 @@ __all__ = ["VARIANTS", "Variant", "compare"]
 @dataclass(frozen=True)
 class Variant:
     name: str
-    changes: dict[str, Any]
+    config: BuildConfig
 
 
+_DEFAULT = BuildConfig()
 VARIANTS: tuple[Variant, ...] = (
-    Variant("shared trunk 4 + per-task top 2 (full)", {"trunk_layers": 4, "method": "full"}),
-    Variant("shared trunk 4 + per-task top 2 (LoRA, merged)", {"trunk_layers": 4, "method": "lora"}),
-    Variant("shared trunk 5 + per-task top 1 (full)", {"trunk_layers": 5, "method": "full"}),
-    Variant("4 separate encoders (trunk 0, full)", {"trunk_layers": 0, "method": "full"}),
-    Variant("trunk 4 full, intent with and without weak sources", {"weak_intent": "auto"}),
+    Variant("default (see config.py)", _DEFAULT),
+    Variant("default, LoRA instead of full fine-tuning", _DEFAULT.replace(method="lora")),
+    Variant("every task branching at layer 4 (top 2)", _DEFAULT.with_branch_layer(4)),
+    Variant("every task branching at layer 5 (top 1)", _DEFAULT.with_branch_layer(5)),
+    Variant("4 separate encoders (branch 0: ensemble compute)", _DEFAULT.with_branch_layer(0)),
+    Variant("default, intent with and without weak sources", _DEFAULT.replace(weak_intent="auto")),
 )
 
 
@@ -35,7 +37,7 @@ def _row(variant: Variant, directory: Path) -> dict[str, Any]:
     training = report["training"]
     return {
         "variant": variant.name,
-        "changes": variant.changes,
+        "config": variant.config.to_dict(),
         "build_key": report["build_key"],
         "build_s": report["timings"]["total_s"],
         "validation": {
@@ -53,7 +55,7 @@ def compare(names: list[str] | None, output: Path) -> list[dict[str, Any]]:
     for variant in VARIANTS:
         if names and not any(n in variant.name for n in names):
             continue
-        outcome = build(BuildConfig().replace(**variant.changes), install=False, presidio=False)
+        outcome = build(variant.config, install=False, presidio=False)
         rows.append(_row(variant, outcome.directory))
     output.mkdir(parents=True, exist_ok=True)
     (output / "design_comparison.json").write_text(json.dumps(rows, indent=2) + "\n", encoding="utf-8")

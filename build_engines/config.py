@@ -6,7 +6,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-__all__ = ["BuildConfig", "Method", "TaskConfig"]
+__all__ = ["TASKS", "BuildConfig", "Method", "TaskConfig"]
 
 Method = Literal["full", "lora"]
 
@@ -16,6 +16,8 @@ class TaskConfig:
     epochs: int
     lr: float
     max_length: int
+    branch_layer: int = 4
+    """The task's top starts above this many ORIGINAL (frozen, shared) MiniLM layers; 0 = a whole encoder."""
     batch_size: int = 32
 
 
@@ -24,8 +26,6 @@ class BuildConfig:
     """Everything that changes the trained models. Defaults were chosen on the validation splits."""
 
     seed: int = 13
-    trunk_layers: int = 4
-    """Lower MiniLM layers kept frozen and shared by every signal (0 = four separate full encoders)."""
     method: Method = "full"
     lora_rank: int = 16
     lora_alpha: int = 32
@@ -45,3 +45,10 @@ class BuildConfig:
 
     def replace(self, **changes: Any) -> BuildConfig:
         return dataclasses.replace(self, **changes)
+
+    def with_branch_layer(self, layer: int) -> BuildConfig:
+        """Every task branching at `layer` (0: four separate encoders, the ensemble design)."""
+        return self.replace(**{t: dataclasses.replace(getattr(self, t), branch_layer=layer) for t in TASKS})
+
+
+TASKS = ("intent", "jailbreak", "pii")

@@ -1,9 +1,9 @@
 """Task tops and the one-pass multi-head `signals` graph.
 
-Design: the embeddings and the lower `trunk_layers` BERT layers are the ORIGINAL MiniLM and shared by every
-signal. Above the trunk, the original top layers produce the sentence embedding (so it equals
-sentence-transformers), and each task has its own fine-tuned copy of the top layers plus a head. With
-trunk_layers=0 every task is a fully fine-tuned encoder (the 4-model ensemble, computed in one graph).
+Design: the ORIGINAL MiniLM (embeddings + 6 layers, frozen) is the trunk: its output gives the sentence
+embedding, so that stays equal to sentence-transformers. Each task branches off the trunk at its own depth
+(`branch_layer`) with a fine-tuned copy of the layers above plus a head. One pass computes everything:
+6 trunk layers + the task tops. With every branch at 0 the graph is four separate encoders (the ensemble).
 """
 
 from __future__ import annotations
@@ -39,10 +39,11 @@ def trunk_forward(
 class TaskTop(nn.Module):
     """Fine-tuned copies of the encoder's top layers and a linear head (mean-pooled or per token)."""
 
-    def __init__(self, encoder: BertModel, trunk_layers: int, num_labels: int, kind: TaskKind, dropout: float = 0.1):
+    def __init__(self, encoder: BertModel, branch_layer: int, num_labels: int, kind: TaskKind, dropout: float = 0.1):
         super().__init__()
         self.kind = kind
-        self.layers = copy.deepcopy(encoder.encoder.layer[trunk_layers:])
+        self.branch_layer = branch_layer
+        self.layers = copy.deepcopy(encoder.encoder.layer[branch_layer:])
         self.dropout = nn.Dropout(dropout)
         self.head = nn.Linear(encoder.config.hidden_size, num_labels)
 
@@ -58,11 +59,10 @@ class SignalsModel(nn.Module):
 
     OUTPUTS = ("intent_probs", "jailbreak_probs", "pii_tag_ids", "pii_tag_probs", "embedding")
 
-    def __init__(self, encoder: BertModel, trunk_layers: int, intent: TaskTop, jailbreak: TaskTop, pii: TaskTop):
+    def __init__(self, encoder: BertModel, intent: TaskTop, jailbreak: TaskTop, pii: TaskTop):
         super().__init__()
         self.embeddings = encoder.embeddings
-        self.trunk = encoder.encoder.layer[:trunk_layers]
-        self.embedding_top = encoder.encoder.layer[trunk_layers:]
+        self.trunk = encoder.encoder.layer
         self.intent = intent
         self.jailbreak = jailbreak
         self.pii = pii
@@ -71,10 +71,13 @@ class SignalsModel(nn.Module):
     def forward(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        hidden = trunk_forward(self.embeddings, self.trunk, input_ids, attention_mask)
-        top = run_layers(self.embedding_top, hidden, extended_mask(attention_mask))
-        embedding = nn.functional.normalize(mean_pool(top, attention_mask), p=2, dim=1)
-        intent_probs = torch.softmax(self.intent(hidden, attention_mask), dim=-1)
-        jailbreak_probs = torch.softmax(self.jailbreak(hidden, attention_mask), dim=-1)
-        pii_probs, pii_ids = torch.softmax(self.pii(hidden, attention_mask), dim=-1).max(dim=-1)
+        mask = extended_mask(attention_mask)
+        states = [self.embeddings(input_ids=input_ids, token_type_ids=torch.zeros_like(input_ids))]
+        for layer in self.trunk:
+            states.append(layer(states[-1], mask))
+        embedding = nn.functional.normalize(mean_pool(states[-1], attention_mask), p=2, dim=1)
+        intent_probs = torch.softmax(self.intent(states[self.intent.branch_layer], attention_mask), dim=-1)
+        jailbreak_probs = torch.softmax(self.jailbreak(states[self.jailbreak.branch_layer], attention_mask), dim=-1)
+        pii_logits = self.pii(states[self.pii.branch_layer], attention_mask)
+        pii_probs, pii_ids = torch.softmax(pii_logits, dim=-1).max(dim=-1)
         return intent_probs, jailbreak_probs, pii_ids, pii_probs, embedding

@@ -20,7 +20,7 @@ from sklearn.metrics import f1_score
 
 from build_engines.bio import IGNORE, spans_to_bio
 from build_engines.cache import COMPLETE_MARKER, build_dir, build_key, input_files, is_complete
-from build_engines.config import BuildConfig
+from build_engines.config import TASKS, BuildConfig
 from build_engines.data.common import DataSplits, TextExample
 from build_engines.data.intent import load_intent
 from build_engines.data.jailbreak import load_jailbreak
@@ -138,12 +138,12 @@ def _train_intent(
     started = time.perf_counter()
     feats = trunk_features(
         encoder,
-        config.trunk_layers,
+        task.branch_layer,
         _rows(task.max_length, [r.text for r in data.train]),
         desc="intent trunk",
     )
-    val_feats = trunk_features(encoder, config.trunk_layers, _rows(task.max_length, [r.text for r in data.val]))
-    test_feats = trunk_features(encoder, config.trunk_layers, _rows(task.max_length, [r.text for r in data.test]))
+    val_feats = trunk_features(encoder, task.branch_layer, _rows(task.max_length, [r.text for r in data.val]))
+    test_feats = trunk_features(encoder, task.branch_layer, _rows(task.max_length, [r.text for r in data.test]))
     timings["intent_features_s"] = time.perf_counter() - started
     label = {name: i for i, name in enumerate(INTENT_LABELS)}
     val = (val_feats, [label[r.label] for r in data.val])
@@ -194,13 +194,13 @@ def _train_jailbreak(
     started = time.perf_counter()
     feats = trunk_features(
         encoder,
-        config.trunk_layers,
+        task.branch_layer,
         _rows(task.max_length, [r.text for r in data.train]),
         batch_size=32,
         desc="jailbreak trunk",
     )
     val_feats = trunk_features(
-        encoder, config.trunk_layers, _rows(task.max_length, [r.text for r in data.val]), batch_size=32
+        encoder, task.branch_layer, _rows(task.max_length, [r.text for r in data.val]), batch_size=32
     )
     timings["jailbreak_features_s"] = time.perf_counter() - started
     y = [JAILBREAK_LABELS.index(r.label) for r in data.train]
@@ -227,8 +227,8 @@ def _train_pii(
     started = time.perf_counter()
     ids, labels = _pii_rows(data.train, task.max_length, tags)
     val_ids, val_labels = _pii_rows(data.val, task.max_length, tags)
-    feats = trunk_features(encoder, config.trunk_layers, ids, desc="pii trunk")
-    val_feats = trunk_features(encoder, config.trunk_layers, val_ids)
+    feats = trunk_features(encoder, task.branch_layer, ids, desc="pii trunk")
+    val_feats = trunk_features(encoder, task.branch_layer, val_ids)
     timings["pii_features_s"] = time.perf_counter() - started
     result = train_top(
         "pii", encoder, config, task, "token", len(tags), (feats, labels), (val_feats, val_labels), _token_f1
@@ -320,7 +320,7 @@ def build(config: BuildConfig, *, force: bool = False, install: bool = True, pre
     intent_result, intent_ablation = _train_intent(encoder, config, intent, timings)
     jailbreak_result, threshold = _train_jailbreak(encoder, config, jailbreak, timings)
     pii_result = _train_pii(encoder, config, pii, tags, timings)
-    model = SignalsModel(encoder, config.trunk_layers, intent_result.top, jailbreak_result.top, pii_result.top)
+    model = SignalsModel(encoder, intent_result.top, jailbreak_result.top, pii_result.top)
 
     t = time.perf_counter()
     onnx_path = export_signals(model, out / "model.onnx")
@@ -351,7 +351,7 @@ def build(config: BuildConfig, *, force: bool = False, install: bool = True, pre
         "build_key": key,
         "base_model": "all-MiniLM-L6-v2",
         "thresholds": {"jailbreak": threshold},
-        "design": {"trunk_layers": config.trunk_layers, "method": config.method},
+        "design": {"branch_layers": {t: getattr(config, t).branch_layer for t in TASKS}, "method": config.method},
         "serving": {"onnx_file": serving_file},
     }
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")

@@ -50,12 +50,11 @@ def render_markdown(report: dict[str, Any]) -> str:
     lines = [
         "# Classifier build report",
         "",
-        f"Build key `{report['build_key']}`; design: shared frozen trunk of "
-        f"{report['config']['trunk_layers']} "
-        f"MiniLM layers, per-task fine-tuned top layers ({report['config']['method']}), original top layers "
-        "for "
-        f"the embedding. Build time {report['timings']['total_s']:.0f} s on this machine. All figures are on "
-        "held-out test splits that training and model selection never saw.",
+        f"Build key `{report['build_key']}`. Design: the original MiniLM is the frozen trunk (its mean-pooled "
+        "output is the embedding); each task branches off it with fine-tuned copies of the layers above "
+        + ", ".join(f"{t} {report['config'][t]['branch_layer']}" for t in ("intent", "jailbreak", "pii"))
+        + f" ({report['config']['method']} fine-tuning). Build time {report['timings']['total_s']:.0f} s on this "
+        "machine. All figures are on held-out test splits that training and model selection never saw.",
         "",
         "## Targets",
         "",

@@ -145,7 +145,7 @@ def train_top(
     """Train one task top; keep the epoch with the best validation metric; LoRA is merged at the end."""
     seed_everything(config.seed)
     started = time.perf_counter()
-    top = TaskTop(encoder, config.trunk_layers, num_labels, kind)
+    top = TaskTop(encoder, task.branch_layer, num_labels, kind)
     model: nn.Module = _with_lora(top, config) if config.method == "lora" else top
     lr = task.lr * (5 if config.method == "lora" else 1)
     head_params = [p for n, p in model.named_parameters() if "head" in n and p.requires_grad]

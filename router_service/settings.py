@@ -25,7 +25,7 @@ class Settings:
     triton_url: str = "127.0.0.1:8001"
     model_repository: Path = _REPO / "model_repository"
     cache_url: str | None = None
-    triton_timeout_s: float = 1.0
+    triton_timeout_s: float = 3.0
     batch_window_ms: float = 2.0
     max_batch: int = 32
     cache_timeout_s: float = 0.02
@@ -48,7 +48,7 @@ def parse_settings(argv: list[str] | None = None) -> Settings:
     p.add_argument("--triton-url", default=_env("triton_url", d.triton_url))
     p.add_argument("--model-repository", default=_env("model_repository", str(d.model_repository)))
     p.add_argument("--cache-url", default=_env("cache_url", None), help="cache_service URL; unset = no cache")
-    p.add_argument("--triton-timeout-s", type=float, default=float(_env("triton_timeout_s", "1.0") or 1.0))
+    p.add_argument("--triton-timeout-s", type=float, default=float(_env("triton_timeout_s", "3.0") or 3.0))
     p.add_argument("--batch-window-ms", type=float, default=float(_env("batch_window_ms", "2.0") or 2.0))
     p.add_argument("--max-batch", type=int, default=int(_env("max_batch", "32") or 32))
     p.add_argument("--cache-timeout-s", type=float, default=float(_env("cache_timeout_s", "0.02") or 0.02))

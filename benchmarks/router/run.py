@@ -80,16 +80,17 @@ admin:
 
 
 def prompt(i: int) -> str:
-    # ~30 tokens, distinct per request
+    # ~30 tokens, distinct per request (the number makes each text new to the router's memo)
     return (
-        f"Request {i}: I have been reading about {SUBJECTS[i % len(SUBJECTS)]} for class and I am still "
-        f"confused. Could you explain the main idea simply, with one short example?"
+        f"I have been reading about {SUBJECTS[i % len(SUBJECTS)]} for my class, chapter {i}, and I am still "
+        "confused. Could you explain the main idea simply, with one short example?"
     )
 
 
 async def drive(url: str, model: str, n: int, concurrency: int, offset: int) -> tuple[list[float], float, list[str]]:
     latencies: list[float] = []
     timings: list[str] = []
+    errors: list[str] = []
     counter = iter(range(n))
     async with httpx.AsyncClient(timeout=30, limits=httpx.Limits(max_connections=concurrency)) as client:
 
@@ -100,14 +101,16 @@ async def drive(url: str, model: str, n: int, concurrency: int, offset: int) -> 
                 r = await client.post(f"{url}/v1/chat/completions", json=body)
                 latencies.append((time.perf_counter() - t0) * 1000)
                 if r.status_code != 200:
-                    raise RuntimeError(f"{url}: HTTP {r.status_code} {r.text[:200]}")
+                    errors.append(f"HTTP {r.status_code} {r.text[:120]}")
                 if "x-vsr-timings" in r.headers:
                     timings.append(r.headers["x-vsr-timings"])
 
         started = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         elapsed = time.perf_counter() - started
-    return latencies, n / elapsed, timings
+    if errors:
+        print(f"  {url}: {len(errors)} of {n} failed, first: {errors[0]}", file=sys.stderr)
+    return latencies, (n - len(errors)) / elapsed, timings
 
 
 def pct(values: list[float], q: float) -> float:
