@@ -13,6 +13,7 @@ import signal
 import sys
 import threading
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import httpx
@@ -91,7 +92,9 @@ def run_demo(envoy_port: int) -> int:
 
 
 def _settings(args: argparse.Namespace) -> StackSettings:
-    return StackSettings(config=Path(args.config).resolve(), run_dir=Path(args.run_dir).resolve())
+    offset = getattr(args, "port_offset", 0)
+    ports = Ports(**{name: port + offset for name, port in asdict(Ports()).items()})
+    return StackSettings(config=Path(args.config).resolve(), run_dir=Path(args.run_dir).resolve(), ports=ports)
 
 
 def _up(args: argparse.Namespace) -> int:
@@ -187,6 +190,7 @@ def main(argv: list[str] | None = None) -> None:
         if name == "up":
             p.add_argument("--demo", action="store_true", help="send sample requests once it is up")
             p.add_argument("--detach", action="store_true", help="leave it running in the background")
+            p.add_argument("--port-offset", type=int, default=0, help="shift every default port by N")
     demo = sub.add_parser("demo", help="send sample requests through a running stack")
     demo.add_argument("--envoy-port", type=int, default=Ports().envoy)
     args = parser.parse_args(argv)

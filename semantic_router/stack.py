@@ -228,7 +228,7 @@ class Stack:
             listing = ", ".join(f"{port} ({name})" for name, port in busy)
             raise ComponentError(
                 f"port(s) already in use: {listing}. Stop whatever listens there "
-                "(`semantic-router stack down` if it is an earlier stack) or choose other ports."
+                "(`semantic-router stack down` if it is an earlier stack) or shift the ports with `--port-offset N`."
             )
 
     def _render_envoy(self) -> Path:
