@@ -76,30 +76,36 @@ class RunningStack:
 
 
 def write_test_config(dest: Path, source: Path = DEFAULT_CONFIG, **overrides: object) -> dict[str, int]:
-    """Copy a router config with every loopback endpoint moved to a free port; returns name -> port."""
+    """Copy a router config with every endpoint moved to a free loopback port; returns name -> port."""
     raw = yaml.safe_load(source.read_text())
     ports = {}
     for ep in raw.get("vllm_endpoints", []):
+        ep["address"] = "127.0.0.1"  # the demo backends run here
         ep["port"] = free_port()
         ports[ep["name"]] = ep["port"]
     tools = raw.get("tools") or {}
     if tools.get("tools_db_path") and not Path(tools["tools_db_path"]).is_absolute():
-        tools["tools_db_path"] = str(source.parent / tools["tools_db_path"])
+        beside = source.parent / Path(tools["tools_db_path"]).name  # VSR writes paths relative to its checkout
+        tools["tools_db_path"] = str(source.parent / tools["tools_db_path"] if not beside.exists() else beside)
     raw.update(overrides)
     dest.write_text(yaml.safe_dump(raw, sort_keys=False))
     return ports
 
 
+def start_stack(run_dir: Path, source: Path = DEFAULT_CONFIG, *, with_cache: bool = True) -> RunningStack:
+    config = run_dir / "config.yaml"
+    backends = write_test_config(config, source)
+    ports = Ports.free()
+    s = Stack(StackSettings(config=config, ports=ports, run_dir=run_dir, with_cache=with_cache))
+    s.up()
+    return RunningStack(s, ports, config, backends)
+
+
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
     """Valkey, Triton, cache service, demo backends, router and Envoy — real processes on free ports."""
-    run_dir = tmp_path_factory.mktemp("stack")
-    config = run_dir / "config.yaml"
-    backends = write_test_config(config)
-    ports = Ports.free()
-    s = Stack(StackSettings(config=config, ports=ports, run_dir=run_dir))
-    s.up()
+    running = start_stack(tmp_path_factory.mktemp("stack"))
     try:
-        yield RunningStack(s, ports, config, backends)
+        yield running
     finally:
-        s.down()
+        running.stack.down()
