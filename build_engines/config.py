@@ -23,7 +23,8 @@ class TaskConfig:
 
 @dataclass(frozen=True)
 class BuildConfig:
-    """Everything that changes the trained models. Defaults were chosen on the validation splits."""
+    """Everything that changes the trained models. Defaults were chosen on the validation splits: PII branches
+    lower (4 fine-tuned layers: validation token F1 0.916 vs 0.877 with 2), intent and jailbreak at layer 4."""
 
     seed: int = 13
     method: Method = "full"
@@ -38,7 +39,7 @@ class BuildConfig:
     quantize: bool = False
     intent: TaskConfig = field(default_factory=lambda: TaskConfig(epochs=8, lr=1e-4, max_length=128))
     jailbreak: TaskConfig = field(default_factory=lambda: TaskConfig(epochs=2, lr=1e-4, max_length=128))
-    pii: TaskConfig = field(default_factory=lambda: TaskConfig(epochs=6, lr=2e-4, max_length=128))
+    pii: TaskConfig = field(default_factory=lambda: TaskConfig(epochs=6, lr=2e-4, max_length=128, branch_layer=2))
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -169,7 +169,9 @@ class CacheService:
             self._failed("lookup", e)
             raise
         took = time.perf_counter() - t0
-        self.redis_ok = True
+        if not self.redis_ok:  # back after an outage: let the janitor check the index right away
+            self.redis_ok = True
+            self._wakeup.set()
         duration.labels(operation="lookup").observe(took)
         self.counts["lookups"] += 1
         if result.hit:

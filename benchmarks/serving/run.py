@@ -16,12 +16,15 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from build_engines.export_onnx import session
 from build_engines.paths import MODEL_REPOSITORY_DIR, REPO_ROOT

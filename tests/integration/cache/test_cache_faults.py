@@ -67,10 +67,13 @@ RESPONSE = {"object": "chat.completion", "choices": [{"index": 0, "message": {"c
 
 
 async def _until_hit(client: CacheClient, deadline_s: float) -> float:
-    """Retry lookups (storing again on a miss) until one hits; returns the seconds it took."""
+    """Retry semantic lookups (storing again on a miss) until one hits; returns the seconds it took.
+    The lookup's prompt differs from the stored one, so only the vector index can answer it."""
     t0 = time.monotonic()
     while time.monotonic() - t0 < deadline_s:
-        if await client.lookup(prompt="q", embedding=V, **SCOPE) is not None:
+        hit = await client.lookup(prompt="q, put differently", embedding=V, **SCOPE)
+        if hit is not None:
+            assert not hit.exact
             return time.monotonic() - t0
         if client.last_outcome is Outcome.MISS:
             await client.store(prompt="q", embedding=V, response=RESPONSE, **SCOPE)
