@@ -74,13 +74,14 @@ def cmd_export(args: argparse.Namespace) -> None:
     output = Path(args.output)
     output.mkdir(parents=True, exist_ok=True)
     for name in ("model.onnx", "model.int8.onnx", "tokenizer.json", "manifest.json"):
-        shutil.copyfile(directory / name, output / name)
+        if (directory / name).exists():
+            shutil.copyfile(directory / name, output / name)
     print(f"exported {directory.name} to {output}")
 
 
 def cmd_tensorrt(args: argparse.Namespace) -> None:
     from build_engines.data.labels import INTENT_LABELS
-    from build_engines.tensorrt_build import EngineSpec, build_engine, write_gpu_repository
+    from build_engines.tensorrt_build import EngineSpec, TensorRTUnavailable, build_engine, write_gpu_repository
 
     repository = Path(args.repository)
     if args.config_only:
@@ -89,7 +90,10 @@ def cmd_tensorrt(args: argparse.Namespace) -> None:
         return
     directory = Path(args.artefacts) if args.artefacts else _cached_build(args)
     spec = EngineSpec(max_batch=args.max_batch, max_sequence=args.max_sequence, fp16=not args.fp32, int8=args.int8)
-    plan = build_engine(directory / "model.onnx", repository / "signals" / "1" / "model.plan", spec)
+    try:
+        plan = build_engine(directory / "model.onnx", repository / "signals" / "1" / "model.plan", spec)
+    except TensorRTUnavailable as e:
+        sys.exit(str(e))
     write_gpu_repository(repository, len(INTENT_LABELS), directory, max_batch_size=args.max_batch)
     print(f"GPU model repository at {repository} with {plan}")
 
