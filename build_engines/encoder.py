@@ -37,9 +37,12 @@ def load_tokenizer(max_length: int = MAX_SEQ_LENGTH, path: Path | None = None) -
 
 def load_encoder(path: Path | None = None) -> BertModel:
     """all-MiniLM-L6-v2 with eager attention (exports to plain ONNX ops); its unused pooler is not loaded."""
-    hf_logging.set_verbosity_error()  # the load report lists the pooler weights we deliberately skip
-    model = BertModel.from_pretrained(str(path or encoder_path()), attn_implementation="eager", add_pooling_layer=False)
-    return model.eval()
+    hf_logging.set_verbosity_error()  # type: ignore[no-untyped-call]  # silences the skipped-pooler load report
+    model: BertModel = BertModel.from_pretrained(
+        str(path or encoder_path()), attn_implementation="eager", add_pooling_layer=False
+    )
+    model.eval()  # type: ignore[no-untyped-call]
+    return model
 
 
 class Encoded:
@@ -53,7 +56,7 @@ class Encoded:
 
 
 def encode(tokenizer: Tokenizer, texts: Sequence[str]) -> list[Encoded]:
-    return [Encoded(list(e.ids), [tuple(o) for o in e.offsets]) for e in tokenizer.encode_batch(list(texts))]
+    return [Encoded(list(e.ids), [(int(a), int(b)) for a, b in e.offsets]) for e in tokenizer.encode_batch(list(texts))]
 
 
 def pad_batch(rows: Sequence[Sequence[int]]) -> tuple[torch.Tensor, torch.Tensor]:

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 import onnxruntime as ort
+from numpy.typing import NDArray
 from tokenizers import Tokenizer
 from tqdm.auto import tqdm
 
@@ -41,10 +42,10 @@ def run_signals(
     outputs: Sequence[str],
     batch_size: int = 32,
     desc: str = "onnx",
-) -> dict[str, list[np.ndarray]]:
+) -> dict[str, list[NDArray[Any]]]:
     """Run the graph over token rows in length-sorted batches; per-token outputs cut to each row's length."""
     order = sorted(range(len(rows)), key=lambda i: len(rows[i]))
-    result: dict[str, list[np.ndarray]] = {name: [np.empty(0)] * len(rows) for name in outputs}
+    result: dict[str, list[NDArray[Any]]] = {name: [np.empty(0)] * len(rows) for name in outputs}
     for start in tqdm(range(0, len(order), batch_size), desc=desc, leave=False):
         index = order[start : start + batch_size]
         width = max(len(rows[i]) for i in index)
@@ -156,7 +157,7 @@ def write_confusion_png(matrix: Sequence[Sequence[int]], labels: Sequence[str], 
                 ax.text(
                     j,
                     i,
-                    int(data[i, j]),
+                    str(int(data[i, j])),
                     ha="center",
                     va="center",
                     fontsize=6,

@@ -25,7 +25,7 @@ TaskKind = Literal["sequence", "token"]
 def run_layers(layers: nn.ModuleList, hidden: torch.Tensor, ext_mask: torch.Tensor) -> torch.Tensor:
     for layer in layers:
         hidden = layer(hidden, ext_mask)
-    return hidden
+    return hidden  # type: ignore[no-any-return]  # nn.Module.__call__ is untyped
 
 
 def trunk_forward(
@@ -51,7 +51,8 @@ class TaskTop(nn.Module):
         hidden = run_layers(self.layers, hidden, extended_mask(attention_mask))
         if self.kind == "sequence":
             hidden = mean_pool(hidden, attention_mask)
-        return self.head(self.dropout(hidden))
+        logits: torch.Tensor = self.head(self.dropout(hidden))
+        return logits
 
 
 class SignalsModel(nn.Module):

@@ -8,6 +8,7 @@ from itertools import pairwise
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 from sklearn.metrics import confusion_matrix, f1_score, precision_recall_fscore_support
 
 from build_engines.bio import Span
@@ -21,7 +22,7 @@ __all__ = [
 ]
 
 
-def expected_calibration_error(probs: np.ndarray, y_true: np.ndarray, bins: int = 15) -> float:
+def expected_calibration_error(probs: NDArray[Any], y_true: NDArray[Any], bins: int = 15) -> float:
     """ECE of the top-1 confidence over equal-width bins."""
     confidence = probs.max(axis=1)
     correct = probs.argmax(axis=1) == y_true
@@ -34,7 +35,7 @@ def expected_calibration_error(probs: np.ndarray, y_true: np.ndarray, bins: int 
     return float(ece)
 
 
-def classification_summary(probs: np.ndarray, y_true: np.ndarray, labels: Sequence[str]) -> dict[str, Any]:
+def classification_summary(probs: NDArray[Any], y_true: NDArray[Any], labels: Sequence[str]) -> dict[str, Any]:
     y_pred = probs.argmax(axis=1)
     index = list(range(len(labels)))
     precision, recall, f1, support = precision_recall_fscore_support(y_true, y_pred, labels=index, zero_division=0)
@@ -51,7 +52,7 @@ def classification_summary(probs: np.ndarray, y_true: np.ndarray, labels: Sequen
     }
 
 
-def binary_at_threshold(scores: np.ndarray, y_true: np.ndarray, threshold: float) -> dict[str, float]:
+def binary_at_threshold(scores: NDArray[Any], y_true: NDArray[Any], threshold: float) -> dict[str, float]:
     """Precision/recall/F1 of the positive class and the false-positive rate on negatives at `threshold`."""
     pred = scores >= threshold
     tp = int((pred & (y_true == 1)).sum())
@@ -71,7 +72,7 @@ def binary_at_threshold(scores: np.ndarray, y_true: np.ndarray, threshold: float
 
 
 def threshold_sweep(
-    scores: np.ndarray, y_true: np.ndarray, thresholds: Iterable[float] | None = None
+    scores: NDArray[Any], y_true: NDArray[Any], thresholds: Iterable[float] | None = None
 ) -> list[dict[str, float]]:
     grid = thresholds if thresholds is not None else [round(t, 2) for t in np.arange(0.05, 1.0, 0.05)]
     return [binary_at_threshold(scores, y_true, t) for t in grid]

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 from sklearn.metrics import f1_score
 
 from build_engines.bio import IGNORE, spans_to_bio
@@ -90,15 +91,15 @@ def install_from_cache(
 # --- metrics used for model selection (validation split only) ---------------------------------------
 
 
-def _macro_f1(probs: list[np.ndarray], labels: Sequence[int]) -> float:
+def _macro_f1(probs: list[NDArray[Any]], labels: Sequence[int]) -> float:
     return float(f1_score(list(labels), [int(p.argmax()) for p in probs], average="macro"))
 
 
-def _binary_f1(probs: list[np.ndarray], labels: Sequence[int]) -> float:
+def _binary_f1(probs: list[NDArray[Any]], labels: Sequence[int]) -> float:
     return float(f1_score(list(labels), [int(p[1] >= 0.5) for p in probs]))
 
 
-def _token_f1(probs: list[np.ndarray], labels: Sequence[Sequence[int]]) -> float:
+def _token_f1(probs: list[NDArray[Any]], labels: Sequence[Sequence[int]]) -> float:
     """Micro F1 over entity tokens (tag != O), special tokens ignored."""
     tp = fp = fn = 0
     for p, row in zip(probs, labels, strict=True):
@@ -112,7 +113,7 @@ def _token_f1(probs: list[np.ndarray], labels: Sequence[Sequence[int]]) -> float
     return 2 * tp / (2 * tp + fp + fn) if tp else 0.0
 
 
-def _pick_threshold(probs: list[np.ndarray], labels: Sequence[int], max_fpr: float = 0.01) -> float:
+def _pick_threshold(probs: list[NDArray[Any]], labels: Sequence[int], max_fpr: float = 0.01) -> float:
     """Highest-F1 threshold on validation among those whose benign false-positive rate is <= max_fpr."""
     scores = np.array([p[1] for p in probs])
     y = np.array(labels)
@@ -243,7 +244,8 @@ def _embedding_check(onnx_path: Path, texts: Sequence[str]) -> dict[str, Any]:
 
     from build_engines.paths import encoder_path
 
-    reference_model = BertModel.from_pretrained(str(encoder_path()), add_pooling_layer=False).eval()
+    reference_model: BertModel = BertModel.from_pretrained(str(encoder_path()), add_pooling_layer=False)
+    reference_model.eval()  # type: ignore[no-untyped-call]
     tokenizer = load_tokenizer(256)  # sentence-transformers' max_seq_length for this model
     rows = [e.ids for e in encode(tokenizer, texts)]
     sess = session(onnx_path)

@@ -100,7 +100,7 @@ def gpu_signals_config(
 
 
 def render_config(config: mc.ModelConfig) -> str:
-    return text_format.MessageToString(config)
+    return str(text_format.MessageToString(config))
 
 
 def parse_config(text: str) -> mc.ModelConfig:

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from numpy.typing import NDArray
 from torch import nn
 from tqdm.auto import tqdm
 from transformers import BertModel
@@ -94,10 +95,12 @@ def _batches(lengths: Sequence[int], batch_size: int, rng: random.Random) -> lis
 
 
 @torch.no_grad()
-def predict(top: nn.Module, features: Sequence[torch.Tensor], kind: TaskKind, batch_size: int = 64) -> list[np.ndarray]:
+def predict(
+    top: nn.Module, features: Sequence[torch.Tensor], kind: TaskKind, batch_size: int = 64
+) -> list[NDArray[Any]]:
     """Softmax probabilities per row ([labels] for sequence tasks, [len, labels] for token tasks)."""
     top.eval()
-    out: list[np.ndarray] = [np.empty(0)] * len(features)
+    out: list[NDArray[Any]] = [np.empty(0)] * len(features)
     order = sorted(range(len(features)), key=lambda i: features[i].shape[0])
     for start in range(0, len(order), batch_size):
         index = order[start : start + batch_size]
@@ -139,7 +142,7 @@ def train_top(
     num_labels: int,
     train: tuple[Sequence[torch.Tensor], Labels],
     val: tuple[Sequence[torch.Tensor], Labels],
-    val_metric: Callable[[list[np.ndarray], Labels], float],
+    val_metric: Callable[[list[NDArray[Any]], Any], float],
     class_weights: torch.Tensor | None = None,
 ) -> TrainResult:
     """Train one task top; keep the epoch with the best validation metric; LoRA is merged at the end."""
