@@ -24,8 +24,9 @@ TaskKind = Literal["sequence", "token"]
 
 def run_layers(layers: nn.ModuleList, hidden: torch.Tensor, ext_mask: torch.Tensor) -> torch.Tensor:
     for layer in layers:
-        hidden = layer(hidden, ext_mask)
-    return hidden  # type: ignore[no-any-return]  # nn.Module.__call__ is untyped
+        output: torch.Tensor = layer(hidden, ext_mask)
+        hidden = output
+    return hidden
 
 
 def trunk_forward(

@@ -23,6 +23,7 @@ import tritonclient.grpc.aio as grpcclient
 from tokenizers import Encoding, Tokenizer
 from tritonclient.utils import InferenceServerException
 
+from build_engines.bio import bio_to_spans, trim_span
 from router_service import metrics
 from router_service.decision import PiiEntity, TextSignals
 from router_service.errors import ClassifierUnavailable
@@ -240,33 +241,16 @@ class SignalClient:
 def _entities(
     text: str, enc: Encoding, tag_ids: npt.NDArray[Any], tag_probs: npt.NDArray[Any], labels: Sequence[str]
 ) -> list[PiiEntity]:
-    """Merge BIO token tags into character spans; confidence is the span's weakest token."""
-    spans: list[PiiEntity] = []
-    cur_type: str | None = None
-    cur_start = cur_end = 0
-    cur_conf = 1.0
-
-    def flush() -> None:
-        if cur_type is not None and cur_end > cur_start:
-            spans.append(PiiEntity(cur_type, cur_start, cur_end, text[cur_start:cur_end], cur_conf))
-
-    for tok, (start, end) in enumerate(enc.offsets):
-        special = enc.special_tokens_mask[tok] if tok < len(enc.special_tokens_mask) else 0
-        if special or end <= start:
+    """BIO token tags to character spans, decoded exactly as the build's evaluation decodes them (so the served
+    quality is the reported one); an entity's confidence is its weakest token's."""
+    offsets = [(0, 0) if special else off for off, special in zip(enc.offsets, enc.special_tokens_mask, strict=True)]
+    tags = [labels[int(t)] if int(t) < len(labels) else "O" for t in tag_ids[: len(offsets)]]
+    entities = []
+    for span in bio_to_spans(offsets, tags, text):
+        span = trim_span(text, span)
+        if span.end <= span.start:
             continue
-        label = labels[int(tag_ids[tok])] if int(tag_ids[tok]) < len(labels) else "O"
-        prob = float(tag_probs[tok])
-        if label == "O":
-            flush()
-            cur_type = None
-            continue
-        prefix, _, etype = label.partition("-")
-        word_continues = enc.word_ids[tok] is not None and tok > 0 and enc.word_ids[tok] == enc.word_ids[tok - 1]
-        if cur_type == etype and (prefix == "I" or word_continues):
-            cur_end = end
-            cur_conf = min(cur_conf, prob)
-        else:
-            flush()
-            cur_type, cur_start, cur_end, cur_conf = etype, start, end, prob
-    flush()
-    return spans
+        probs = [float(tag_probs[i]) for i, (a, b) in enumerate(offsets) if a < b and a < span.end and b > span.start]
+        confidence = min(probs) if probs else 0.0
+        entities.append(PiiEntity(span.entity_type, span.start, span.end, text[span.start : span.end], confidence))
+    return entities
