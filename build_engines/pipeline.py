@@ -113,13 +113,18 @@ def _token_f1(probs: list[NDArray[Any]], labels: Sequence[Sequence[int]]) -> flo
     return 2 * tp / (2 * tp + fp + fn) if tp else 0.0
 
 
-def _pick_threshold(probs: list[NDArray[Any]], labels: Sequence[int], max_fpr: float = 0.01) -> float:
-    """Highest-F1 threshold on validation among those whose benign false-positive rate is <= max_fpr."""
+def _pick_threshold(
+    probs: list[NDArray[Any]], labels: Sequence[int], max_fpr: float = 0.01, f1_slack: float = 0.01
+) -> float:
+    """On validation: the HIGHEST threshold whose F1 is within `f1_slack` of the best F1 among thresholds with
+    benign FPR <= max_fpr. F1 is flat over a wide range; a blocked benign user costs more than a missed
+    near-duplicate attack, so ties go to the conservative end."""
     scores = np.array([p[1] for p in probs])
     y = np.array(labels)
-    candidates = [binary_at_threshold(scores, y, t) for t in np.round(np.arange(0.05, 0.99, 0.01), 2)]
+    candidates = [binary_at_threshold(scores, y, t) for t in np.round(np.arange(0.05, 0.96, 0.01), 2)]
     allowed = [c for c in candidates if c["fpr"] <= max_fpr] or candidates
-    return float(max(allowed, key=lambda c: (c["f1"], -c["threshold"]))["threshold"])
+    best = max(c["f1"] for c in allowed)
+    return float(max(c["threshold"] for c in allowed if c["f1"] >= best - f1_slack))
 
 
 # --- the build --------------------------------------------------------------------------------------
@@ -300,9 +305,10 @@ def build(
     key = key_for(config)
     out = build_dir(key)
     if is_complete(out) and not force:
-        log.info("build %s is cached in %s: installing the model repository", key, out)
+        log.info("build %s is cached in %s", key, out)
         if install:
             install_from_cache(out)
+            log.info("installed %s and the reports from the cache", MODEL_REPOSITORY_DIR)
         return BuildOutcome(key, out, True, time.perf_counter() - started)
     out.mkdir(parents=True, exist_ok=True)
     timings_threads = choose_threads()

@@ -99,7 +99,8 @@ def render_markdown(report: dict[str, Any]) -> str:
     ]
     jb = test["jailbreak"]
     lines += [
-        f"Threshold {jb['at_threshold']['threshold']:.2f} picked on validation (best F1 with FPR <= 1%). "
+        f"Threshold {jb['at_threshold']['threshold']:.2f} picked on validation (the highest whose F1 is within "
+        "0.01 of the best, with FPR <= 1%). "
         f"At it: precision {_f(jb['at_threshold']['precision'])}, recall {_f(jb['at_threshold']['recall'])}, "
         f"F1 {_f(jb['at_threshold']['f1'])}, benign FPR {_f(jb['at_threshold']['fpr'])}; at 0.5: "
         f"F1 {_f(jb['at_0.5']['f1'])}, FPR {_f(jb['at_0.5']['fpr'])}. ECE {_f(jb['summary']['ece'])}.",

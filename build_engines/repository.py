@@ -52,11 +52,14 @@ class ServingOptions:
     intra_op_threads: int = 2
     warmup_sequence_length: int = 32
     onnx_file: str = "model.onnx"
+    ragged_batching: bool = False
+    """Let the dynamic batcher join requests of different sequence lengths (model.py pads them per execute).
+    Off by default; `benchmarks/serving/run.py` measures both on mixed-length traffic."""
 
 
-def _io(config: mc.ModelConfig, num_intents: int) -> None:
+def _io(config: mc.ModelConfig, num_intents: int, ragged: bool = False) -> None:
     for name in INPUT_NAMES:
-        config.input.append(mc.ModelInput(name=name, data_type=mc.TYPE_INT64, dims=[-1]))
+        config.input.append(mc.ModelInput(name=name, data_type=mc.TYPE_INT64, dims=[-1], allow_ragged_batch=ragged))
     for name, (_, dtype, dims) in sorted(output_specs(num_intents).items(), key=lambda kv: kv[1][0]):
         config.output.append(mc.ModelOutput(name=name, data_type=dtype, dims=dims))
 
@@ -72,7 +75,7 @@ def _warmup(config: mc.ModelConfig, batch_sizes: tuple[int, ...], length: int) -
 def cpu_signals_config(num_intents: int, options: ServingOptions = ServingOptions()) -> mc.ModelConfig:
     """python backend + onnxruntime on CPU (the Triton in nvidia-pytriton has only the python backend)."""
     config = mc.ModelConfig(name=MODEL_NAME, backend="python", max_batch_size=options.max_batch_size)
-    _io(config, num_intents)
+    _io(config, num_intents, options.ragged_batching)
     config.instance_group.append(mc.ModelInstanceGroup(count=options.instances, kind=mc.ModelInstanceGroup.KIND_CPU))
     if options.dynamic_batching:
         config.dynamic_batching.max_queue_delay_microseconds = options.max_queue_delay_us

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
@@ -41,7 +42,7 @@ PROMPT = (
 )
 
 
-def _tokens(seq_len: int) -> np.ndarray:
+def _tokens(seq_len: int) -> NDArray[np.int64]:
     from tokenizers import Tokenizer
 
     tokenizer = Tokenizer.from_file(str(MODEL_REPOSITORY_DIR / MODEL_NAME / "1" / "tokenizer.json"))
@@ -86,8 +87,23 @@ def _repository(scratch: Path, options: ServingOptions) -> Path:
     return target.parent
 
 
+def _input_data(path: Path, lengths: list[int]) -> list[str]:
+    """perf_analyzer input file: one request per length, cycled; returns the extra flags it needs."""
+    entries = []
+    for length in lengths:
+        row = _tokens(length).tolist()
+        entries.append(
+            {
+                "input_ids": {"content": row, "shape": [length]},
+                "attention_mask": {"content": [1] * length, "shape": [length]},
+            }
+        )
+    path.write_text(json.dumps({"data": entries}))
+    return ["--input-data", str(path)]
+
+
 def perf_analyzer_run(
-    repository: Path, scratch: Path, seq_len: int, concurrency: list[int], interval_ms: int
+    repository: Path, scratch: Path, lengths: list[int], concurrency: list[int], interval_ms: int
 ) -> list[dict[str, float]]:
     http, grpc, metrics = free_port(), free_port(), free_port()
     argv, env = triton_command(repository, http_port=http, grpc_port=grpc, metrics_port=metrics, cache_dir=scratch)
@@ -101,9 +117,6 @@ def perf_analyzer_run(
     triton.start()
     try:
         triton.wait_ready(180)
-        data = scratch / "input.json"
-        row = _tokens(seq_len).tolist()
-        data.write_text(json.dumps({"data": [{"input_ids": row, "attention_mask": [1] * seq_len}]}))
         report = scratch / "perf.csv"
         command = [
             str(ensure_perf_analyzer()),
@@ -115,12 +128,7 @@ def perf_analyzer_run(
             f"127.0.0.1:{grpc}",
             "-b",
             "1",
-            "--input-data",
-            str(data),
-            "--shape",
-            f"input_ids:{seq_len}",
-            "--shape",
-            f"attention_mask:{seq_len}",
+            *_input_data(scratch / "input.json", lengths),
             "--concurrency-range",
             f"{min(concurrency)}:{max(concurrency)}",
             "--measurement-interval",
@@ -173,13 +181,28 @@ def _markdown(result: dict[str, Any]) -> str:
     ]
     for dyn, plain in zip(result["triton_dynamic_batching"], result["triton_no_batching"], strict=True):
         c = dyn["concurrency"]
+        raw_c = f"{raw[c]['seq_per_s']:.1f}" if c in raw else "-"
         lines.append(
             f"| {c} | {dyn['req_per_s']:.1f} | {dyn['p50_ms']:.1f} | {dyn['p99_ms']:.1f} | "
-            f"{plain['req_per_s']:.1f} | {plain['p50_ms']:.1f} | {plain['p99_ms']:.1f} | "
-            f"{raw[c]['seq_per_s']:.1f} |"
-            if c in raw
-            else ""
+            f"{plain['req_per_s']:.1f} | {plain['p50_ms']:.1f} | {plain['p99_ms']:.1f} | {raw_c} |"
         )
+    if "mixed_lengths_dynamic_batching" in result:
+        lines += [
+            "",
+            f"Mixed-length traffic (requests cycle through lengths {result['mixed_lengths']}), dynamic batching "
+            "with and without `allow_ragged_batch` (Triton only joins equal shapes unless inputs are ragged):",
+            "",
+            "| concurrency | equal shapes only req/s | p50 ms | p99 ms | ragged batching req/s | p50 ms | p99 ms |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for plain, ragged in zip(
+            result["mixed_lengths_dynamic_batching"], result["mixed_lengths_ragged_batching"], strict=True
+        ):
+            lines.append(
+                f"| {plain['concurrency']} | {plain['req_per_s']:.1f} | {plain['p50_ms']:.1f} | "
+                f"{plain['p99_ms']:.1f} | {ragged['req_per_s']:.1f} | {ragged['p50_ms']:.1f} | "
+                f"{ragged['p99_ms']:.1f} |"
+            )
     t = result["targets"]
     lines += [
         "",
@@ -189,7 +212,7 @@ def _markdown(result: dict[str, Any]) -> str:
         "- all signals (intent, jailbreak, PII tags, embedding) come from one Triton call, one trunk pass.",
         "",
     ]
-    return "\n".join(line for line in lines if line is not None)
+    return "\n".join(lines)
 
 
 def main() -> None:
@@ -200,21 +223,36 @@ def main() -> None:
     parser.add_argument("--queue-delay-us", type=int, default=ServingOptions().max_queue_delay_us)
     parser.add_argument("--interval-ms", type=int, default=4000)
     parser.add_argument("--raw-seconds", type=float, default=4.0)
+    parser.add_argument(
+        "--mixed-lengths",
+        default="12,20,28,36,44,52,60,64",
+        help="lengths of the mixed-traffic runs (ragged batching off vs on); empty to skip",
+    )
+    parser.add_argument("--mixed-concurrency", default="1,16,32")
     args = parser.parse_args()
     if not (MODEL_REPOSITORY_DIR / MODEL_NAME / "1" / "model.onnx").exists():
         raise SystemExit("model_repository/signals is not built: run `python -m build_engines build` first")
     concurrency = [int(x) for x in args.concurrency.split(",")]
     load = os.getloadavg()
     raw = raw_onnxruntime(args.seq_len, sorted(set(concurrency) | {1, 32, 64}), args.threads, args.raw_seconds)
+    common = {"intra_op_threads": args.threads, "max_queue_delay_us": args.queue_delay_us}
+    fixed, mixed = [args.seq_len], [int(x) for x in args.mixed_lengths.split(",") if x]
+    mixed_concurrency = [int(x) for x in args.mixed_concurrency.split(",")]
+    scenarios = [
+        ("triton_dynamic_batching", ServingOptions(dynamic_batching=True, **common), fixed, concurrency),
+        ("triton_no_batching", ServingOptions(dynamic_batching=False, **common), fixed, concurrency),
+    ]
+    if mixed:
+        scenarios += [
+            ("mixed_lengths_dynamic_batching", ServingOptions(**common), mixed, mixed_concurrency),
+            ("mixed_lengths_ragged_batching", ServingOptions(ragged_batching=True, **common), mixed, mixed_concurrency),
+        ]
     results: dict[str, list[dict[str, float]]] = {}
-    for name, dynamic in (("triton_dynamic_batching", True), ("triton_no_batching", False)):
+    for name, options, lengths, levels in scenarios:
         print(f"Triton, {name}:")
-        options = ServingOptions(
-            dynamic_batching=dynamic, intra_op_threads=args.threads, max_queue_delay_us=args.queue_delay_us
-        )
         with tempfile.TemporaryDirectory() as scratch:
             repository = _repository(Path(scratch), options)
-            results[name] = perf_analyzer_run(repository, Path(scratch), args.seq_len, concurrency, args.interval_ms)
+            results[name] = perf_analyzer_run(repository, Path(scratch), lengths, levels, args.interval_ms)
     raw_by_batch = {r["batch"]: r["seq_per_s"] for r in raw}
     dyn = results["triton_dynamic_batching"]
     c1 = next(r["req_per_s"] for r in dyn if r["concurrency"] == min(concurrency))
@@ -224,6 +262,7 @@ def main() -> None:
     result: dict[str, Any] = {
         "machine": f"{os.cpu_count()} CPU cores, no GPU",
         "seq_len": args.seq_len,
+        "mixed_lengths": mixed,
         "threads": args.threads,
         "max_queue_delay_us": args.queue_delay_us,
         "load_average": [round(x, 2) for x in load],

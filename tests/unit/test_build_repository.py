@@ -47,6 +47,11 @@ def test_cpu_config_round_trips_and_meets_the_contract() -> None:
     assert not any(i.allow_ragged_batch for i in config.input)
 
 
+def test_cpu_config_with_ragged_batching_marks_both_inputs() -> None:
+    config = parse_config(render_config(cpu_signals_config(14, ServingOptions(ragged_batching=True))))
+    assert all(i.allow_ragged_batch for i in config.input)
+
+
 def test_cpu_config_without_dynamic_batching() -> None:
     config = parse_config(render_config(cpu_signals_config(14, ServingOptions(dynamic_batching=False))))
     assert not config.HasField("dynamic_batching")
