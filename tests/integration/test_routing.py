@@ -290,21 +290,23 @@ def test_huge_body_is_rejected_cleanly(stack: RunningStack) -> None:
 
 
 def test_direct_proxy_fails_over_on_5xx(stack: RunningStack) -> None:
-    port = stack.backends["large-endpoint"]
-    httpx.post(f"http://127.0.0.1:{port}/_demo/fail_next", params={"n": 1}, timeout=5)
-    r = httpx.post(
-        f"{stack.router_url}/v1/chat/completions",
-        json={
-            "model": "MoM",
-            "messages": [{"role": "user", "content": f"Factor x^2 - 5x + 6 please ({uuid.uuid4().hex[:6]})"}],
-        },
-        headers={"x-request-id": "req-failover-1"},
-        timeout=30,
-    )
-    assert r.status_code == 200, r.text
-    assert r.headers["x-vsr-failover"] == "true"
-    assert r.headers["x-request-id"] == "req-failover-1"
-    assert r.json()["model"] != "qwen3-32b"
+    prompt = f"Factor x^2 - 5x + 6 and explain each step ({uuid.uuid4().hex[:6]})"
+    body = {"model": "MoM", "messages": [{"role": "user", "content": prompt}]}
+    headers = {"x-vsr-cache-control": "no-cache, no-store", "x-request-id": "req-failover-1"}
+    first = httpx.post(f"{stack.router_url}/v1/chat/completions", json=body, headers=headers, timeout=30)
+    assert first.status_code == 200, first.text
+    chosen = first.headers["x-vsr-selected-model"]
+    [endpoint] = [
+        name
+        for name in stack.backends
+        if any(seen["body"]["messages"][-1]["content"] == prompt for seen in stack.backend_requests(name))  # type: ignore[index]
+    ]
+    httpx.post(f"http://127.0.0.1:{stack.backends[endpoint]}/_demo/fail_next", params={"n": 1}, timeout=5)
+    again = httpx.post(f"{stack.router_url}/v1/chat/completions", json=body, headers=headers, timeout=30)
+    assert again.status_code == 200, again.text
+    assert again.headers["x-vsr-failover"] == "true"
+    assert again.headers["x-request-id"] == "req-failover-1"
+    assert again.json()["model"] != chosen
 
 
 def test_tools_db_is_used_when_tools_enabled(stack: RunningStack, edit_config: object) -> None:
