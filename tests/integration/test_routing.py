@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import random
 import re
+import string
 import time
 import uuid
 from collections.abc import Iterator
@@ -290,7 +292,8 @@ def test_huge_body_is_rejected_cleanly(stack: RunningStack) -> None:
 
 
 def test_direct_proxy_fails_over_on_5xx(stack: RunningStack) -> None:
-    prompt = f"Factor x^2 - 5x + 6 and explain each step ({uuid.uuid4().hex[:6]})"
+    tag = "".join(random.choices(string.ascii_lowercase, k=8))  # no digits: nothing PII-like in the prompt
+    prompt = f"Why did the Roman Republic turn into an empire? Explain the main causes, {tag}."
     body = {"model": "MoM", "messages": [{"role": "user", "content": prompt}]}
     headers = {"x-vsr-cache-control": "no-cache, no-store", "x-request-id": "req-failover-1"}
     first = httpx.post(f"{stack.router_url}/v1/chat/completions", json=body, headers=headers, timeout=30)

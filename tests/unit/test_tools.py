@@ -125,7 +125,8 @@ async def test_from_config_without_the_file(tmp_path: Path) -> None:
 
 
 def test_find_tools_db_resolution(tmp_path: Path) -> None:
-    assert find_tools_db(load_config(REFERENCE / "config.yaml")) == REFERENCE / "tools_db.json"
+    found = find_tools_db(load_config(REFERENCE / "config.yaml"))
+    assert found is not None and found.resolve() == (REFERENCE / "tools_db.json").resolve()
     nested = tmp_path / "conf" / "tools.json"
     nested.parent.mkdir()
     nested.write_text("[]")
