@@ -291,7 +291,9 @@ def test_huge_body_is_rejected_cleanly(stack: RunningStack) -> None:
     assert r.json()["error"]["code"] == "body_too_large"
 
 
-def test_direct_proxy_fails_over_on_5xx(stack: RunningStack) -> None:
+def test_direct_proxy_fails_over_on_5xx(stack: RunningStack, edit_config: object) -> None:
+    # every model may take any PII here, so a (true or false) PII finding cannot shorten the failover chain
+    edit_config(lambda raw: [m.update(pii_policy={"allow_by_default": True}) for m in raw["model_config"].values()])  # type: ignore[operator]
     tag = "".join(random.choices(string.ascii_lowercase, k=8))  # no digits: nothing PII-like in the prompt
     prompt = f"Why did the Roman Republic turn into an empire? Explain the main causes, {tag}."
     body = {"model": "MoM", "messages": [{"role": "user", "content": prompt}]}
