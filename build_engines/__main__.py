@@ -20,8 +20,6 @@ log = logging.getLogger("build_engines")
 def _config(args: argparse.Namespace) -> BuildConfig:
     config = BuildConfig()
     changes: dict[str, object] = {}
-    if args.method:
-        changes["method"] = args.method
     if args.weak_intent:
         changes["weak_intent"] = args.weak_intent
     if args.intent_dataset:
@@ -31,6 +29,8 @@ def _config(args: argparse.Namespace) -> BuildConfig:
     if args.seed is not None:
         changes["seed"] = args.seed
     config = config.replace(**changes)
+    if args.method:
+        config = config.with_method(args.method)
     return config if args.branch_layer is None else config.with_branch_layer(args.branch_layer)
 
 
@@ -114,7 +114,7 @@ def cmd_install(args: argparse.Namespace) -> None:
 
 def _add_config_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--branch-layer", type=int, help="branch every task at this trunk layer (0 = 4 separate encoders)")
-    p.add_argument("--method", choices=["full", "lora"], help="fine-tuning of the task tops")
+    p.add_argument("--method", choices=["full", "lora"], help="fine-tuning of every task top (default: per task)")
     p.add_argument("--weak-intent", choices=["auto", "on", "off"], help="WordNet/chatterbot weak intent data")
     p.add_argument(
         "--intent-dataset",

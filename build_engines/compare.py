@@ -24,7 +24,8 @@ class Variant:
 _DEFAULT = BuildConfig()
 VARIANTS: tuple[Variant, ...] = (
     Variant("default (see config.py)", _DEFAULT),
-    Variant("default, LoRA instead of full fine-tuning", _DEFAULT.replace(method="lora")),
+    Variant("default, every task fine-tuned fully", _DEFAULT.with_method("full")),
+    Variant("default, every task with LoRA (merged)", _DEFAULT.with_method("lora")),
     Variant("every task branching at layer 4 (top 2)", _DEFAULT.with_branch_layer(4)),
     Variant("every task branching at layer 5 (top 1)", _DEFAULT.with_branch_layer(5)),
     Variant("4 separate encoders (branch 0: ensemble compute)", _DEFAULT.with_branch_layer(0)),

@@ -363,7 +363,9 @@ def build(
         "build_key": key,
         "base_model": "all-MiniLM-L6-v2",
         "thresholds": {"jailbreak": threshold},
-        "design": {"branch_layers": {t: getattr(config, t).branch_layer for t in TASKS}, "method": config.method},
+        "design": {
+            t: {"branch_layer": getattr(config, t).branch_layer, "method": getattr(config, t).method} for t in TASKS
+        },
         "serving": {"onnx_file": serving_file},
     }
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")

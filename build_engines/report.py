@@ -52,8 +52,11 @@ def render_markdown(report: dict[str, Any]) -> str:
         "",
         f"Build key `{report['build_key']}`. Design: the original MiniLM is the frozen trunk (its mean-pooled "
         "output is the embedding); each task branches off it with fine-tuned copies of the layers above "
-        + ", ".join(f"{t} {report['config'][t]['branch_layer']}" for t in ("intent", "jailbreak", "pii"))
-        + f" ({report['config']['method']} fine-tuning). Build time {report['timings']['total_s']:.0f} s on this "
+        + ", ".join(
+            f"{t} {report['config'][t]['branch_layer']} ({report['config'][t]['method']})"
+            for t in ("intent", "jailbreak", "pii")
+        )
+        + f". Build time {report['timings']['total_s']:.0f} s on this "
         "machine. All figures are on held-out test splits that training and model selection never saw.",
         "",
         "## Targets",

@@ -149,8 +149,8 @@ def train_top(
     seed_everything(config.seed)
     started = time.perf_counter()
     top = TaskTop(encoder, task.branch_layer, num_labels, kind)
-    model: nn.Module = _with_lora(top, config) if config.method == "lora" else top
-    lr = task.lr * (5 if config.method == "lora" else 1)
+    model: nn.Module = _with_lora(top, config) if task.method == "lora" else top
+    lr = task.lr * (5 if task.method == "lora" else 1)
     head_params = [p for n, p in model.named_parameters() if "head" in n and p.requires_grad]
     body_params = [p for n, p in model.named_parameters() if "head" not in n and p.requires_grad]
     optimizer = torch.optim.AdamW(
@@ -195,7 +195,7 @@ def train_top(
             best_val, best_epoch = score, epoch
             best_state = copy.deepcopy(model.state_dict())
     model.load_state_dict(best_state)
-    if config.method == "lora":
+    if task.method == "lora":
         top = model.merge_and_unload()  # type: ignore[operator]
     top.eval()
     return TrainResult(top, best_epoch, best_val, time.perf_counter() - started, history)
