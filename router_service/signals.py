@@ -1,8 +1,9 @@
 """Batched Triton client for the `signals` model: tokenize once, coalesce concurrent requests, one gRPC call.
 
 Every request's texts go into a shared queue; a single flusher task drains it into batches of at most
-`max_batch` rows, waiting at most `window_ms` for company, tokenizes the batch in a worker thread
-(padding to the batch's own longest row, never to the model maximum) and sends ONE `infer` call.
+`max_batch` rows (sent at once when no batch is in flight, else after waiting at most `window_ms` for company),
+tokenizes the batch in a worker thread (padding to the batch's own longest row, never to the model maximum) and
+sends ONE `infer` call.
 """
 
 from __future__ import annotations
@@ -157,7 +158,11 @@ class SignalClient:
         while True:
             first = await self._queue.get()
             batch = [first]
-            deadline = time.monotonic() + self.window_s
+            while len(batch) < self.max_batch and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            # Idle Triton: send at once (no added latency at low load). Busy: wait up to the window for company,
+            # so the rows that arrive while a batch runs travel together in the next one.
+            deadline = time.monotonic() + (self.window_s if self._inflight else 0.0)
             while len(batch) < self.max_batch:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
