@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 import triton_python_backend_utils as pb_utils
+from numpy.typing import NDArray
 
 INPUTS = ("input_ids", "attention_mask")
 TOKEN_OUTPUTS = ("pii_tag_ids", "pii_tag_probs")
@@ -38,7 +39,7 @@ class TritonPythonModel:
         self.session = ort.InferenceSession(str(model_file), options, providers=["CPUExecutionProvider"])
         self.outputs = [o["name"] for o in config["output"]]
 
-    def _check(self, request: Any) -> tuple[np.ndarray, np.ndarray]:
+    def _check(self, request: Any) -> tuple[NDArray[Any], NDArray[Any]]:
         ids, mask = (pb_utils.get_input_tensor_by_name(request, name).as_numpy() for name in INPUTS)
         if ids.ndim != 2 or ids.shape != mask.shape:
             raise ValueError(f"input_ids {ids.shape} and attention_mask {mask.shape} must be equal [batch, seq]")
@@ -48,7 +49,7 @@ class TritonPythonModel:
 
     def execute(self, requests: list[Any]) -> list[Any]:
         responses: list[Any] = [None] * len(requests)
-        valid: list[tuple[int, np.ndarray, np.ndarray]] = []
+        valid: list[tuple[int, NDArray[Any], NDArray[Any]]] = []
         for i, request in enumerate(requests):
             try:
                 ids, mask = self._check(request)
