@@ -20,7 +20,9 @@ def _client(stack: RunningStack) -> OpenAI:
 def test_math_prompt_is_routed_to_the_math_model(stack: RunningStack) -> None:
     raw = _client(stack).chat.completions.with_raw_response.create(
         model="MoM",
-        messages=[{"role": "user", "content": "Solve for x: 3x + 7 = 22, and show each algebra step."}],
+        # no bare numbers: the PII head of build 5850546073078bbc flags some (e.g. "22" as AGE), which would
+        # legitimately move the request off the PII-strict math model (that path is test_routing's PII test)
+        messages=[{"role": "user", "content": "What is the derivative of sin(x) times cos(x)? Show each step."}],
     )
     completion = raw.parse()
     assert raw.headers["x-vsr-selected-category"] == "math"

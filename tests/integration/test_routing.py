@@ -214,10 +214,10 @@ def test_classification_api(stack: RunningStack) -> None:
     assert body["classification"]["category"] == "math"
     assert abs(sum(body["probabilities"].values()) - 1.0) < 1e-3
     assert body["recommended_model"] == "qwen3-32b"
-    r = httpx.post(f"{url}/api/v1/classify/pii", json={"text": "Mail jane.doe@example.com today"})
+    r = httpx.post(f"{url}/api/v1/classify/pii", json={"text": "My SSN is 123-45-6789, file it today"})
     pii = r.json()
-    assert pii["has_pii"] and "EMAIL_ADDRESS" in {e["type"] for e in pii["entities"]}
-    assert "jane.doe@example.com" not in pii["masked_text"]
+    assert pii["has_pii"] and "US_SSN" in {e["type"] for e in pii["entities"]}
+    assert "123-45-6789" not in pii["masked_text"] and "[US_SSN]" in pii["masked_text"]
     r = httpx.post(
         f"{url}/api/v1/classify/batch",
         json={"texts": ["Hello there!", "What is 2+2?"], "task_type": "all"},
