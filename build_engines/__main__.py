@@ -102,7 +102,11 @@ def cmd_compare(args: argparse.Namespace) -> None:
     from build_engines.compare import compare
     from build_engines.paths import REPORTS_DIR
 
-    compare(args.only, Path(args.output or REPORTS_DIR))
+    keys = []
+    for item in args.cached or []:
+        key, _, label = item.partition("=")
+        keys.append((label or key, key))
+    print(compare(args.only, Path(args.output or REPORTS_DIR), keys))
 
 
 def cmd_install(args: argparse.Namespace) -> None:
@@ -163,6 +167,7 @@ def main(argv: list[str] | None = None) -> None:
 
     p = sub.add_parser("compare", help="build design variants (cached, not installed) and tabulate them")
     p.add_argument("--only", action="append", help="substring of a variant name to run (repeatable)")
+    p.add_argument("--cached", action="append", metavar="KEY=LABEL", help="tabulate a cached build instead")
     p.add_argument("--output", help="folder for design_comparison.{json,md} (default: build_engines/reports)")
     p.set_defaults(func=cmd_compare)
 

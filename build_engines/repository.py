@@ -52,6 +52,8 @@ class ServingOptions:
     intra_op_threads: int = 2
     warmup_sequence_length: int = 32
     onnx_file: str = "model.onnx"
+    allow_spinning: bool = False
+    """onnxruntime's spin-waiting intra-op threads: faster alone, but they starve Triton's threads on 2 cores."""
     ragged_batching: bool = False
     """Let the dynamic batcher join requests of different sequence lengths (model.py pads them per execute).
     Off by default; `benchmarks/serving/run.py` measures both on mixed-length traffic."""
@@ -81,6 +83,7 @@ def cpu_signals_config(num_intents: int, options: ServingOptions = ServingOption
         config.dynamic_batching.max_queue_delay_microseconds = options.max_queue_delay_us
     config.parameters["intra_op_threads"].string_value = str(options.intra_op_threads)
     config.parameters["onnx_file"].string_value = options.onnx_file
+    config.parameters["allow_spinning"].string_value = "1" if options.allow_spinning else "0"
     _warmup(config, (1, min(16, options.max_batch_size)), options.warmup_sequence_length)
     return config
 

@@ -35,6 +35,8 @@ class TritonPythonModel:
         options.intra_op_num_threads = int(_parameter(config, "intra_op_threads", "0"))
         options.inter_op_num_threads = 1
         options.enable_cpu_mem_arena = True
+        # Spin-waiting intra-op threads starve Triton's own gRPC and scheduler threads on small CPU hosts.
+        options.add_session_config_entry("session.intra_op.allow_spinning", _parameter(config, "allow_spinning", "0"))
         model_file = version_dir / _parameter(config, "onnx_file", "model.onnx")
         self.session = ort.InferenceSession(str(model_file), options, providers=["CPUExecutionProvider"])
         self.outputs = [o["name"] for o in config["output"]]
