@@ -1,4 +1,4 @@
-"""ONNX export of the `signals` graph (dynamic batch and sequence axes), numeric check, optional int8."""
+"""ONNX export of the `signals` graph (dynamic batch and sequence axes), numeric check, int8 task tops."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import torch
 from build_engines.encoder import pad_batch
 from build_engines.heads import SignalsModel
 
-__all__ = ["INPUTS", "OPSET", "compare_with_torch", "export_signals", "quantize_int8", "session"]
+__all__ = ["INPUTS", "OPSET", "TRUNK_PREFIXES", "compare_with_torch", "export_signals", "quantize_int8", "session"]
 
 INPUTS = ("input_ids", "attention_mask")
 OPSET = 17
@@ -79,9 +79,27 @@ def compare_with_torch(
     return {"max_abs_diff": worst, "batch_shapes": shapes, "opset": OPSET}
 
 
+# Node-name prefixes of the frozen trunk in the exported graph (module paths of `SignalsModel`).
+TRUNK_PREFIXES = ("/trunk.", "/embeddings/")
+
+
 def quantize_int8(source: Path, target: Path) -> Path:
-    """Dynamic int8 quantisation of MatMul/Gemm weights (activations stay float)."""
+    """Dynamic int8 quantisation of the TASK TOPS' MatMul/Gemm weights (activations stay float).
+
+    The trunk stays fp32: its output is the sentence embedding, which must equal sentence-transformers' within
+    1e-5 (the semantic cache and tool selection compare it with vectors from other processes)."""
+    import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul", "Gemm"])
+    graph = onnx.load(str(source), load_external_data=False).graph
+    trunk = [n.name for n in graph.node if n.op_type in ("MatMul", "Gemm") and n.name.startswith(TRUNK_PREFIXES)]
+    if not trunk:
+        raise ValueError(f"no trunk nodes named {TRUNK_PREFIXES} in {source}: the export's node names changed")
+    quantize_dynamic(
+        str(source),
+        str(target),
+        weight_type=QuantType.QInt8,
+        op_types_to_quantize=["MatMul", "Gemm"],
+        nodes_to_exclude=trunk,
+    )
     return target

@@ -1,0 +1,63 @@
+"""int8 quantisation of the `signals` graph touches the task tops only: the trunk (the embedding) stays fp32."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from transformers import BertConfig, BertModel
+
+from build_engines.export_onnx import TRUNK_PREFIXES, export_signals, quantize_int8, session
+from build_engines.heads import SignalsModel, TaskTop
+
+
+@pytest.fixture(scope="module")
+def graphs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    torch.manual_seed(0)
+    config = BertConfig(
+        vocab_size=8000, hidden_size=32, num_hidden_layers=3, num_attention_heads=4, intermediate_size=64
+    )
+    config._attn_implementation = "eager"
+    encoder = BertModel(config, add_pooling_layer=False).eval()
+    model = SignalsModel(
+        encoder,
+        TaskTop(encoder, 2, 14, "sequence"),
+        TaskTop(encoder, 2, 2, "sequence"),
+        TaskTop(encoder, 1, 5, "token"),
+    )
+    folder = tmp_path_factory.mktemp("quantize")
+    fp32 = export_signals(model, folder / "model.onnx")
+    return fp32, quantize_int8(fp32, folder / "model.int8.onnx")
+
+
+def _matmul_weights(path: Path) -> tuple[set[str], set[str]]:
+    """(names of quantised MatMul nodes, names of float MatMul nodes)."""
+    graph = onnx.load(str(path)).graph
+    quantised = {n.name for n in graph.node if n.op_type in ("MatMulInteger", "DynamicQuantizeMatMul")}
+    plain = {n.name for n in graph.node if n.op_type == "MatMul"}
+    return quantised, plain
+
+
+def test_only_task_tops_are_quantised(graphs: tuple[Path, Path]) -> None:
+    _, int8 = graphs
+    quantised, plain = _matmul_weights(int8)
+    assert quantised, "no MatMul was quantised"
+    assert not any(name.startswith(TRUNK_PREFIXES) for name in quantised)
+    trunk_float = [name for name in plain if name.startswith(TRUNK_PREFIXES)]
+    assert trunk_float, "the trunk's MatMuls should stay float"
+
+
+def test_embedding_is_unchanged_and_heads_stay_close(graphs: tuple[Path, Path]) -> None:
+    fp32, int8 = graphs
+    rng = np.random.default_rng(0)
+    ids = rng.integers(1, 8000, size=(3, 11)).astype(np.int64)
+    mask = np.ones_like(ids)
+    mask[2, 7:] = 0
+    feeds = {"input_ids": ids, "attention_mask": mask}
+    outputs = ["embedding", "intent_probs"]
+    (emb_a, intent_a), (emb_b, intent_b) = (session(p, threads=1).run(outputs, feeds) for p in (fp32, int8))
+    assert np.abs(emb_a - emb_b).max() <= 1e-6
+    assert np.abs(intent_a - intent_b).max() < 0.05
