@@ -82,6 +82,7 @@ def cpu_signals_config(num_intents: int, options: ServingOptions = ServingOption
     _io(config, num_intents, options.ragged_batching)
     config.instance_group.append(mc.ModelInstanceGroup(count=options.instances, kind=mc.ModelInstanceGroup.KIND_CPU))
     if options.dynamic_batching:
+        config.dynamic_batching.SetInParent()  # present even when every field keeps its default
         config.dynamic_batching.max_queue_delay_microseconds = options.max_queue_delay_us
     config.parameters["intra_op_threads"].string_value = str(options.intra_op_threads)
     config.parameters["onnx_file"].string_value = options.onnx_file

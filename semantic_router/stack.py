@@ -218,9 +218,13 @@ class Stack:
         return proc
 
     def _check_model_repository(self) -> None:
-        onnx = self.s.model_repository / "signals" / "1" / "model.onnx"
-        if not onnx.exists():
-            raise ComponentError(f"{onnx} is missing: run `make setup` (it builds the models) first")
+        version = self.s.model_repository / "signals" / "1"
+        manifest = version / "manifest.json"
+        if not manifest.exists():
+            raise ComponentError(f"{manifest} is missing: run `make setup` (it builds the models) first")
+        served = json.loads(manifest.read_text()).get("serving", {}).get("onnx_file", "model.onnx")
+        if not (version / served).exists():
+            raise ComponentError(f"{version / served} is missing: run `make setup` (it builds the models) first")
 
     def _check_ports_free(self) -> None:
         busy = [(name, port) for name, port in asdict(self.s.ports).items() if port_in_use(port)]

@@ -50,8 +50,14 @@ def _tokens(seq_len: int) -> NDArray[np.int64]:
     return np.array(ids, dtype=np.int64)
 
 
+def served_onnx_file() -> str:
+    """The graph the installed model serves (fp32 or int8 task tops), from its manifest."""
+    manifest = json.loads((MODEL_REPOSITORY_DIR / MODEL_NAME / "1" / "manifest.json").read_text())
+    return str(manifest.get("serving", {}).get("onnx_file", "model.onnx"))
+
+
 def raw_onnxruntime(seq_len: int, batch_sizes: list[int], threads: int, seconds: float) -> list[dict[str, float]]:
-    sess = session(MODEL_REPOSITORY_DIR / MODEL_NAME / "1" / "model.onnx", threads)
+    sess = session(MODEL_REPOSITORY_DIR / MODEL_NAME / "1" / served_onnx_file(), threads)
     row = _tokens(seq_len)
     out = []
     for batch in batch_sizes:
@@ -235,12 +241,16 @@ def main() -> None:
     )
     parser.add_argument("--mixed-concurrency", default="1,16,32")
     args = parser.parse_args()
-    if not (MODEL_REPOSITORY_DIR / MODEL_NAME / "1" / "model.onnx").exists():
+    if not (MODEL_REPOSITORY_DIR / MODEL_NAME / "1" / "manifest.json").exists():
         raise SystemExit("model_repository/signals is not built: run `python -m build_engines build` first")
     concurrency = [int(x) for x in args.concurrency.split(",")]
     load = os.getloadavg()
     raw = raw_onnxruntime(args.seq_len, sorted(set(concurrency) | {1, 32, 64}), args.threads, args.raw_seconds)
-    common = {"intra_op_threads": args.threads, "max_queue_delay_us": args.queue_delay_us}
+    common = {
+        "intra_op_threads": args.threads,
+        "max_queue_delay_us": args.queue_delay_us,
+        "onnx_file": served_onnx_file(),
+    }
     fixed, mixed = [args.seq_len], [int(x) for x in args.mixed_lengths.split(",") if x]
     mixed_concurrency = [int(x) for x in args.mixed_concurrency.split(",")]
     scenarios = [

@@ -30,7 +30,7 @@ def _manifest() -> dict[str, object]:
 
 @pytest.fixture(scope="module")
 def triton(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
-    if not (VERSION_DIR / "model.onnx").exists():
+    if not (VERSION_DIR / "manifest.json").exists():
         pytest.skip("model_repository/signals is not built: run `python -m build_engines build`")
     from semantic_router.components import ManagedProcess, free_port, triton_command, wait_http_ok
 
@@ -91,7 +91,8 @@ def _infer(port: int, ids: np.ndarray, mask: np.ndarray) -> dict[str, np.ndarray
 def _local(ids: np.ndarray, mask: np.ndarray) -> dict[str, np.ndarray]:
     import onnxruntime as ort
 
-    session = ort.InferenceSession(str(VERSION_DIR / "model.onnx"), providers=["CPUExecutionProvider"])
+    served = _manifest().get("serving", {}).get("onnx_file", "model.onnx")  # type: ignore[attr-defined]
+    session = ort.InferenceSession(str(VERSION_DIR / served), providers=["CPUExecutionProvider"])
     names = [o.name for o in session.get_outputs()]
     return dict(zip(names, session.run(names, {"input_ids": ids, "attention_mask": mask}), strict=True))
 

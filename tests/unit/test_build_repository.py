@@ -33,7 +33,7 @@ def _check_contract(config: mc.ModelConfig) -> None:
         ("attention_mask", mc.TYPE_INT64, [-1]),
     ]
     assert {o.name: (o.data_type, list(o.dims)) for o in config.output} == CONTRACT
-    assert config.dynamic_batching.max_queue_delay_microseconds > 0
+    assert config.HasField("dynamic_batching")
     assert len(config.model_warmup) >= 1
 
 
