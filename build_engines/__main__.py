@@ -25,7 +25,7 @@ def _config(args: argparse.Namespace) -> BuildConfig:
     if args.intent_dataset:
         changes["external_intent"] = tuple(args.intent_dataset)
     if args.quantize:
-        changes["quantize"] = True
+        changes["quantize"] = args.quantize
     if args.seed is not None:
         changes["seed"] = args.seed
     config = config.replace(**changes)
@@ -127,7 +127,11 @@ def _add_config_flags(p: argparse.ArgumentParser) -> None:
         help="extra intent training data: a hub name (e.g. TIGER-Lab/MMLU-Pro) or a local "
         ".jsonl/.json/.csv/.parquet with question|text and category columns (repeatable)",
     )
-    p.add_argument("--quantize", action="store_true", help="serve the int8 graph")
+    p.add_argument(
+        "--quantize",
+        choices=["auto", "on", "off"],
+        help="serve the graph with int8 task tops: auto (default) = when validation stays within tolerance",
+    )
     p.add_argument("--seed", type=int)
     p.add_argument("--key", help="use this build key instead of the one of the current code, data and flags")
 

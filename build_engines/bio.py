@@ -82,7 +82,24 @@ def bio_to_spans(offsets: Sequence[tuple[int, int]], tags: Sequence[str], text: 
             start_char, end_char = start, end
             votes.append(entity)
     close()
-    return spans
+    return _bridge_punctuation(text, spans) if text is not None else spans
+
+
+_BRIDGE = frozenset(".:-/@_")
+
+
+def _bridge_punctuation(text: str, spans: list[Span]) -> list[Span]:
+    """Join same-type neighbours split only by one or two in-word punctuation marks and no space
+    ("192.168" + "." + "1.20", "555" + "-" + "0142"): one token of such an entity tagged O must not cut it."""
+    out: list[Span] = []
+    for span in spans:
+        last = out[-1] if out else None
+        gap = text[last.end : span.start] if last is not None else ""
+        if last is not None and last.entity_type == span.entity_type and 0 < len(gap) <= 2 and set(gap) <= _BRIDGE:
+            out[-1] = Span(last.start, span.end, span.entity_type)
+        else:
+            out.append(span)
+    return out
 
 
 def merge_adjacent(text: str, spans: Sequence[Span], types: frozenset[str]) -> list[Span]:
@@ -104,13 +121,18 @@ def merge_adjacent(text: str, spans: Sequence[Span], types: frozenset[str]) -> l
 
 
 _TRIM = " \t\n\r.,;:!?\"'()"
+# No entity type starts or ends with a hyphen, backslash or bar ("9241798036-Fax", "-Zombie"), nor starts with a
+# slash; URLs may end with one.
+_TRIM_START = _TRIM + "-\\|/"
+_TRIM_END = _TRIM + "-\\|"
 
 
 def trim_span(text: str, span: Span) -> Span:
-    """Drop surrounding spaces, quotes and punctuation, which detectors attach to entities differently."""
+    """Drop surrounding spaces, quotes and punctuation, which detectors attach to entities differently, and the
+    hyphens, backslashes and bars (and leading slashes) that no entity starts or ends with."""
     start, end = span.start, span.end
-    while start < end and text[start] in _TRIM:
+    while start < end and text[start] in _TRIM_START:
         start += 1
-    while end > start and text[end - 1] in _TRIM:
+    while end > start and text[end - 1] in _TRIM_END:
         end -= 1
     return Span(start, end, span.entity_type)

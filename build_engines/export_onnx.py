@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import shutil
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -83,23 +84,28 @@ def compare_with_torch(
 TRUNK_PREFIXES = ("/trunk.", "/embeddings/")
 
 
-def quantize_int8(source: Path, target: Path) -> Path:
-    """Dynamic int8 quantisation of the TASK TOPS' MatMul/Gemm weights (activations stay float).
+def quantize_int8(source: Path, target: Path, tasks: Sequence[str] = ("intent", "jailbreak", "pii")) -> Path:
+    """Dynamic int8 quantisation of the MatMul/Gemm weights of the given TASK TOPS (activations stay float).
 
-    The trunk stays fp32: its output is the sentence embedding, which must equal sentence-transformers' within
-    1e-5 (the semantic cache and tool selection compare it with vectors from other processes)."""
+    The trunk always stays fp32: its output is the sentence embedding, which must equal sentence-transformers'
+    within 1e-5 (the semantic cache and tool selection compare it with vectors from other processes). Each task's
+    outputs depend only on the trunk and its own top, so quantising one top leaves the others' outputs exact."""
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     graph = onnx.load(str(source), load_external_data=False).graph
-    trunk = [n.name for n in graph.node if n.op_type in ("MatMul", "Gemm") and n.name.startswith(TRUNK_PREFIXES)]
-    if not trunk:
+    matmuls = [n.name for n in graph.node if n.op_type in ("MatMul", "Gemm")]
+    if not any(name.startswith(TRUNK_PREFIXES) for name in matmuls):
         raise ValueError(f"no trunk nodes named {TRUNK_PREFIXES} in {source}: the export's node names changed")
+    chosen = [name for name in matmuls if name.startswith(tuple(f"/{task}/" for task in tasks))]
+    if not chosen:
+        shutil.copyfile(source, target)
+        return target
     quantize_dynamic(
         str(source),
         str(target),
         weight_type=QuantType.QInt8,
         op_types_to_quantize=["MatMul", "Gemm"],
-        nodes_to_exclude=trunk,
+        nodes_to_quantize=chosen,
     )
     return target

@@ -6,6 +6,7 @@ re-installs the model repository and the committed reports from there.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import shutil
@@ -19,10 +20,10 @@ import numpy as np
 from numpy.typing import NDArray
 from sklearn.metrics import f1_score
 
-from build_engines.bio import IGNORE, spans_to_bio
+from build_engines.bio import bio_to_spans, spans_to_bio, trim_span
 from build_engines.cache import COMPLETE_MARKER, build_dir, build_key, input_files, is_complete
 from build_engines.config import TASKS, BuildConfig
-from build_engines.data.common import DataSplits, TextExample
+from build_engines.data.common import DataSplits, TextExample, read_jsonl
 from build_engines.data.intent import load_intent
 from build_engines.data.jailbreak import load_jailbreak
 from build_engines.data.labels import INTENT_LABELS, JAILBREAK_LABELS, bio_tags
@@ -39,6 +40,7 @@ from build_engines.evaluate import (
     evaluate_intent,
     evaluate_jailbreak,
     evaluate_pii,
+    evaluate_pii_free,
     presidio_baseline,
     run_signals,
     save_json,
@@ -46,7 +48,7 @@ from build_engines.evaluate import (
 )
 from build_engines.export_onnx import compare_with_torch, export_signals, quantize_int8, session
 from build_engines.heads import SignalsModel
-from build_engines.metrics import binary_at_threshold
+from build_engines.metrics import binary_at_threshold, span_scores
 from build_engines.paths import AUTHORED_DIR, MODEL_REPOSITORY_DIR, PACKAGE_DIR, REPO_ROOT, REPORTS_DIR
 from build_engines.report import render_markdown
 from build_engines.repository import ServingOptions, install_repository
@@ -99,20 +101,6 @@ def _binary_f1(probs: list[NDArray[Any]], labels: Sequence[int]) -> float:
     return float(f1_score(list(labels), [int(p[1] >= 0.5) for p in probs]))
 
 
-def _token_f1(probs: list[NDArray[Any]], labels: Sequence[Sequence[int]]) -> float:
-    """Micro F1 over entity tokens (tag != O), special tokens ignored."""
-    tp = fp = fn = 0
-    for p, row in zip(probs, labels, strict=True):
-        pred = p.argmax(axis=1)
-        for guess, gold in zip(pred, row, strict=True):
-            if gold == IGNORE:
-                continue
-            tp += int(guess == gold and gold != 0)
-            fp += int(guess != 0 and guess != gold)
-            fn += int(gold != 0 and guess != gold)
-    return 2 * tp / (2 * tp + fp + fn) if tp else 0.0
-
-
 def _pick_threshold(
     probs: list[NDArray[Any]], labels: Sequence[int], max_fpr: float = 0.01, f1_slack: float = 0.01
 ) -> float:
@@ -128,6 +116,24 @@ def _pick_threshold(
 
 
 # --- the build --------------------------------------------------------------------------------------
+
+
+def _load_pii(config: BuildConfig, intent: DataSplits) -> DataSplits:
+    """PII splits plus the training-only additions of `config.pii_data`; PII-free prompts come from the intent
+    TRAINING split (never its validation or test split) and the authored benign training prompts."""
+    extra = config.pii_data
+    free: list[str] = []
+    if extra.pii_free_prompts:
+        free = [r.text for r in intent.train if r.source == "authored"]
+        free += [str(r["text"]) for r in read_jsonl(AUTHORED_DIR / "benign_train.jsonl")]
+    return load_pii(
+        seed=config.seed,
+        val_fraction=config.val_fraction,
+        presidio_extra=extra.presidio_extra,
+        train_only_per_template=extra.train_only_per_template,
+        pii_free=free,
+        templated_pii_free=extra.templated_pii_free,
+    )
 
 
 def _rows(tokenizer_max: int, texts: Sequence[str]) -> list[list[int]]:
@@ -226,6 +232,22 @@ def _pii_rows(
     ]
 
 
+def _entity_f1(rows: Sequence[PiiExample], max_length: int, tags: Sequence[str]) -> Any:
+    """Validation metric of the PII top: entity micro-F1 as the held-out evaluation computes it (decoded with
+    `bio_to_spans`, exact spans after `trim_span`), so the chosen epoch is the best at what is reported."""
+    encoded = encode(load_tokenizer(max_length), [r.text for r in rows])
+    gold = [sorted({trim_span(r.text, s) for s in r.spans}) for r in rows]
+
+    def metric(probs: list[NDArray[Any]], _labels: Any) -> float:
+        predicted = [
+            sorted({trim_span(r.text, s) for s in bio_to_spans(e.offsets, [tags[int(t)] for t in p.argmax(1)], r.text)})
+            for r, e, p in zip(rows, encoded, probs, strict=True)
+        ]
+        return float(span_scores(gold, predicted)["micro"]["f1"])
+
+    return metric
+
+
 def _train_pii(
     encoder: Any, config: BuildConfig, data: DataSplits, tags: Sequence[str], timings: dict[str, float]
 ) -> TrainResult:
@@ -236,8 +258,9 @@ def _train_pii(
     feats = trunk_features(encoder, task.branch_layer, ids, desc="pii trunk")
     val_feats = trunk_features(encoder, task.branch_layer, val_ids)
     timings["pii_features_s"] = time.perf_counter() - started
+    metric = _entity_f1(data.val, task.max_length, tags)
     result = train_top(
-        "pii", encoder, config, task, "token", len(tags), (feats, labels), (val_feats, val_labels), _token_f1
+        "pii", encoder, config, task, "token", len(tags), (feats, labels), (val_feats, val_labels), metric
     )
     timings["pii_train_s"] = result.seconds
     return result
@@ -277,7 +300,62 @@ def _evaluate_all(
         "intent": evaluate_intent(sess, tokenizer, intent.test, INTENT_LABELS),
         "jailbreak": evaluate_jailbreak(sess, tokenizer, jailbreak.test, threshold),
         "pii": evaluate_pii(sess, tokenizer, pii.test, tags),
+        "pii_free_prompts": evaluate_pii_free(sess, tokenizer, intent.test, tags),
     }
+
+
+def _validation_scores(
+    onnx_path: Path,
+    intent: DataSplits,
+    jailbreak: DataSplits,
+    pii: DataSplits,
+    tags: Sequence[str],
+    threshold: float,
+) -> dict[str, float]:
+    """Each task's headline score on its VALIDATION split (for choices; test figures are only reported)."""
+    on_val = {name: dataclasses.replace(d, test=d.val) for name, d in (("i", intent), ("j", jailbreak), ("p", pii))}
+    result = _evaluate_all(onnx_path, on_val["i"], on_val["j"], on_val["p"], tags, threshold)
+    return {
+        "intent_macro_f1": float(result["intent"]["macro_f1"]),
+        "jailbreak_f1": float(result["jailbreak"]["at_threshold"]["f1"]),
+        "pii_micro_f1": float(result["pii"]["micro"]["f1"]),
+    }
+
+
+def _choose_quantization(
+    config: BuildConfig,
+    fp32: Path,
+    int8: Path,
+    intent: DataSplits,
+    jailbreak: DataSplits,
+    pii: DataSplits,
+    tags: Sequence[str],
+    threshold: float,
+) -> dict[str, Any]:
+    """Which task tops to serve in int8: ("auto") each task whose validation score stays within the tolerance of
+    fp32 with every top quantised ("on": all, "off": none). A task's outputs depend only on the trunk and its own
+    top, so the per-task scores of the all-int8 graph are those of any graph that quantises that top."""
+    before = _validation_scores(fp32, intent, jailbreak, pii, tags, threshold)
+    after = _validation_scores(int8, intent, jailbreak, pii, tags, threshold)
+    within = {task: before[key] - after[key] <= config.quantize_tolerance for task, key in _SCORE_OF_TASK.items()}
+    if config.quantize == "on":
+        tasks = list(TASKS)
+    elif config.quantize == "auto":
+        tasks = [task for task in TASKS if within[task]]
+    else:
+        tasks = []
+    return {
+        "mode": config.quantize,
+        "tolerance": config.quantize_tolerance,
+        "validation_fp32": before,
+        "validation_int8": after,
+        "within_tolerance": within,
+        "int8_tasks": tasks,
+        "serve_int8": bool(tasks),
+    }
+
+
+_SCORE_OF_TASK = {"intent": "intent_macro_f1", "jailbreak": "jailbreak_f1", "pii": "pii_micro_f1"}
 
 
 def _throughput(onnx_path: Path, texts: Sequence[str], batch_size: int = 32) -> float:
@@ -324,7 +402,7 @@ def build(
         external=list(config.external_intent),
     )
     jailbreak = load_jailbreak(AUTHORED_DIR, intent, seed=config.seed, val_fraction=config.val_fraction)
-    pii = load_pii(seed=config.seed, val_fraction=config.val_fraction)
+    pii = _load_pii(config, intent)
     tags = bio_tags()
     timings["data_s"] = time.perf_counter() - t
 
@@ -346,16 +424,23 @@ def build(
     perf_texts = [r.text for r in intent.test[:96] + jailbreak.test[:: max(1, len(jailbreak.test) // 96)]]
     speed = {"fp32_seq_per_s": _throughput(onnx_path, perf_texts)}
     int8 = None
-    if int8_check or config.quantize:
+    quantization: dict[str, Any] = {"mode": config.quantize, "serve_int8": False}
+    if int8_check or config.quantize != "off":
         quantized = quantize_int8(onnx_path, out / "model.int8.onnx")
         int8 = _evaluate_all(quantized, intent, jailbreak, pii, tags, threshold)
         speed["int8_seq_per_s"] = _throughput(quantized, perf_texts)
+        quantization = _choose_quantization(config, onnx_path, quantized, intent, jailbreak, pii, tags, threshold)
+        if quantization["serve_int8"] and set(quantization["int8_tasks"]) != set(TASKS):
+            # serve only the tops that held up; the report's int8 figures stay those of the all-tops graph
+            quantize_int8(onnx_path, out / "model.served-int8.onnx", quantization["int8_tasks"])
+            (out / "model.served-int8.onnx").replace(quantized)
+            quantization["served_graph_note"] = "model.int8.onnx quantises only int8_tasks"
     timings["evaluate_s"] = time.perf_counter() - t
     baseline = presidio_baseline(pii.test) if presidio else None
 
     tokenizer = load_tokenizer(MAX_SEQ_LENGTH)
     tokenizer.save(str(out / "tokenizer.json"))
-    serving_file = "model.int8.onnx" if config.quantize else "model.onnx"
+    serving_file = "model.int8.onnx" if quantization["serve_int8"] else "model.onnx"
     manifest = {
         "labels": {"intent": list(INTENT_LABELS), "jailbreak": list(JAILBREAK_LABELS), "pii": list(tags)},
         "max_seq_length": MAX_SEQ_LENGTH,
@@ -401,6 +486,7 @@ def build(
         "onnx": {"torch_vs_ort": onnx_check, "embedding_vs_sentence_transformers": embedding_check},
         "speed": speed,
         "int8": int8,
+        "quantization": quantization,
     }
     save_json(report, out / "report.json")
     write_confusion_png(
@@ -429,7 +515,7 @@ def evaluate_graph(config: BuildConfig, onnx_path: Path) -> dict[str, Any]:
         external=list(config.external_intent),
     )
     jailbreak = load_jailbreak(AUTHORED_DIR, intent, seed=config.seed, val_fraction=config.val_fraction)
-    pii = load_pii(seed=config.seed, val_fraction=config.val_fraction)
+    pii = _load_pii(config, intent)
     return _evaluate_all(
         onnx_path, intent, jailbreak, pii, manifest["labels"]["pii"], manifest["thresholds"]["jailbreak"]
     )

@@ -45,6 +45,35 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
     return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)] + ["| " + " | ".join(r) + " |" for r in rows]
 
 
+def _pii_free_lines(free: dict[str, Any] | None) -> list[str]:
+    """The no-PII-expected check: held-out intent test prompts where the PII top finds an entity."""
+    if not free:
+        return []
+    watched = ("math", "physics", "computer science", "chemistry", "engineering")
+    by_category = free["clean_by_category"]
+    lines = [
+        "No PII expected (held-out intent test prompts): any entity found in "
+        f"{_f(free['all']['flagged_rate'])} of all {free['all']['n']} prompts (these include historical figures "
+        "and places, arguably PII-typed) and in "
+        f"{_f(free['clean']['flagged_rate'])} of the {free['clean']['n']} without a capitalised word inside a "
+        "sentence (should be ~0); by category there: "
+        + ", ".join(f"{c} {_f(by_category[c]['flagged_rate'])}" for c in watched if c in by_category)
+        + ". Types found there: "
+        + (", ".join(f"{t} {n}" for t, n in free["clean_types_found"].items()) or "none")
+        + ".",
+        "",
+    ]
+    examples = free.get("clean_examples") or []
+    if examples:
+        lines += ["Examples:", ""]
+        lines += [
+            "- `" + e["text"][:100].replace("`", "'") + "` -> " + ", ".join(f"{v!r} {t}" for v, t in e["spans"])
+            for e in examples[:5]
+        ]
+        lines.append("")
+    return lines
+
+
 def render_markdown(report: dict[str, Any]) -> str:
     test = report["test"]
     lines = [
@@ -154,6 +183,7 @@ def render_markdown(report: dict[str, Any]) -> str:
             ],
         ),
         "",
+        *_pii_free_lines(test.get("pii_free_prompts")),
         "## ONNX and int8",
         "",
     ]
@@ -167,13 +197,15 @@ def render_markdown(report: dict[str, Any]) -> str:
         f"embedding vs sentence-transformers reference: max abs diff "
         f"{onnx['embedding_vs_sentence_transformers']['max_abs_diff']:.2e} (tolerance 1e-5).",
         (
-            f"int8 (dynamic, MatMul weights): intent macro-F1 {_f(int8['intent']['macro_f1'])}, "
+            "int8 task tops (dynamic, MatMul weights of the fine-tuned layers and heads; the trunk and so the "
+            f"embedding stay fp32), held-out: intent macro-F1 {_f(int8['intent']['macro_f1'])}, "
             f"jailbreak F1 {_f(int8['jailbreak']['at_threshold']['f1'])}, PII F1 {_f(int8['pii']['micro']['f1'])}; "
             f"in-process ORT {speed['fp32_seq_per_s']:.0f} seq/s fp32 vs {speed['int8_seq_per_s']:.0f} int8 "
             "(batch 32, real test texts, build threads)."
         )
         if int8
         else f"int8 not evaluated; in-process ORT {speed['fp32_seq_per_s']:.0f} seq/s fp32.",
+        *_quantization_lines(report.get("quantization")),
         "",
         "## Data",
         "",
@@ -188,3 +220,18 @@ def render_markdown(report: dict[str, Any]) -> str:
         )
     lines += ["", "Timings (s): " + ", ".join(f"{k} {v:.0f}" for k, v in report["timings"].items()), ""]
     return "\n".join(lines)
+
+
+def _quantization_lines(choice: dict[str, Any] | None) -> list[str]:
+    if not choice or "validation_fp32" not in choice:
+        return []
+    before, after = choice["validation_fp32"], choice["validation_int8"]
+    scores = ", ".join(f"{k} {_f(before[k])} -> {_f(after[k])}" for k in before)
+    tasks = choice.get("int8_tasks", ["intent", "jailbreak", "pii"] if choice["serve_int8"] else [])
+    served = f"int8 tops for {', '.join(tasks)}, the rest fp32" if tasks else "fp32"
+    return [
+        "",
+        f"Served graph: **{served}** (mode `{choice['mode']}`: a task's top is served in int8 when its validation "
+        f"score stays within {choice['tolerance']} of fp32). Validation fp32 -> all tops int8: {scores}. The int8 "
+        "figures above are those of the all-tops graph.",
+    ]

@@ -10,14 +10,23 @@ import logging
 import random
 import re
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from build_engines.bio import Span, merge_adjacent
 from build_engines.data.common import DataSplits, SourceInfo, split_by_group
 from build_engines.data.labels import PII_ENTITY_TYPES
 
-__all__ = ["CHAT_TEMPLATES", "PiiExample", "load_pii", "render_template", "unescape_newlines"]
+__all__ = [
+    "CHAT_TEMPLATES",
+    "NEGATIVE_TEMPLATES",
+    "TRAIN_ONLY_TEMPLATES",
+    "PiiExample",
+    "likely_pii_free",
+    "load_pii",
+    "render_template",
+    "unescape_newlines",
+]
 
 
 @dataclass(frozen=True)
@@ -98,6 +107,83 @@ CHAT_TEMPLATES: tuple[str, ...] = (
     "Why does {DOMAIN_NAME} resolve to {IP_ADDRESS} only from our office?",
     "My license {US_DRIVER_LICENSE} was suspended; how do I appeal in {GPE}?",
     "Sign me up for the newsletter: {EMAIL_ADDRESS}, zip code {ZIP_CODE}",
+)
+
+# Training-only chatbot phrasings (never split into test, so the held-out templates stay as they were): forms,
+# multi-line address blocks labelled the way presidio labels them (street, city and country as GPE, zip apart),
+# lower case without punctuation, values glued to hyphens, slashes and brackets.
+TRAIN_ONLY_TEMPLATES: tuple[str, ...] = (
+    "ship it to\n{PERSON}\n{STREET_ADDRESS}\n{GPE}, {GPE} {ZIP_CODE}",
+    "Address:\n{STREET_ADDRESS}\n{GPE}\n{GPE} {ZIP_CODE}\nPhone: {PHONE_NUMBER}",
+    "{PERSON}\n{ORGANIZATION}\n{STREET_ADDRESS}\n{GPE} {ZIP_CODE}\n{EMAIL_ADDRESS}",
+    "my address is {STREET_ADDRESS} {GPE} {ZIP_CODE} can you tell me which county that is",
+    "Name: {PERSON}\nDOB: {DATE_TIME}\nPhone: {PHONE_NUMBER}\nEmail: {EMAIL_ADDRESS}",
+    "name - {PERSON} / phone - {PHONE_NUMBER} / email - {EMAIL_ADDRESS}",
+    "{PHONE_NUMBER}-mobile, {PHONE_NUMBER}-office",
+    "contact {PERSON} ({PHONE_NUMBER}) or visit {DOMAIN_NAME} for details",
+    "Go to {DOMAIN_NAME} and log in as {EMAIL_ADDRESS}",
+    "i live in {GPE} near {STREET_ADDRESS} whats the best gym around",
+    "pls help me write an apology to {PERSON} i missed her party on {DATE_TIME}",
+    "{PERSON} -- {ORGANIZATION}, {GPE}",
+    "Dear {PERSON},\n\nYour order will be delivered to {STREET_ADDRESS}, {GPE} {ZIP_CODE} by {DATE_TIME}.",
+    "who should i contact at {ORGANIZATION} about my refund, my order was sent to {GPE} {ZIP_CODE}",
+    "My {NRP} grandparents moved to {GPE} when they were {AGE}.",
+    "CUSTOMER: {PERSON} | CARD: {CREDIT_CARD} | ZIP: {ZIP_CODE}",
+    "the {NRP} community center at {STREET_ADDRESS} is hiring, how do I apply",
+    "Can {ORGANIZATION} refuse to hire me because I'm {AGE}? I live in {GPE}.",
+    "meeting with {PERSON} and {PERSON} at {DATE_TIME} in the {ORGANIZATION} office",
+    "I was born in {GPE} on {DATE_TIME} and my ssn is {US_SSN}",
+    "reply to {EMAIL_ADDRESS} with the invoice for {ORGANIZATION}, iban {IBAN_CODE}",
+    "The server {IP_ADDRESS} at {DOMAIN_NAME} belongs to {ORGANIZATION}",
+    "{PERSON}, {AGE}, {GPE}",
+    "Translate: {PERSON} lives at {STREET_ADDRESS} in {GPE} and works for {ORGANIZATION}.",
+    "LICENSE NO. {US_DRIVER_LICENSE} - EXP {DATE_TIME}",
+    "my mom {PERSON} is {AGE} and her doctor in {GPE} wants her to take statins",
+)
+
+# PII-free sentences with the things a PII model must not take for entities: numbers, formulas, code, units,
+# versions, prices, scores. `{N}` is a small number, `{D}` a decimal, `{Y}` a large number.
+NEGATIVE_TEMPLATES: tuple[str, ...] = (
+    "solve {N}x + {N} = {Y}",
+    "what is {N}% of {Y}?",
+    "factor x^2 - {N}x + {N}",
+    "Find the derivative of f(x) = {N}x^3 - {N}x^2 + {N} at x = {N}.",
+    "compute the integral of {N}x^2 from 0 to {N}",
+    "If a car travels {Y} km in {D} hours, what is its average speed?",
+    "A ball is thrown upward at {N} m/s. How high does it go? Use g = 9.8 m/s^2.",
+    "convert {Y} degrees fahrenheit to celsius",
+    "what's {Y} divided by {N}",
+    "Is {Y} a prime number?",
+    "the sequence {N}, {N}, {N}, {N} - what comes next",
+    "my python script crashes with IndexError on line {Y}, the list has {N} items",
+    "upgrade numpy from {N}.{N}.{N} to {N}.{N}.{N}",
+    "The docker container listens on port {Y} but curl localhost:{Y} times out",
+    "allocate an array of size {Y} and fill it with zeros",
+    "for i in range({N}, {Y}): print(i * {N})",
+    "x = {N}; y = x ** {N} + {N}; what is y?",
+    "SELECT name FROM users WHERE age > {N} LIMIT {N};",
+    "The price went from ${D} to ${D}, what's the percent change?",
+    "I have {N} apples and give away {N}, how many are left?",
+    "A resistor of {Y} ohms carries {D} A. What is the voltage?",
+    "a {N} kg block slides down a {N} degree incline with friction coefficient {D}",
+    "what is the probability of rolling a sum of {N} with two dice",
+    "Evaluate the limit as n goes to infinity of (1 + {N}/n)^n",
+    "round {Y}.{N} to the nearest hundred",
+    "a loan of ${Y} at {D}% interest for {N} years, what is the monthly payment",
+    "How many moles are in {Y} g of water?",
+    "the team won {N}-{N} and scored {N} goals in the second half",
+    "Chapter {N}, exercise {N}.{N}: prove that the sum of the first n odd numbers is n^2",
+    "pH of a {D} M HCl solution?",
+    "my model gets {D} accuracy after {N} epochs with batch size {N}, why so low",
+    "O(n log n) vs O(n^{N}) for n = {Y}",
+    "What is {N}/{N} + {N}/{N} as a fraction?",
+    "Matrix A = [[{N}, {N}], [{N}, {N}]]. Find its determinant and eigenvalues.",
+    "git checkout -b fix-{Y} && git commit -m 'bump to v{N}.{N}'",
+    "set max_connections = {Y} and timeout = {N}s in the config",
+    "How long does it take to heat {N} liters of water by {N} degrees with a {Y} W heater?",
+    "what's the area of a circle with radius {D} cm",
+    "simplify ({N}x + {N})({N}x - {N})",
+    "int main() { int a[{N}] = {0}; return a[{N}]; }",
 )
 
 _SLOT = re.compile(r"\{([A-Z_]+)\}")
@@ -185,12 +271,19 @@ def render_template(template: str, makers: dict[str, Callable[[], str]]) -> tupl
 
 def _presidio_sentences(n: int, seed: int) -> list[PiiExample]:
     logging.getLogger("presidio-evaluator").setLevel(logging.ERROR)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        from presidio_evaluator.data_generator import PresidioSentenceFaker
+    # presidio-evaluator also draws from the global `random` (middle initials, lower-casing, US state formats),
+    # which `random_seed` does not seed: seed it here, and put the caller's state back afterwards.
+    state = random.getstate()
+    random.seed(seed)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            from presidio_evaluator.data_generator import PresidioSentenceFaker
 
-        faker = PresidioSentenceFaker("en_US", lower_case_ratio=0.05, random_seed=seed)
-        samples = faker.generate_new_fake_sentences(n)
+            faker = PresidioSentenceFaker("en_US", lower_case_ratio=0.05, random_seed=seed)
+            samples = faker.generate_new_fake_sentences(n)
+    finally:
+        random.setstate(state)
     keep = set(PII_ENTITY_TYPES)
     out = []
     for sample in samples:
@@ -249,8 +342,57 @@ def _cover_every_type(
     return train, test
 
 
-def load_pii(*, seed: int, val_fraction: float, presidio_n: int = 4000, per_template: int = 40) -> DataSplits:
-    """Train/val/test PII sentences; test templates (both sources) are never seen in training."""
+_NUMBER_SLOT = re.compile(r"\{([NDY])\}")
+_WORD = re.compile(r"[^\W\d_][\w'’-]*")
+_SENTENCE_START = re.compile(r"(?:^|[.!?:;\n]\s*|\b[A-E]\)\s*)$")
+_CONTACT_LIKE = re.compile(r"@|https?:|www\.|\d{6,}")
+
+
+def likely_pii_free(text: str) -> bool:
+    """True for a prompt with no capitalised word inside a sentence (names, places, organisations: those stay
+    out of PII-free examples), no e-mail or URL and no long digit run. Acronyms and sentence starts are fine."""
+    if _CONTACT_LIKE.search(text):
+        return False
+    for match in _WORD.finditer(text):
+        word = match.group()
+        if word[0].isupper() and not word.isupper() and not _SENTENCE_START.search(text[: match.start()]):
+            return False
+    return True
+
+
+def _negative_sentences(count: int, seed: int) -> list[PiiExample]:
+    rng = random.Random(seed)
+    makers: dict[str, Callable[[], str]] = {
+        "N": lambda: str(rng.randint(0, 60)),
+        "D": lambda: f"{rng.uniform(0.01, 99):.{rng.choice([1, 2])}f}",
+        "Y": lambda: str(rng.randint(100, 99999)),
+    }
+    out = []
+    for i in range(count):
+        index = i % len(NEGATIVE_TEMPLATES)
+        text = _NUMBER_SLOT.sub(lambda m: makers[m.group(1)](), NEGATIVE_TEMPLATES[index])
+        out.append(PiiExample(text, (), "templated-pii-free", f"negative:{index}"))
+    return out
+
+
+def load_pii(
+    *,
+    seed: int,
+    val_fraction: float,
+    presidio_n: int = 4000,
+    per_template: int = 40,
+    presidio_extra: int = 0,
+    train_only_per_template: int = 0,
+    pii_free: Sequence[str] = (),
+    templated_pii_free: int = 0,
+) -> DataSplits:
+    """Train/val/test PII sentences; test templates (both sources) are never seen in training.
+
+    The splits of the first `presidio_n` presidio sentences and of `CHAT_TEMPLATES` do not depend on the other
+    arguments, which only add training rows: `presidio_extra` more presidio sentences of training templates,
+    `TRAIN_ONLY_TEMPLATES` renders, and all-O examples (`pii_free` prompts that pass `likely_pii_free`, e.g. the
+    intent TRAINING prompts, plus `templated_pii_free` sentences of `NEGATIVE_TEMPLATES`).
+    """
     presidio = _presidio_sentences(presidio_n, seed)
     presidio_train, presidio_test = split_by_group(presidio, lambda r: r.group, 0.2, seed)
     templates = list(enumerate(CHAT_TEMPLATES))
@@ -270,4 +412,35 @@ def load_pii(*, seed: int, val_fraction: float, presidio_n: int = 4000, per_temp
             f"{len(CHAT_TEMPLATES)} templates, split by template",
         ),
     ]
+    train_groups = {r.group for r in train}
+    if presidio_extra:
+        extra = [r for r in _presidio_sentences(presidio_extra, seed + 101) if r.group in train_groups]
+        train += extra
+        sources.append(SourceInfo("presidio-evaluator, more sentences", "MIT", f"{len(extra)} of training templates"))
+    if train_only_per_template:
+        offset = len(CHAT_TEMPLATES)
+        train += [
+            PiiExample(r.text, r.spans, "faker-chat-templates-train-only", r.group)
+            for r in _chat_sentences(
+                [(offset + i, t) for i, t in enumerate(TRAIN_ONLY_TEMPLATES)], train_only_per_template, seed + 7
+            )
+        ]
+        sources.append(
+            SourceInfo(
+                "Faker-templated chatbot phrasings, training only (this project)",
+                "Apache-2.0; Faker MIT",
+                f"{len(TRAIN_ONLY_TEMPLATES)} templates x {train_only_per_template}",
+            )
+        )
+    free = [PiiExample(t, (), "pii-free-prompts", f"free:{i}") for i, t in enumerate(pii_free) if likely_pii_free(t)]
+    free += _negative_sentences(templated_pii_free, seed + 11)
+    if free:
+        train += free
+        sources.append(
+            SourceInfo(
+                "PII-free prompts (authored intent/benign TRAINING prompts without names; templated math/code)",
+                "Apache-2.0 (this project)",
+                f"{len(free)} all-O sentences, training only",
+            )
+        )
     return DataSplits(train=train, val=val, test=presidio_test + chat_test, sources=sources)

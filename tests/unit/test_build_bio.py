@@ -76,3 +76,31 @@ def test_merge_adjacent_joins_space_separated_parts_of_one_address_only() -> Non
     spans = [Span(3, 7, "STREET_ADDRESS"), Span(8, 28, "STREET_ADDRESS"), Span(29, 35, "GPE"), Span(36, 41, "GPE")]
     merged = merge_adjacent(text, spans, frozenset({"STREET_ADDRESS"}))
     assert merged == [Span(3, 28, "STREET_ADDRESS"), Span(29, 35, "GPE"), Span(36, 41, "GPE")]
+
+
+def test_trim_span_drops_edge_hyphens_and_leading_slashes_but_keeps_a_url_slash() -> None:
+    text = "07633 74 03 82-Office, 9241798036-Fax, -Zombie Bodnár, see //www.example.com/"
+    assert trim_span(text, Span(23, 34, "PHONE_NUMBER")) == Span(23, 33, "PHONE_NUMBER")
+    assert trim_span(text, Span(38, 53, "PERSON")) == Span(40, 53, "PERSON")
+    assert trim_span(text, Span(59, 77, "DOMAIN_NAME")) == Span(61, 77, "DOMAIN_NAME")
+    # phone numbers keep their leading plus; inner hyphens stay
+    assert trim_span("+1-202-555-0143", Span(0, 15, "PHONE_NUMBER")) == Span(0, 15, "PHONE_NUMBER")
+
+
+def test_in_word_punctuation_tagged_o_does_not_cut_an_entity() -> None:
+    text = "ping 192.168.1.20 now"
+    offsets = [(0, 4), (5, 8), (8, 9), (9, 12), (12, 13), (13, 14), (14, 15), (15, 17), (18, 21)]
+    tags = [
+        "O",
+        "B-IP_ADDRESS",
+        "O",
+        "B-IP_ADDRESS",
+        "I-IP_ADDRESS",
+        "I-IP_ADDRESS",
+        "I-IP_ADDRESS",
+        "I-IP_ADDRESS",
+        "O",
+    ]
+    assert bio_to_spans(offsets, tags, text) == [Span(5, 17, "IP_ADDRESS")]
+    # a space between two same-type entities keeps them apart
+    assert len(bio_to_spans([(0, 3), (4, 7)], ["B-PERSON", "B-PERSON"], "Ann Bob")) == 2

@@ -88,3 +88,33 @@ def test_presidio_escaped_newlines_become_newlines_with_spans_moved() -> None:
     fixed, spans = unescape_newlines(text, [Span(27, 38, "GPE"), Span(17, 25, "GPE"), Span(0, 13, "PERSON")])
     assert fixed == "Leigha Mackay\n\nLa Sagne\nSwitzerland"
     assert [fixed[s.start : s.end] for s in spans] == ["Switzerland", "La Sagne", "Leigha Mackay"]
+
+
+def test_likely_pii_free_rejects_names_places_and_contacts() -> None:
+    from build_engines.data.pii import likely_pii_free
+
+    assert likely_pii_free("solve 3x + 7 = 22. What is x?")
+    assert likely_pii_free("Light travels at 3 × 10^8 m/s. Which is true? A) It slows B) It speeds up")
+    assert likely_pii_free("How does TCP differ from UDP on port 8080?")
+    assert not likely_pii_free("Summarize Kant's categorical imperative.")
+    assert not likely_pii_free("Why did the Industrial Revolution start in Britain?")
+    assert not likely_pii_free("mail me at bob@example.com")
+    assert not likely_pii_free("my number is 2025550143")
+
+
+def test_pii_free_templates_render_without_slots() -> None:
+    from build_engines.data.pii import NEGATIVE_TEMPLATES, _negative_sentences
+
+    rows = _negative_sentences(2 * len(NEGATIVE_TEMPLATES), seed=1)
+    assert len(rows) == 2 * len(NEGATIVE_TEMPLATES)
+    assert all(not r.spans and "{N}" not in r.text and "{Y}" not in r.text and "{D}" not in r.text for r in rows)
+
+
+def test_train_only_pii_templates_render_every_slot() -> None:
+    from build_engines.data.pii import TRAIN_ONLY_TEMPLATES, _value_makers
+
+    makers = _value_makers(3)
+    for template in TRAIN_ONLY_TEMPLATES:
+        text, spans = render_template(template, makers)
+        assert "{" not in text and spans
+        assert all(text[s.start : s.end].strip() for s in spans)

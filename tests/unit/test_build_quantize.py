@@ -28,6 +28,10 @@ def graphs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
         TaskTop(encoder, 2, 2, "sequence"),
         TaskTop(encoder, 1, 5, "token"),
     )
+    with torch.no_grad():  # "fine-tune": tops that still equal the trunk would share its weights in the export
+        for top in (model.intent, model.jailbreak, model.pii):
+            for parameter in top.parameters():
+                parameter.add_(0.01 * torch.randn_like(parameter))
     folder = tmp_path_factory.mktemp("quantize")
     fp32 = export_signals(model, folder / "model.onnx")
     return fp32, quantize_int8(fp32, folder / "model.int8.onnx")
@@ -61,3 +65,15 @@ def test_embedding_is_unchanged_and_heads_stay_close(graphs: tuple[Path, Path]) 
     (emb_a, intent_a), (emb_b, intent_b) = (session(p, threads=1).run(outputs, feeds) for p in (fp32, int8))
     assert np.abs(emb_a - emb_b).max() <= 1e-6
     assert np.abs(intent_a - intent_b).max() < 0.05
+
+
+def test_a_subset_of_tops_leaves_the_other_tasks_exact(graphs: tuple[Path, Path], tmp_path: Path) -> None:
+    fp32, _ = graphs
+    partial = quantize_int8(fp32, tmp_path / "partial.onnx", tasks=["intent"])
+    quantised, _ = _matmul_weights(partial)
+    assert quantised and all(name.startswith("/intent/") for name in quantised)
+    ids = np.random.default_rng(1).integers(1, 8000, size=(2, 9)).astype(np.int64)
+    feeds = {"input_ids": ids, "attention_mask": np.ones_like(ids)}
+    outputs = ["jailbreak_probs", "pii_tag_probs", "embedding"]
+    for a, b in zip(*(session(p, threads=1).run(outputs, feeds) for p in (fp32, partial)), strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-6)
