@@ -139,6 +139,19 @@ TRAIN_ONLY_TEMPLATES: tuple[str, ...] = (
     "Translate: {PERSON} lives at {STREET_ADDRESS} in {GPE} and works for {ORGANIZATION}.",
     "LICENSE NO. {US_DRIVER_LICENSE} - EXP {DATE_TIME}",
     "my mom {PERSON} is {AGE} and her doctor in {GPE} wants her to take statins",
+    # PII inside technical prompts: the all-O math/code sentences must not teach "digits near math are never PII"
+    "ssn {US_SSN} - also, what is the integral of 3x^2 from 0 to 4?",
+    "I'm {PERSON} (ssn {US_SSN}); can you check my tax math: 52,000 * 0.22 = 11,440?",
+    "Here is my card {CREDIT_CARD}. Separately, factor x^2 - 5x + 6 for me.",
+    "Email {EMAIL_ADDRESS} the result of 17 * 23 and the proof that sqrt(2) is irrational.",
+    "call {PHONE_NUMBER} if the loop below still fails: for i in range(10): print(i ** 2)",
+    "My social security number is {US_SSN}. How many ways can 4 people sit at a round table?",
+    "Debug this for {PERSON}: def f(n): return n * f(n - 1)  # crashes at n = 0",
+    "the server {IP_ADDRESS} returns 503 after 120 requests per second, how do I tune nginx worker_connections 1024?",
+    "{PERSON}, age {AGE}, asks: what is the probability of rolling two sixes in 3 throws?",
+    "Account {IBAN_CODE}: compound interest on 2,500 at 4.5% for 6 years?",
+    "License {US_DRIVER_LICENSE}. Also: convert 72 degrees F to C and show the formula.",
+    "Homework from {PERSON} ({EMAIL_ADDRESS}): simplify (2x + 4)/(x + 2) and evaluate at x = 7",
 )
 
 # PII-free sentences with the things a PII model must not take for entities: numbers, formulas, code, units,
