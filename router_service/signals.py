@@ -201,7 +201,8 @@ class SignalClient:
 
     async def _infer(self, texts: list[str]) -> list[TextSignals]:
         if sum(len(t) for t in texts) <= _INLINE_TOKENIZE_CHARS:
-            encodings: list[Encoding] = self._tokenizer.encode_batch(texts)  # tens of µs: cheaper than a thread hop
+            # ~60 µs a prompt: cheaper than a thread hop (and no rayon pool for a handful of texts)
+            encodings: list[Encoding] = [self._tokenizer.encode(t) for t in texts]
         else:
             encodings = await asyncio.to_thread(self._tokenizer.encode_batch, texts)
         width = max(1, max(len(e.ids) for e in encodings))
