@@ -120,11 +120,13 @@ def parse_config(text: str) -> mc.ModelConfig:
 def install_repository(
     artefacts: Path, repository: Path, manifest: dict[str, Any], options: ServingOptions = ServingOptions()
 ) -> Path:
-    """Write `<repository>/signals/{config.pbtxt, 1/{model.py, model.onnx, tokenizer.json, manifest.json}}`"""
+    """Write `<repository>/signals/{config.pbtxt, 1/{model.py, <served graph>.onnx, tokenizer.json, manifest.json}}`"""
     model_dir = repository / MODEL_NAME
     version = model_dir / "1"
     version.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(PACKAGE_DIR / "triton_model.py", version / "model.py")
+    for stale in version.glob("*.onnx"):  # a graph an earlier install served (fp32 vs int8 tops)
+        stale.unlink()
     for name in (options.onnx_file, "tokenizer.json"):
         target = version / name
         target.unlink(missing_ok=True)

@@ -2,8 +2,8 @@
 
 Every request's texts go into a shared queue; a single flusher task drains it into batches of at most
 `max_batch` rows (sent at once when no batch is in flight, else after waiting at most `window_ms` for company),
-tokenizes the batch in a worker thread (padding to the batch's own longest row, never to the model maximum) and
-sends ONE `infer` call.
+tokenizes it (on the loop for a few short texts, in a worker thread for a large batch; padding to the batch's own
+longest row, never to the model maximum) and sends ONE `infer` call.
 """
 
 from __future__ import annotations
