@@ -61,7 +61,12 @@ class BuildConfig:
     when all three are quantised); "on"/"off": all tops / none."""
     quantize_tolerance: float = 0.01
     intent: TaskConfig = field(default_factory=lambda: TaskConfig(epochs=8, lr=1e-4, max_length=128))
-    jailbreak: TaskConfig = field(default_factory=lambda: TaskConfig(epochs=2, lr=1e-4, max_length=128, method="lora"))
+    jailbreak: TaskConfig = field(
+        default_factory=lambda: TaskConfig(epochs=2, lr=1e-4, max_length=128, branch_layer=5, method="lora")
+    )
+    """Branches one layer higher than intent: validation F1 tied (0.901 at 5 vs 0.902 at 4 with the multilingual
+    training rows; 0.988 vs 0.980 before them), and one fine-tuned layer fewer is ~0.7 ms less per request on
+    2 CPU cores. Intent at 5 lost 0.017 validation macro-F1, so it stays at 4."""
     pii: TaskConfig = field(
         default_factory=lambda: TaskConfig(epochs=6, lr=2e-4, max_length=128, branch_layer=2, method="lora")
     )

@@ -6,7 +6,6 @@ re-installs the model repository and the committed reports from there.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import shutil
@@ -313,12 +312,12 @@ def _validation_scores(
     threshold: float,
 ) -> dict[str, float]:
     """Each task's headline score on its VALIDATION split (for choices; test figures are only reported)."""
-    on_val = {name: dataclasses.replace(d, test=d.val) for name, d in (("i", intent), ("j", jailbreak), ("p", pii))}
-    result = _evaluate_all(onnx_path, on_val["i"], on_val["j"], on_val["p"], tags, threshold)
+    sess = session(onnx_path)
+    tokenizer = load_tokenizer()
     return {
-        "intent_macro_f1": float(result["intent"]["macro_f1"]),
-        "jailbreak_f1": float(result["jailbreak"]["at_threshold"]["f1"]),
-        "pii_micro_f1": float(result["pii"]["micro"]["f1"]),
+        "intent_macro_f1": float(evaluate_intent(sess, tokenizer, intent.val, INTENT_LABELS)["macro_f1"]),
+        "jailbreak_f1": float(evaluate_jailbreak(sess, tokenizer, jailbreak.val, threshold)["at_threshold"]["f1"]),
+        "pii_micro_f1": float(evaluate_pii(sess, tokenizer, pii.val, tags)["micro"]["f1"]),
     }
 
 
