@@ -104,3 +104,88 @@ def test_in_word_punctuation_tagged_o_does_not_cut_an_entity() -> None:
     assert bio_to_spans(offsets, tags, text) == [Span(5, 17, "IP_ADDRESS")]
     # a space between two same-type entities keeps them apart
     assert len(bio_to_spans([(0, 3), (4, 7)], ["B-PERSON", "B-PERSON"], "Ann Bob")) == 2
+
+
+def _words(text: str) -> list[tuple[int, int]]:
+    """Whitespace-separated words as token offsets, each punctuation mark its own token."""
+    import re
+
+    return [(m.start(), m.end()) for m in re.finditer(r"\w+|[^\w\s]", text)]
+
+
+def test_punctuation_never_opens_an_entity_nor_votes_on_its_type() -> None:
+    text = "join accounts with ms. Matheus"
+    offsets = _words(text)  # join accounts with ms . Matheus
+    tags = ["O", "O", "O", "O", "I-DOMAIN_NAME", "I-PERSON"]
+    assert bio_to_spans(offsets, tags, text) == [Span(23, 30, "PERSON")]
+    # inside an entity, punctuation still continues it and votes
+    text = "see butler.biz"
+    tags = ["O", "B-ORGANIZATION", "I-DOMAIN_NAME", "I-DOMAIN_NAME"]
+    assert bio_to_spans(_words(text), tags, text) == [Span(4, 14, "DOMAIN_NAME")]
+
+
+def test_spans_without_letters_or_digits_are_dropped() -> None:
+    text = "my card # 4111 1111 1111 1111"
+    tags = ["O", "O", "B-CREDIT_CARD", "B-CREDIT_CARD", "I-CREDIT_CARD", "I-CREDIT_CARD", "I-CREDIT_CARD"]
+    assert bio_to_spans(_words(text), tags, text) == [Span(10, 29, "CREDIT_CARD")]
+
+
+def test_titles_are_not_part_of_a_person() -> None:
+    text = "Mr. Barnes is 50"
+    assert trim_span(text, Span(0, 10, "PERSON")) == Span(4, 10, "PERSON")
+    assert trim_span("ms. Nicolas", Span(0, 11, "PERSON")) == Span(4, 11, "PERSON")
+    assert trim_span("Prof. Dr. Ute Kranz", Span(0, 19, "PERSON")) == Span(10, 19, "PERSON")
+    # only the PERSON type, only whole titles, and a bare title keeps its span
+    assert trim_span("Dr. Oetker", Span(0, 10, "ORGANIZATION")) == Span(0, 10, "ORGANIZATION")
+    assert trim_span("Drake Bell", Span(0, 10, "PERSON")) == Span(0, 10, "PERSON")
+    assert trim_span("Mr", Span(0, 2, "PERSON")) == Span(0, 2, "PERSON")
+    # a PERSON span that is only a title is not an entity
+    tags = ["B-PERSON", "I-PERSON", "B-PERSON", "O", "B-AGE"]
+    assert bio_to_spans(_words(text), tags, text) == [Span(4, 10, "PERSON"), Span(14, 16, "AGE")]
+
+
+def test_names_do_not_start_or_end_with_a_function_word() -> None:
+    text = "studying at the University of Gochsheim under Ann"
+    offsets = _words(text)  # studying at the University of Gochsheim under Ann
+    tags = ["O", "O", "O", "O", "I-GPE", "I-GPE", "B-PERSON", "I-PERSON"]
+    assert bio_to_spans(offsets, tags, text) == [Span(30, 39, "GPE"), Span(46, 49, "PERSON")]
+    # a name of function words only is no name
+    text = "studying at the University of Oslo"
+    tags = ["O", "O", "O", "O", "B-ORGANIZATION", "O"]
+    assert bio_to_spans(_words(text), tags, text) == []
+    # inside a name they stay
+    text = "Bank of America"
+    assert bio_to_spans(_words(text), ["B-ORGANIZATION", "I-ORGANIZATION", "I-ORGANIZATION"], text) == [
+        Span(0, 15, "ORGANIZATION")
+    ]
+
+
+def test_number_like_entities_do_not_start_or_end_with_a_word_without_digits() -> None:
+    text = "shipped to zip 25220 under Ann"
+    tags = ["O", "O", "B-ZIP_CODE", "I-ZIP_CODE", "I-ZIP_CODE", "B-PERSON"]
+    assert bio_to_spans(_words(text), tags, text) == [Span(15, 20, "ZIP_CODE"), Span(27, 30, "PERSON")]
+    text = "a text from 029 2018 0022 claiming"
+    tags = ["O", "O", "O", "B-PHONE_NUMBER", "I-PHONE_NUMBER", "I-PHONE_NUMBER", "I-PHONE_NUMBER"]
+    assert bio_to_spans(_words(text), tags, text) == [Span(12, 25, "PHONE_NUMBER")]
+    # letters inside the value stay: extensions, postcodes
+    text = "call 555 0142 ext 12"
+    tags = ["O", "B-PHONE_NUMBER", "I-PHONE_NUMBER", "I-PHONE_NUMBER", "I-PHONE_NUMBER"]
+    assert bio_to_spans(_words(text), tags, text) == [Span(5, 20, "PHONE_NUMBER")]
+
+
+def test_space_separated_address_parts_are_one_address_as_in_the_gold() -> None:
+    text = "return to Bertram and 477 South St today"
+    tags = ["O", "O", "B-STREET_ADDRESS", "I-STREET_ADDRESS", "B-STREET_ADDRESS", "I-STREET_ADDRESS"]
+    tags += ["I-STREET_ADDRESS", "O"]
+    assert bio_to_spans(_words(text), tags, text) == [Span(10, 34, "STREET_ADDRESS")]
+    # other types keep adjacent entities apart
+    assert len(bio_to_spans([(0, 3), (4, 7)], ["B-GPE", "B-GPE"], "Ann Bob")) == 2
+
+
+def test_only_an_address_continues_over_a_line_break() -> None:
+    text = "Ann Lee\n12 Main St\nSpringfield"
+    offsets = _words(text)  # Ann Lee 12 Main St Springfield
+    tags = ["B-PERSON", "I-PERSON", "I-STREET_ADDRESS", "I-STREET_ADDRESS", "I-STREET_ADDRESS", "I-STREET_ADDRESS"]
+    assert bio_to_spans(offsets, tags, text) == [Span(0, 7, "PERSON"), Span(8, 30, "STREET_ADDRESS")]
+    # without the text (no line breaks known) the I- tags continue the name as before
+    assert bio_to_spans(offsets, tags) == [Span(0, 30, "STREET_ADDRESS")]
