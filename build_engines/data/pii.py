@@ -110,17 +110,15 @@ CHAT_TEMPLATES: tuple[str, ...] = (
 )
 
 # Training-only chatbot phrasings (never split into test, so the held-out templates stay as they were): forms,
-# address blocks, lower case without punctuation, values glued to hyphens, slashes and brackets. Slots other than
-# the entity types (see `_SLOT_TYPES`): `{ADDRESS}` is a whole postal address (street, city, state or country,
-# postcode; one or several lines) labelled as ONE STREET_ADDRESS, the way presidio-evaluator labels its
-# `{{address}}` (most of its address sentences); a street followed by a city and zip on the same line, as in
-# `CHAT_TEMPLATES`, stays STREET_ADDRESS, GPE, ZIP_CODE. `{TITLE}` is an unlabelled courtesy title ("Dr.") in front
-# of a `{LAST_NAME}` or `{PERSON}`: presidio labels titles TITLE, never PERSON. `{NRP_PLURAL}`: "Danes", "Sikhs".
+# multi-line address blocks labelled split (street, city and country as GPE, zip apart; presidio-evaluator's own
+# `{{address}}` sentences mostly label the whole block as one STREET_ADDRESS, but training on that convention with
+# re-rendered world-locale values scored lower on validation: entity F1 0.893 vs 0.920), lower case without
+# punctuation, values glued to hyphens, slashes and brackets.
 TRAIN_ONLY_TEMPLATES: tuple[str, ...] = (
-    "ship it to\n{PERSON}\n{ADDRESS}",
-    "Address:\n{ADDRESS}\nPhone: {PHONE_NUMBER}",
-    "{PERSON}\n{ORGANIZATION}\n{ADDRESS}\n{EMAIL_ADDRESS}",
-    "my address is {ADDRESS} can you tell me which county that is",
+    "ship it to\n{PERSON}\n{STREET_ADDRESS}\n{GPE}, {GPE} {ZIP_CODE}",
+    "Address:\n{STREET_ADDRESS}\n{GPE}\n{GPE} {ZIP_CODE}\nPhone: {PHONE_NUMBER}",
+    "{PERSON}\n{ORGANIZATION}\n{STREET_ADDRESS}\n{GPE} {ZIP_CODE}\n{EMAIL_ADDRESS}",
+    "my address is {STREET_ADDRESS} {GPE} {ZIP_CODE} can you tell me which county that is",
     "Name: {PERSON}\nDOB: {DATE_TIME}\nPhone: {PHONE_NUMBER}\nEmail: {EMAIL_ADDRESS}",
     "name - {PERSON} / phone - {PHONE_NUMBER} / email - {EMAIL_ADDRESS}",
     "{PHONE_NUMBER}-mobile, {PHONE_NUMBER}-office",
@@ -156,33 +154,6 @@ TRAIN_ONLY_TEMPLATES: tuple[str, ...] = (
     "Account {IBAN_CODE}: compound interest on 2,500 at 4.5% for 6 years?",
     "License {US_DRIVER_LICENSE}. Also: convert 72 degrees F to C and show the formula.",
     "Homework from {PERSON} ({EMAIL_ADDRESS}): simplify (2x + 4)/(x + 2) and evaluate at x = 7",
-    # whole addresses, inline and as blocks
-    "Please send the replacement card to {ADDRESS}, thanks",
-    "{ORGANIZATION}\n\n{ADDRESS}\nTel: {PHONE_NUMBER}",
-    "Best regards,\n{PERSON}\n{ADDRESS}\n{PHONE_NUMBER} (mobile)",
-    "we used to live at {ADDRESS} before moving to {GPE}",
-    # titles outside the name
-    "Dear {TITLE} {LAST_NAME},\nthank you for your order with {ORGANIZATION}.",
-    "I have an appointment with {TITLE} {LAST_NAME} on {DATE_TIME}, help me prepare questions",
-    "please forward this to {TITLE} {PERSON} at {EMAIL_ADDRESS}",
-    "write a short bio of {TITLE} {LAST_NAME}, a {AGE}-year-old teacher from {GPE}",
-    # nationalities, religious and political groups, lower case and plural too
-    "my wife is {NRP} and i am {NRP}; which citizenship can our baby get?",
-    "{NRP_PLURAL} are a big part of our customers in {GPE}, translate the flyer for them",
-    "Is it polite to wish a {NRP} coworker happy holidays?",
-    "recommend a good {NRP} restaurant near {STREET_ADDRESS}",
-    "Summarize the history of {NRP} immigration to {GPE}.",
-    "we are {NRP_PLURAL} living in {GPE} and need help with the visa forms",
-    "The {NRP} government raised taxes again; what does it mean for {ORGANIZATION}?",
-    # organisations, phone numbers and people in more contexts
-    "Compare the pension plans of {ORGANIZATION} and {ORGANIZATION}.",
-    "{ORGANIZATION} rejected my application, draft a polite follow-up",
-    "our supplier {ORGANIZATION} is late again, their invoice came from {EMAIL_ADDRESS}",
-    "my number: {PHONE_NUMBER} (call after 6)",
-    "Tel. {PHONE_NUMBER} / Fax {PHONE_NUMBER}",
-    "{PERSON} can be reached on {PHONE_NUMBER} during office hours",
-    "the reservation is for {PERSON}, party of 4, at {DATE_TIME}",
-    "{PERSON} says the package to {GPE} {ZIP_CODE} never arrived",
 )
 
 # PII-free sentences with the things a PII model must not take for entities: numbers, formulas, code, units,
@@ -231,9 +202,6 @@ NEGATIVE_TEMPLATES: tuple[str, ...] = (
 )
 
 _SLOT = re.compile(r"\{([A-Z_]+)\}")
-# Slots whose values are labelled with another name's type, and slots whose values stay unlabelled.
-_SLOT_TYPES = {"ADDRESS": "STREET_ADDRESS", "LAST_NAME": "PERSON", "NRP_PLURAL": "NRP"}
-_UNLABELLED_SLOTS = frozenset({"TITLE"})
 # Some presidio templates write "{building_number} {street}" as two STREET_ADDRESS spans; one address is one entity.
 _ONE_ADDRESS = frozenset({"STREET_ADDRESS"})
 _NRP = (
@@ -260,17 +228,13 @@ _NRP = (
 
 
 def _value_makers(seed: int) -> dict[str, Callable[[], str]]:
-    """The values of `CHAT_TEMPLATES` as the validation and test rows are rendered: keep these makers as they are
-    (their outputs ARE the held-out data). Known weakness, fixed in `_training_value_makers`: `fake.company` is
-    bound once, so every ORGANIZATION of one render comes from one Faker locale. The training-only slots
-    (`_extra_slot_makers`) draw from their own generators and leave these values unchanged."""
     from faker import Faker
 
     fake = Faker(["en_US", "en_GB", "de_DE", "fr_FR"])
     fake.seed_instance(seed)
     us = fake["en_US"]
     rng = random.Random(seed)
-    return _extra_slot_makers(seed) | {
+    return {
         "PERSON": lambda: rng.choice([fake.name(), us.first_name(), f"{us.first_name()} {us.last_name()}"]),
         "EMAIL_ADDRESS": lambda: rng.choice([fake.email(), us.free_email(), us.company_email()]),
         "PHONE_NUMBER": lambda: rng.choice([us.phone_number(), fake.phone_number()]),
@@ -301,177 +265,8 @@ def _value_makers(seed: int) -> dict[str, Callable[[], str]]:
     }
 
 
-_TITLE_PREFIX = re.compile(
-    r"^(?:(?:Mr|Mrs|Ms|Miss|Mx|Dr|Prof|Herr|Frau|Univ\.Prof|Dipl\.-Ing|Ing|Mag|Mme|Mlle|M)\.?\s+)+"
-)
-# Latin-script Faker locales for names, places, streets, phone numbers and companies from more countries (the
-# presidio sentences draw theirs from FakeNameGenerator records of ~30 countries).
-_WORLD_LOCALES = (
-    "en_US", "en_GB", "de_DE", "fr_FR", "da_DK", "sv_SE", "no_NO", "fi_FI", "hu_HU", "cs_CZ", "pl_PL", "it_IT",
-    "es_ES", "pt_BR", "pt_PT", "nl_NL", "en_AU", "en_NZ", "en_CA", "en_IN", "sl_SI", "hr_HR", "fr_CH", "de_AT",
-)  # fmt: skip
-_TITLES = ("Mr.", "Mrs.", "Ms.", "Dr.", "Mr", "Mrs", "Ms", "Dr", "Prof.", "Miss", "mr.", "ms.", "dr.", "Mx.")
-_RELIGIOUS_AND_POLITICAL = (
-    ("Christian", "Christians"), ("Muslim", "Muslims"), ("Jewish", "Jews"), ("Hindu", "Hindus"),
-    ("Buddhist", "Buddhists"), ("Sikh", "Sikhs"), ("Catholic", "Catholics"), ("Protestant", "Protestants"),
-    ("Orthodox", "Orthodox Christians"), ("Mormon", "Mormons"), ("Evangelical", "Evangelicals"),
-    ("Sunni", "Sunnis"), ("Shia", "Shias"), ("Democrat", "Democrats"), ("Republican", "Republicans"),
-    ("Socialist", "Socialists"), ("Communist", "Communists"), ("Libertarian", "Libertarians"),
-)  # fmt: skip
-_NATIONALITIES = (
-    ("American", "Americans"), ("Canadian", "Canadians"), ("Mexican", "Mexicans"), ("German", "Germans"),
-    ("French", "French"), ("Indian", "Indians"), ("Chinese", "Chinese"), ("Japanese", "Japanese"),
-    ("Brazilian", "Brazilians"), ("Nigerian", "Nigerians"), ("Kenyan", "Kenyans"), ("Italian", "Italians"),
-    ("Spanish", "Spaniards"), ("Polish", "Poles"), ("Irish", "Irish"), ("Danish", "Danes"),
-    ("Swedish", "Swedes"), ("Norwegian", "Norwegians"), ("Finnish", "Finns"), ("Dutch", "Dutch"),
-    ("Czech", "Czechs"), ("Hungarian", "Hungarians"), ("Russian", "Russians"), ("Ukrainian", "Ukrainians"),
-    ("Croatian", "Croatians"), ("Slovenian", "Slovenians"), ("Icelandic", "Icelanders"),
-    ("Australian", "Australians"), ("Scottish", "Scots"), ("English", "English"), ("Welsh", "Welsh"),
-    ("Turkish", "Turks"), ("Greek", "Greeks"), ("Egyptian", "Egyptians"), ("Moroccan", "Moroccans"),
-    ("Vietnamese", "Vietnamese"), ("Korean", "Koreans"), ("Filipino", "Filipinos"), ("Pakistani", "Pakistanis"),
-    ("Iranian", "Iranians"), ("Argentinian", "Argentinians"), ("Colombian", "Colombians"),
-    ("Peruvian", "Peruvians"), ("Chilean", "Chileans"), ("Cuban", "Cubans"), ("Ethiopian", "Ethiopians"),
-    ("Ghanaian", "Ghanaians"), ("Somali", "Somalis"), ("Portuguese", "Portuguese"), ("Austrian", "Austrians"),
-    ("Swiss", "Swiss"), ("Belgian", "Belgians"), ("Romanian", "Romanians"), ("Bulgarian", "Bulgarians"),
-    ("Serbian", "Serbs"), ("Thai", "Thais"), ("Indonesian", "Indonesians"), ("Israeli", "Israelis"),
-    ("Palestinian", "Palestinians"), ("Lebanese", "Lebanese"), ("Syrian", "Syrians"), ("Iraqi", "Iraqis"),
-    ("Afghan", "Afghans"), ("Bangladeshi", "Bangladeshis"), ("Chechen", "Chechens"), ("Kurdish", "Kurds"),
-    ("Greenlandic", "Greenlanders"), ("Estonian", "Estonians"), ("Tunisian", "Tunisians"),
-    ("South African", "South Africans"), ("Haitian", "Haitians"),
-)  # fmt: skip
-# presidio-evaluator's AddressProviderNew shapes (one STREET_ADDRESS each), weighted as there, plus European
-# orderings; parts come from several locales.
-_ADDRESS_FORMATS = (
-    ("{street}\n{city}, {state_abbr} {postcode}", 25),
-    ("{street}\n{city}\n, {state_abbr}\n {postcode}", 10),
-    ("{street}\n{city}\n, {state_abbr}\n {country} {postcode}", 10),
-    ("{number} {street_name}\n {secondary}\n {city}\n {country} {postcode}", 5),
-    ("{number} {street_name} {secondary} {city} {state}", 5),
-    ("{street}, {city}, {country}", 5),
-    ("{street} {secondary}, {city}, {country} {postcode}", 5),
-    ("{street}\n{postcode} {city}\n{country}", 10),
-    ("{street}\n{city} {postcode}", 5),
-    ("the corner of {street_name} and {street_name}", 3),
-)
-
-
-def _strip_title(name: str) -> str:
-    stripped = _TITLE_PREFIX.sub("", name)
-    return stripped if stripped.strip() else name
-
-
-def _extra_slot_makers(seed: int) -> dict[str, Callable[[], str]]:
-    """The training-only slots, from generators of their own (see `_value_makers`)."""
-    from faker import Faker
-
-    world = Faker(list(_WORLD_LOCALES))
-    world.seed_instance(seed + 1000)
-    us = world["en_US"]
-    rng = random.Random(seed + 1000)
-
-    def part(name: str) -> str:
-        if name == "state_abbr":
-            return us.state_abbr()
-        if name == "state":
-            return us.state()
-        if name == "secondary":
-            return us.secondary_address()
-        if name == "number":
-            return us.building_number()
-        value: str = getattr(world, "street_address" if name == "street" else name)()
-        return value.upper() if name == "city" and rng.random() < 0.1 else value
-
-    formats = [f for f, _ in _ADDRESS_FORMATS]
-    weights = [w for _, w in _ADDRESS_FORMATS]
-
-    def address() -> str:
-        template = rng.choices(formats, weights)[0]
-        return re.sub(r"\{(\w+)\}", lambda m: part(m.group(1)), template)
-
-    def plural() -> str:
-        value = rng.choice(_NATIONALITIES + _RELIGIOUS_AND_POLITICAL)[1]
-        return value.lower() if rng.random() < 0.2 else value
-
-    return {
-        "ADDRESS": address,
-        "TITLE": lambda: rng.choice(_TITLES),
-        "LAST_NAME": lambda: _strip_title(world.last_name()),
-        "NRP_PLURAL": plural,
-    }
-
-
-def _training_value_makers(seed: int) -> dict[str, Callable[[], str]]:
-    """Richer values for the TRAINING renders (training rows of `CHAT_TEMPLATES`, `TRAIN_ONLY_TEMPLATES`): names,
-    places, streets, phone numbers and companies of ~24 locales; companies also from presidio-evaluator's list of
-    real ones, a fresh locale per value; no title inside a PERSON (presidio labels titles apart); presidio's phone
-    shapes (extensions, trunk prefixes in brackets, country codes); nationalities, religious and political groups,
-    capitalised or not, adjectives and plurals."""
-    from faker import Faker
-
-    base = _value_makers(seed)
-    world = Faker(list(_WORLD_LOCALES))
-    world.seed_instance(seed + 2000)
-    us = world["en_US"]
-    rng = random.Random(seed + 2000)
-    organizations, phone_formats = _presidio_value_lists()
-
-    def person() -> str:
-        first, last = world.first_name(), world.last_name()
-        return rng.choice(
-            [
-                _strip_title(world.name()),
-                _strip_title(base["PERSON"]()),
-                first,
-                f"{first} {last}",
-                f"{first} {rng.choice('ABCDEFGHJKLMNPRSTW')}{rng.choice(['. ', ' '])}{last}",
-            ]
-        )
-
-    def organization() -> str:
-        return rng.choice([world.company(), world.company(), rng.choice(organizations)])
-
-    def phone() -> str:
-        shape = rng.random()
-        if shape < 0.4:
-            return world.phone_number()
-        if shape < 0.8:
-            return us.numerify(rng.choice(phone_formats))
-        return base["PHONE_NUMBER"]()
-
-    def gpe() -> str:
-        value = rng.choice([world.city(), world.city(), world.country(), us.state(), us.state_abbr(), base["GPE"]()])
-        return value.upper() if rng.random() < 0.1 else value
-
-    def nrp() -> str:
-        value = rng.choice(_NATIONALITIES + _RELIGIOUS_AND_POLITICAL)[0]
-        return value.lower() if rng.random() < 0.2 else value
-
-    return base | {
-        "PERSON": person,
-        "ORGANIZATION": organization,
-        "PHONE_NUMBER": phone,
-        "GPE": gpe,
-        "STREET_ADDRESS": lambda: rng.choice([world.street_address(), base["STREET_ADDRESS"]()]),
-        "NRP": nrp,
-    }
-
-
-def _presidio_value_lists() -> tuple[list[str], list[str]]:
-    """presidio-evaluator's company names and phone number shapes (the generator of the presidio sentences)."""
-    import csv
-
-    from presidio_evaluator.data_generator import raw_data_dir
-    from presidio_evaluator.data_generator.faker_extensions.providers import PhoneNumberProviderNew
-
-    with (raw_data_dir / "companies_and_organizations.csv").open(encoding="utf-8") as handle:
-        organizations = [row["organization"].strip() for row in csv.DictReader(handle, delimiter="\t")]
-    organizations = [o for o in organizations if o and not o.endswith("-")]
-    return organizations, list(PhoneNumberProviderNew.formats)
-
-
 def render_template(template: str, makers: dict[str, Callable[[], str]]) -> tuple[str, tuple[Span, ...]]:
-    """Fill each `{TYPE}` slot with a fresh value and record its character span (typed by `_SLOT_TYPES`; none for
-    `_UNLABELLED_SLOTS`)."""
+    """Fill each `{TYPE}` slot with a fresh value and record its character span."""
     parts: list[str] = []
     spans: list[Span] = []
     cursor = 0
@@ -481,8 +276,7 @@ def render_template(template: str, makers: dict[str, Callable[[], str]]) -> tupl
         parts.append(literal)
         length += len(literal)
         value = makers[match.group(1)]()
-        if match.group(1) not in _UNLABELLED_SLOTS:
-            spans.append(Span(length, length + len(value), _SLOT_TYPES.get(match.group(1), match.group(1))))
+        spans.append(Span(length, length + len(value), match.group(1)))
         parts.append(value)
         length += len(value)
         cursor = match.end()
@@ -527,18 +321,13 @@ def unescape_newlines(text: str, spans: list[Span]) -> tuple[str, list[Span]]:
     return text.replace(escaped, "\n"), [Span(moved(s.start), moved(s.end), s.entity_type) for s in spans]
 
 
-def _chat_sentences(
-    templates: list[tuple[int, str]],
-    per_template: int,
-    seed: int,
-    makers: Callable[[int], dict[str, Callable[[], str]]] = _value_makers,
-) -> list[PiiExample]:
-    values = makers(seed)
+def _chat_sentences(templates: list[tuple[int, str]], per_template: int, seed: int) -> list[PiiExample]:
+    makers = _value_makers(seed)
     rng = random.Random(seed)
     out = []
     for index, template in templates:
         for _ in range(per_template):
-            text, spans = render_template(template, values)
+            text, spans = render_template(template, makers)
             if rng.random() < 0.15:
                 text = text.lower()
             out.append(PiiExample(text, spans, "faker-chat-templates", f"chat:{index}"))
@@ -618,9 +407,6 @@ def load_pii(
     arguments, which only add training rows: `presidio_extra` more presidio sentences of training templates,
     `TRAIN_ONLY_TEMPLATES` renders, and all-O examples (`pii_free` prompts that pass `likely_pii_free`, e.g. the
     intent TRAINING prompts, plus `templated_pii_free` sentences of `NEGATIVE_TEMPLATES`).
-
-    Validation and test rows keep the values of `_value_makers`; the training rows of `CHAT_TEMPLATES` and the
-    `TRAIN_ONLY_TEMPLATES` renders take theirs from `_training_value_makers` (more locales and shapes).
     """
     presidio = _presidio_sentences(presidio_n, seed)
     presidio_train, presidio_test = split_by_group(presidio, lambda r: r.group, 0.2, seed)
@@ -629,11 +415,6 @@ def load_pii(
     chat_train = _chat_sentences(chat_train_t, per_template, seed)
     chat_test = _chat_sentences(chat_test_t, per_template // 2, seed + 1)
     train, val = split_by_group(presidio_train + chat_train, lambda r: r.group, val_fraction, seed + 3)
-    # the training rows of the chat templates again, with the training makers' values (validation keeps its own)
-    kept = {r.group for r in train}
-    train = [r for r in train if r.source != "faker-chat-templates"] + _chat_sentences(
-        [t for t in chat_train_t if f"chat:{t[0]}" in kept], per_template, seed, _training_value_makers
-    )
     sources = [
         SourceInfo(
             "presidio-evaluator 0.3.2 PresidioSentenceFaker",
@@ -656,10 +437,7 @@ def load_pii(
         train += [
             PiiExample(r.text, r.spans, "faker-chat-templates-train-only", r.group)
             for r in _chat_sentences(
-                [(offset + i, t) for i, t in enumerate(TRAIN_ONLY_TEMPLATES)],
-                train_only_per_template,
-                seed + 7,
-                _training_value_makers,
+                [(offset + i, t) for i, t in enumerate(TRAIN_ONLY_TEMPLATES)], train_only_per_template, seed + 7
             )
         ]
         sources.append(
