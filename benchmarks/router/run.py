@@ -179,7 +179,8 @@ def write(results: dict[str, object]) -> None:
     lines = [
         "# Router overhead through Envoy (CPU stack, 2 cores)",
         "",
-        f"Command: `{results['command']}` — {results['machine']}",
+        f"Command: `{results['command']}` — {results['machine']}, build `{results.get('build_key', '?')}` "
+        f"serving `{results.get('onnx_file', '?')}`",
         "",
         "| concurrency | prompts | direct p50 | direct p99 | routed p50 | routed p99 | added p50 | added p99 "
         "| direct rps | routed rps | router breakdown (p50 ms) |",
@@ -235,6 +236,9 @@ def main() -> None:
             direct.stop()
             stack.down()
     results["command"] = "python benchmarks/router/run.py " + " ".join(sys.argv[1:])
+    manifest = json.loads((ROOT / "model_repository" / "signals" / "1" / "manifest.json").read_text())
+    results["build_key"] = manifest.get("build_key", "?")
+    results["onnx_file"] = manifest.get("serving", {}).get("onnx_file", "model.onnx")
     results["machine"] = (
         f"{platform.processor() or platform.machine()}, {len(__import__('os').sched_getaffinity(0))} cores"
     )

@@ -106,6 +106,9 @@ def unique_settings(redis_url: str, **overrides: Any) -> CacheSettings:
         "index_name": f"test_cache_{tag}",
         "key_prefix": f"test:{tag}:",
         "janitor_interval_s": 0.5,
+        # Behaviour tests: generous Redis budgets, so a slow moment on a noisy machine is not a silent miss.
+        "lookup_timeout_s": 5.0,
+        "store_timeout_s": 10.0,
     }
     return CacheSettings(**{**base, **overrides})
 

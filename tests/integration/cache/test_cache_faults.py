@@ -25,7 +25,10 @@ from tests.integration.conftest import RedisServer
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[3]
-BOUND_S = 0.2  # generous: the budget is 20 ms, measured in benchmarks/cache; CI machines are noisy
+# Generous: the budget is 20 ms (measured in benchmarks/cache); what this bounds is "gives up instead of waiting for
+# Redis" (its socket timeout is 1 s, a frozen Redis never answers). CI machines are noisy: one lookup was seen to take
+# 0.28 s there because the test process itself was not scheduled.
+BOUND_S = 0.5
 INDEX = "fault_cache"
 
 
@@ -44,6 +47,8 @@ def cache_process(private_redis: RedisServer, tmp_path: Path) -> Iterator[str]:
         INDEX,
         "--janitor-interval-s",
         "0.5",
+        "--lookup-timeout-s",
+        "1.0",  # the service's own Redis budget; the client's 20 ms budget is the one under test
         "--log-level",
         "warning",
     ]
@@ -64,6 +69,16 @@ def _vec(seed: int) -> np.ndarray[Any, np.dtype[np.float32]]:
 V = _vec(0)
 SCOPE: dict[str, Any] = {"model": "m", "fingerprint": "f", "tenant": None}
 RESPONSE = {"object": "chat.completion", "choices": [{"index": 0, "message": {"content": "x"}}]}
+
+
+def _patient(url: str) -> CacheClient:
+    """A client with generous budgets, for the phases that wait for a healthy cache (a noisy machine must not turn
+    them into timeouts); the fault phases use the router's 20 ms budget."""
+    return CacheClient(url, timeout_s=2.0, store_timeout_s=5.0, failure_threshold=1_000_000)
+
+
+def _fast(url: str) -> CacheClient:
+    return CacheClient(url, timeout_s=0.02, failure_threshold=3, cooldown_s=0.3)
 
 
 async def _until_hit(client: CacheClient, deadline_s: float) -> float:
@@ -91,8 +106,8 @@ async def _timed_lookups(client: CacheClient, n: int) -> list[float]:
 
 
 async def test_redis_killed_then_restarted(private_redis: RedisServer, cache_process: str) -> None:
-    async with CacheClient(cache_process, timeout_s=0.02, failure_threshold=3, cooldown_s=0.3) as client:
-        await _until_hit(client, 10)
+    async with _patient(cache_process) as patient, _fast(cache_process) as client:
+        await _until_hit(patient, 30)
 
         private_redis.stop()
         times = await _timed_lookups(client, 10)
@@ -110,7 +125,7 @@ async def test_redis_killed_then_restarted(private_redis: RedisServer, cache_pro
             assert r.status_code == 503 and r.json()["error"]["code"].startswith("cache_")
 
         private_redis.start()  # empty: no persistence
-        took = await _until_hit(client, 15)
+        took = await _until_hit(patient, 15)
         assert took < 10
         sync = redis.Redis(port=private_redis.port, protocol=2)
         assert INDEX.encode() in sync.execute_command("FT._LIST")  # type: ignore[no-untyped-call]
@@ -118,8 +133,8 @@ async def test_redis_killed_then_restarted(private_redis: RedisServer, cache_pro
 
 
 async def test_redis_frozen_then_resumed(private_redis: RedisServer, cache_process: str) -> None:
-    async with CacheClient(cache_process, timeout_s=0.02, failure_threshold=3, cooldown_s=0.3) as client:
-        await _until_hit(client, 10)
+    async with _patient(cache_process) as patient, _fast(cache_process) as client:
+        await _until_hit(patient, 30)
         pid = private_redis.process.pid
         os.kill(pid, signal.SIGSTOP)
         try:
@@ -131,5 +146,5 @@ async def test_redis_frozen_then_resumed(private_redis: RedisServer, cache_proce
             assert time.perf_counter() - t0 < 1.5  # the store's own budget; it runs in the background anyway
         finally:
             os.kill(pid, signal.SIGCONT)
-        took = await _until_hit(client, 10)
+        took = await _until_hit(patient, 10)
         assert took < 5

@@ -45,8 +45,9 @@ def completion(text: str) -> dict[str, Any]:
 
 
 def client_for(cache: RunningCache) -> CacheClient:
-    # Generous budget: these tests check behaviour; the 20 ms budget is checked in test_cache_faults.
-    return CacheClient(cache.url, timeout_s=2.0)
+    # Generous budgets and a breaker that never opens: these tests check behaviour, and a slow moment on a noisy
+    # machine must not turn a store or lookup into a silent miss. The 20 ms budget is checked in test_cache_faults.
+    return CacheClient(cache.url, timeout_s=10.0, store_timeout_s=10.0, failure_threshold=1_000_000)
 
 
 def unit(v: npt.ArrayLike) -> npt.NDArray[np.float32]:
@@ -85,7 +86,7 @@ async def test_threshold_edge(serve_cache: ServeCache) -> None:
     near = at_similarity(v, 0.9)
     async with serve_cache(default_threshold=0.95) as cache, client_for(cache) as client:
         scope: dict[str, Any] = {"model": "m", "fingerprint": "f", "tenant": None}
-        await client.store(prompt="stored", embedding=v, response=completion("x"), **scope)
+        assert await client.store(prompt="stored", embedding=v, response=completion("x"), **scope)
         hit = await client.lookup(prompt="query", embedding=near, threshold=0.899, **scope)
         assert hit is not None and abs(hit.similarity - 0.9) < 1e-4
         assert await client.lookup(prompt="query", embedding=near, threshold=0.901, **scope) is None
@@ -100,7 +101,7 @@ async def test_exact_match_fast_path(serve_cache: ServeCache) -> None:
     orthogonal = at_similarity(v, 0.0)
     async with serve_cache() as cache, client_for(cache) as client:
         scope: dict[str, Any] = {"model": "m", "fingerprint": "f", "tenant": "acme"}
-        await client.store(prompt="  What is  HNSW? ", embedding=v, response=completion("a graph"), **scope)
+        assert await client.store(prompt="  What is  HNSW? ", embedding=v, response=completion("a graph"), **scope)
         # whitespace-normalised repeat: found by key even though its vector points elsewhere
         hit = await client.lookup(prompt="What is HNSW?", embedding=orthogonal, threshold=0.99, **scope)
         assert hit is not None and hit.exact and hit.similarity == 1.0
@@ -116,7 +117,7 @@ async def test_scope_model_fingerprint_tenant(serve_cache: ServeCache, encode: E
     with_tools = {**BODY, "tools": [{"type": "function", "function": {"name": "run_python"}}]}
     tenant = "acme, inc/eu {x}"  # punctuation a TAG query would choke on unless passed as a parameter
     async with serve_cache() as cache, client_for(cache) as client:
-        await client.store(
+        assert await client.store(
             prompt=QUESTION,
             embedding=q,
             model="Qwen/Qwen3-8B",
@@ -148,7 +149,7 @@ async def test_both_search_strategies_agree(serve_cache: ServeCache, exact_searc
     async with serve_cache(exact_search_max=exact_search_max) as cache, client_for(cache) as client:
         scope: dict[str, Any] = {"model": "m", "fingerprint": "f", "tenant": None}
         for i, v in enumerate(vecs):
-            await client.store(prompt=f"p{i}", embedding=v, response=completion(str(i)), **scope)
+            assert await client.store(prompt=f"p{i}", embedding=v, response=completion(str(i)), **scope)
         for i in (0, 17, 39):
             hit = await client.lookup(prompt=f"q{i}", embedding=at_similarity(vecs[i], 0.9, seed=i), **scope)
             assert hit is not None and hit.response == completion(str(i))
@@ -163,8 +164,8 @@ async def test_ttl_expiry_and_refresh_on_hit(serve_cache: ServeCache) -> None:
     v = unit(np.random.default_rng(3).standard_normal(384))
     async with serve_cache(ttl_seconds=2, janitor_interval_s=60) as cache, client_for(cache) as client:
         scope: dict[str, Any] = {"model": "m", "fingerprint": "f", "tenant": None}
-        await client.store(prompt="short", embedding=v, response=completion("x"), ttl_seconds=1, **scope)
-        await client.store(prompt="default", embedding=unit(-v), response=completion("y"), **scope)
+        assert await client.store(prompt="short", embedding=v, response=completion("x"), ttl_seconds=1, **scope)
+        assert await client.store(prompt="default", embedding=unit(-v), response=completion("y"), **scope)
         assert await client.lookup(prompt="short", embedding=v, **scope) is not None
         key = cache.key(entry_id("default", model="m", fingerprint="f", tenant=None))
         assert 0 < await cache.redis.pttl(key) <= 2000
@@ -187,12 +188,12 @@ async def test_eviction_keeps_the_most_recently_used(serve_cache: ServeCache) ->
     async with serve_cache(max_entries=5, eviction_batch=1) as cache, client_for(cache) as client:
         scope: dict[str, Any] = {"model": "m", "fingerprint": "f", "tenant": None}
         for i in range(5):
-            await client.store(prompt=f"p{i}", embedding=vecs[i], response=completion(str(i)), **scope)
+            assert await client.store(prompt=f"p{i}", embedding=vecs[i], response=completion(str(i)), **scope)
             await asyncio.sleep(0.01)
         assert await client.lookup(prompt="p0", embedding=vecs[0], **scope) is not None  # p0 is now recent
         await asyncio.sleep(0.05)
         for i in range(5, 8):
-            await client.store(prompt=f"p{i}", embedding=vecs[i], response=completion(str(i)), **scope)
+            assert await client.store(prompt=f"p{i}", embedding=vecs[i], response=completion(str(i)), **scope)
             await asyncio.sleep(0.01)
         present = [await client.lookup(prompt=f"p{i}", embedding=vecs[i], **scope) is not None for i in range(8)]
         assert present == [True, False, False, False, True, True, True, True]
@@ -207,7 +208,7 @@ async def test_amortised_eviction_stays_bounded(serve_cache: ServeCache) -> None
     async with serve_cache(max_entries=20, eviction_batch=5) as cache, client_for(cache) as client:
         scope: dict[str, Any] = {"model": "m", "fingerprint": "f", "tenant": None}
         for i in range(60):
-            await client.store(prompt=f"q{i}", embedding=unit(rng.standard_normal(384)), response={}, **scope)
+            assert await client.store(prompt=f"q{i}", embedding=unit(rng.standard_normal(384)), response={}, **scope)
             assert await cache.redis.zcard(cache.settings.lru_key) <= 20 + 5 - 1
         assert cache.service.counts["evicted"] >= 35
 
@@ -222,7 +223,10 @@ async def test_invalidate(serve_cache: ServeCache) -> None:
         stored = []
         for i, (model, tenant) in enumerate([("a", None), ("a", "t1"), ("b", None), ("b", "t1"), ("b", "t2")]):
             v = unit(rng.standard_normal(384))
-            await client.store(prompt=f"p{i}", embedding=v, model=model, fingerprint="f", tenant=tenant, response={})
+            stored_ok = await client.store(
+                prompt=f"p{i}", embedding=v, model=model, fingerprint="f", tenant=tenant, response={}
+            )
+            assert stored_ok
             stored.append(entry_id(f"p{i}", model=model, fingerprint="f", tenant=tenant))
         assert (await http.post("/v1/cache/invalidate", json={"entry_id": stored[0]})).json() == {"deleted": 1}
         assert await client.invalidate(tenant="t1") == 2
@@ -270,7 +274,7 @@ async def test_metrics_and_health(serve_cache: ServeCache) -> None:
         httpx.AsyncClient(base_url=cache.url) as http,
     ):
         scope: dict[str, Any] = {"model": "m", "fingerprint": "f", "tenant": None}
-        await client.store(prompt="p", embedding=v, response={}, **scope)
+        assert await client.store(prompt="p", embedding=v, response={}, **scope)
         await client.lookup(prompt="p", embedding=v, **scope)
         await client.lookup(prompt="other", embedding=at_similarity(v, 0.1), **scope)
         await cache.service.stats()
@@ -291,7 +295,7 @@ async def test_metrics_and_health(serve_cache: ServeCache) -> None:
 async def test_index_is_migrated_when_the_schema_changes(serve_cache: ServeCache) -> None:
     v8 = unit(np.arange(1, 9))
     async with serve_cache(embedding_dim=8) as cache8, client_for(cache8) as client:
-        await client.store(prompt="p", embedding=v8, model="m", fingerprint="f", response={})
+        assert await client.store(prompt="p", embedding=v8, model="m", fingerprint="f", response={})
         name, prefix = cache8.settings.index_name, cache8.settings.key_prefix
         async with serve_cache(index_name=name, key_prefix=prefix, embedding_dim=8, hnsw_m=8) as same_dim:
             assert same_dim.service.index_ready
@@ -307,7 +311,7 @@ async def test_index_is_migrated_when_the_schema_changes(serve_cache: ServeCache
             assert any(b"dim" in a and a[a.index(b"dim") + 1] == 384 for a in attrs)
             assert (await cache384.service.stats())["entries"] == 0  # 8-d entries are useless: dropped
             v = unit(np.ones(384))
-            await c384.store(prompt="p", embedding=v, model="m", fingerprint="f", response={"ok": 1})
+            assert await c384.store(prompt="p", embedding=v, model="m", fingerprint="f", response={"ok": 1})
             hit = await c384.lookup(prompt="p2", embedding=v, model="m", fingerprint="f")
             assert hit is not None and hit.response == {"ok": 1}
 
