@@ -84,28 +84,74 @@ def compare_with_torch(
 TRUNK_PREFIXES = ("/trunk.", "/embeddings/")
 
 
-def quantize_int8(source: Path, target: Path, tasks: Sequence[str] = ("intent", "jailbreak", "pii")) -> Path:
-    """Dynamic int8 quantisation of the MatMul/Gemm weights of the given TASK TOPS (activations stay float).
+def quantize_int8(
+    source: Path,
+    target: Path,
+    calibration: Sequence[Sequence[int]],
+    tasks: Sequence[str] = ("intent", "jailbreak", "pii"),
+) -> Path:
+    """Static (calibrated) int8 quantisation of the weight MatMuls of the given TASK TOPS.
+
+    Weights: int8, symmetric, per output channel. Activations: uint8 with FIXED scales calibrated (min/max) on
+    `calibration`, token-id rows from the training splits, run one row at a time. Fixed scales make every row's
+    result independent of the rows it is batched with: dynamic quantisation scales activations per call, so a
+    request's scores moved (PII token probabilities by up to ~0.1) with its batch-mates and padding. The MatMul
+    outputs stay float (ORT fuses each quantised MatMul into MatMulIntegerToFloat).
 
     The trunk always stays fp32: its output is the sentence embedding, which must equal sentence-transformers'
     within 1e-5 (the semantic cache and tool selection compare it with vectors from other processes). Each task's
     outputs depend only on the trunk and its own top, so quantising one top leaves the others' outputs exact."""
     import onnx
-    from onnxruntime.quantization import QuantType, quantize_dynamic
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
 
     graph = onnx.load(str(source), load_external_data=False).graph
-    matmuls = [n.name for n in graph.node if n.op_type in ("MatMul", "Gemm")]
-    if not any(name.startswith(TRUNK_PREFIXES) for name in matmuls):
+    weights = {init.name for init in graph.initializer}
+    matmuls = [n for n in graph.node if n.op_type == "MatMul"]
+    if not any(n.name.startswith(TRUNK_PREFIXES) for n in matmuls):
         raise ValueError(f"no trunk nodes named {TRUNK_PREFIXES} in {source}: the export's node names changed")
-    chosen = [name for name in matmuls if name.startswith(tuple(f"/{task}/" for task in tasks))]
+    prefixes = tuple(f"/{task}/" for task in tasks)
+    chosen = [n.name for n in matmuls if n.name.startswith(prefixes) and n.input[1] in weights]
     if not chosen:
         shutil.copyfile(source, target)
         return target
-    quantize_dynamic(
+    if not calibration:
+        raise ValueError("static int8 needs calibration rows")
+
+    class _Rows(CalibrationDataReader):  # type: ignore[misc]
+        def __init__(self) -> None:
+            self._rows = iter(calibration)
+
+        def get_next(self) -> dict[str, np.ndarray[Any, Any]] | None:
+            row = next(self._rows, None)
+            if row is None:
+                return None
+            ids = np.asarray([row], dtype=np.int64)
+            return {"input_ids": ids, "attention_mask": np.ones_like(ids)}
+
+    quantize_static(
         str(source),
         str(target),
-        weight_type=QuantType.QInt8,
-        op_types_to_quantize=["MatMul", "Gemm"],
+        _Rows(),
+        quant_format=QuantFormat.QDQ,
+        op_types_to_quantize=["MatMul"],
         nodes_to_quantize=chosen,
+        per_channel=True,
+        activation_type=QuantType.QUInt8,
+        weight_type=QuantType.QInt8,
+        calibrate_method=CalibrationMethod.MinMax,
+        extra_options={
+            "WeightSymmetric": True,
+            "ActivationSymmetric": False,
+            "OpTypesToExcludeOutputQuantization": ["MatMul"],
+            # A tensor the trunk shares with a top (the hidden state at the branch layer) gets its own Q/DQ pair
+            # per quantised consumer; without this the trunk's next layer would read the dequantised copy too.
+            "DedicatedQDQPair": True,
+        },
     )
     return target

@@ -197,7 +197,8 @@ def render_markdown(report: dict[str, Any]) -> str:
         f"embedding vs sentence-transformers reference: max abs diff "
         f"{onnx['embedding_vs_sentence_transformers']['max_abs_diff']:.2e} (tolerance 1e-5).",
         (
-            "int8 task tops (dynamic, MatMul weights of the fine-tuned layers and heads; the trunk and so the "
+            "int8 task tops (static: weights per channel, activation scales calibrated on training rows; MatMuls of "
+            "the fine-tuned layers and heads; the trunk and so the "
             f"embedding stay fp32), held-out: intent macro-F1 {_f(int8['intent']['macro_f1'])}, "
             f"jailbreak F1 {_f(int8['jailbreak']['at_threshold']['f1'])}, PII F1 {_f(int8['pii']['micro']['f1'])}; "
             f"in-process ORT {speed['fp32_seq_per_s']:.0f} seq/s fp32 vs {speed['int8_seq_per_s']:.0f} int8 "
@@ -229,9 +230,18 @@ def _quantization_lines(choice: dict[str, Any] | None) -> list[str]:
     scores = ", ".join(f"{k} {_f(before[k])} -> {_f(after[k])}" for k in before)
     tasks = choice.get("int8_tasks", ["intent", "jailbreak", "pii"] if choice["serve_int8"] else [])
     served = f"int8 tops for {', '.join(tasks)}, the rest fp32" if tasks else "fp32"
-    return [
+    lines = [
         "",
         f"Served graph: **{served}** (mode `{choice['mode']}`: a task's top is served in int8 when its validation "
         f"score stays within {choice['tolerance']} of fp32). Validation fp32 -> all tops int8: {scores}. The int8 "
         "figures above are those of the all-tops graph.",
     ]
+    check = choice.get("served_graph_check")
+    if check:
+        lines += [
+            "",
+            f"Served graph checks: embedding vs the fp32 graph max abs diff {check['embedding_vs_fp32']:.1e}; a row "
+            f"alone vs padded in a batch of 8, max abs diff over all outputs {check['batch_vs_alone']:.1e} (fixed "
+            "activation scales: a request's scores do not depend on its batch-mates).",
+        ]
+    return lines

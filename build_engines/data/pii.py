@@ -6,12 +6,14 @@ training never saw. Entity values come from Faker; labels are character spans, c
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
 import re
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from datetime import datetime, tzinfo
 
 from build_engines.bio import Span, merge_adjacent
 from build_engines.data.common import DataSplits, SourceInfo, split_by_group
@@ -390,6 +392,30 @@ def _negative_sentences(count: int, seed: int) -> list[PiiExample]:
     return out
 
 
+# Faker draws dates relative to the wall clock ("the last 30 years up to now"), so without this the same seed gave
+# other timestamps on every build. Any fixed instant will do.
+_FAKER_NOW = datetime(2025, 6, 1, 12, 0, 0)
+
+
+@contextlib.contextmanager
+def _frozen_faker_clock() -> Iterator[None]:
+    """Faker's date provider reads `datetime.now()`; pin it for the duration of data generation."""
+    import faker.providers.date_time as faker_dates
+
+    class _Pinned(datetime):
+        @classmethod
+        def now(cls, tz: tzinfo | None = None) -> datetime:  # type: ignore[override]
+            return _FAKER_NOW.replace(tzinfo=tz) if tz is not None else _FAKER_NOW
+
+    original = faker_dates.__dict__["datetime"]
+    setattr(faker_dates, "datetime", _Pinned)  # noqa: B010
+    try:
+        yield
+    finally:
+        setattr(faker_dates, "datetime", original)  # noqa: B010
+
+
+@_frozen_faker_clock()
 def load_pii(
     *,
     seed: int,
@@ -401,7 +427,8 @@ def load_pii(
     pii_free: Sequence[str] = (),
     templated_pii_free: int = 0,
 ) -> DataSplits:
-    """Train/val/test PII sentences; test templates (both sources) are never seen in training.
+    """Train/val/test PII sentences; test templates (both sources) are never seen in training. Deterministic for
+    a seed (Faker's clock is pinned while it runs).
 
     The splits of the first `presidio_n` presidio sentences and of `CHAT_TEMPLATES` do not depend on the other
     arguments, which only add training rows: `presidio_extra` more presidio sentences of training templates,

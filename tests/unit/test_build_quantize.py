@@ -1,4 +1,5 @@
-"""int8 quantisation of the `signals` graph touches the task tops only: the trunk (the embedding) stays fp32."""
+"""Static int8 quantisation of the `signals` graph touches the task tops only (the trunk, so the embedding, stays
+fp32), and a row's outputs do not depend on the rows batched with it."""
 
 from __future__ import annotations
 
@@ -34,14 +35,19 @@ def graphs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
                 parameter.add_(0.01 * torch.randn_like(parameter))
     folder = tmp_path_factory.mktemp("quantize")
     fp32 = export_signals(model, folder / "model.onnx")
-    return fp32, quantize_int8(fp32, folder / "model.int8.onnx")
+    return fp32, quantize_int8(fp32, folder / "model.int8.onnx", CALIBRATION)
+
+
+CALIBRATION = [list(np.random.default_rng(i).integers(1, 8000, size=4 + i % 9)) for i in range(24)]
 
 
 def _matmul_weights(path: Path) -> tuple[set[str], set[str]]:
     """(names of quantised MatMul nodes, names of float MatMul nodes)."""
     graph = onnx.load(str(path)).graph
-    quantised = {n.name for n in graph.node if n.op_type in ("MatMulInteger", "DynamicQuantizeMatMul")}
-    plain = {n.name for n in graph.node if n.op_type == "MatMul"}
+    dequantised = {n.output[0] for n in graph.node if n.op_type == "DequantizeLinear"}
+    matmuls = [n for n in graph.node if n.op_type == "MatMul"]
+    quantised = {n.name for n in matmuls if n.input[1] in dequantised}
+    plain = {n.name for n in matmuls if n.input[1] not in dequantised}
     return quantised, plain
 
 
@@ -69,7 +75,7 @@ def test_embedding_is_unchanged_and_heads_stay_close(graphs: tuple[Path, Path]) 
 
 def test_a_subset_of_tops_leaves_the_other_tasks_exact(graphs: tuple[Path, Path], tmp_path: Path) -> None:
     fp32, _ = graphs
-    partial = quantize_int8(fp32, tmp_path / "partial.onnx", tasks=["intent"])
+    partial = quantize_int8(fp32, tmp_path / "partial.onnx", CALIBRATION, tasks=["intent"])
     quantised, _ = _matmul_weights(partial)
     assert quantised and all(name.startswith("/intent/") for name in quantised)
     ids = np.random.default_rng(1).integers(1, 8000, size=(2, 9)).astype(np.int64)
@@ -77,3 +83,21 @@ def test_a_subset_of_tops_leaves_the_other_tasks_exact(graphs: tuple[Path, Path]
     outputs = ["jailbreak_probs", "pii_tag_probs", "embedding"]
     for a, b in zip(*(session(p, threads=1).run(outputs, feeds) for p in (fp32, partial)), strict=True):
         np.testing.assert_allclose(a, b, atol=1e-6)
+
+
+def test_a_row_scores_the_same_alone_and_in_a_padded_batch(graphs: tuple[Path, Path]) -> None:
+    """Fixed (calibrated) activation scales: batch-mates and padding do not move a request's scores, which dynamic
+    quantisation (scales computed per call) did."""
+    _, int8 = graphs
+    sess = session(int8, threads=1)
+    rng = np.random.default_rng(2)
+    short = rng.integers(1, 8000, size=(1, 6)).astype(np.int64)
+    long = rng.integers(1, 8000, size=(1, 15)).astype(np.int64) * 0 + 7999  # large ids, other activations
+    batch = np.zeros((2, 15), dtype=np.int64)
+    batch[0, :6], batch[1] = short[0], long[0]
+    mask = (batch != 0).astype(np.int64)
+    outputs = ["intent_probs", "jailbreak_probs", "pii_tag_probs"]
+    alone = sess.run(outputs, {"input_ids": short, "attention_mask": np.ones_like(short)})
+    together = sess.run(outputs, {"input_ids": batch, "attention_mask": mask})
+    for a, b in zip(alone, together, strict=True):
+        np.testing.assert_allclose(a[0], b[0][: a.shape[1]] if a.ndim == 2 and a.shape[1] == 6 else b[0], atol=1e-5)
