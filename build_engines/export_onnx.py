@@ -15,7 +15,16 @@ import torch
 from build_engines.encoder import pad_batch
 from build_engines.heads import SignalsModel
 
-__all__ = ["INPUTS", "OPSET", "TRUNK_PREFIXES", "compare_with_torch", "export_signals", "quantize_int8", "session"]
+__all__ = [
+    "INPUTS",
+    "OPSET",
+    "TRUNK_PREFIXES",
+    "compare_with_torch",
+    "export_signals",
+    "is_ffn_down",
+    "quantize_int8",
+    "session",
+]
 
 INPUTS = ("input_ids", "attention_mask")
 OPSET = 17
@@ -84,11 +93,17 @@ def compare_with_torch(
 TRUNK_PREFIXES = ("/trunk.", "/embeddings/")
 
 
+def is_ffn_down(node_name: str) -> bool:
+    """The feed-forward down-projection of a BERT layer (`.../layers.N/output/dense/MatMul` in the export)."""
+    return "/output/dense/" in node_name and "/attention/" not in node_name
+
+
 def quantize_int8(
     source: Path,
     target: Path,
     calibration: Sequence[Sequence[int]],
     tasks: Sequence[str] = ("intent", "jailbreak", "pii"),
+    ffn_down_float: Sequence[str] = (),
 ) -> Path:
     """Static (calibrated) int8 quantisation of the weight MatMuls of the given TASK TOPS.
 
@@ -97,6 +112,10 @@ def quantize_int8(
     result independent of the rows it is batched with: dynamic quantisation scales activations per call, so a
     request's scores moved (PII token probabilities by up to ~0.1) with its batch-mates and padding. The MatMul
     outputs stay float (ORT fuses each quantised MatMul into MatMulIntegerToFloat).
+
+    `ffn_down_float`: tasks (among `tasks`) whose feed-forward down-projections stay fp32. Their input is the GELU
+    output, whose long tail a single min/max scale resolves poorly; the build uses this for a task whose fully
+    int8 top misses the validation tolerance.
 
     The trunk always stays fp32: its output is the sentence embedding, which must equal sentence-transformers'
     within 1e-5 (the semantic cache and tool selection compare it with vectors from other processes). Each task's
@@ -116,7 +135,14 @@ def quantize_int8(
     if not any(n.name.startswith(TRUNK_PREFIXES) for n in matmuls):
         raise ValueError(f"no trunk nodes named {TRUNK_PREFIXES} in {source}: the export's node names changed")
     prefixes = tuple(f"/{task}/" for task in tasks)
-    chosen = [n.name for n in matmuls if n.name.startswith(prefixes) and n.input[1] in weights]
+    keep = tuple(f"/{task}/" for task in ffn_down_float)
+    chosen = [
+        n.name
+        for n in matmuls
+        if n.name.startswith(prefixes)
+        and n.input[1] in weights
+        and not (n.name.startswith(keep) and is_ffn_down(n.name) if keep else False)
+    ]
     if not chosen:
         shutil.copyfile(source, target)
         return target

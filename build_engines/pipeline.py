@@ -11,7 +11,7 @@ import logging
 import random
 import shutil
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -358,17 +358,33 @@ def _choose_quantization(
     pii: DataSplits,
     tags: Sequence[str],
     threshold: float,
+    partial: Callable[[Sequence[str]], Path],
 ) -> dict[str, Any]:
     """Which task tops to serve in int8: ("auto") each task whose validation score stays within the tolerance of
-    fp32 with every top quantised ("on": all, "off": none). A task's outputs depend only on the trunk and its own
-    top, so the per-task scores of the all-int8 graph are those of any graph that quantises that top."""
+    fp32 with every top quantised; a task that misses gets a second try with its feed-forward down-projections in
+    fp32 (`partial(tasks)` writes that graph); a task that misses both stays fp32 ("on": all fully int8, "off":
+    none). A task's outputs depend only on the trunk and its own top, so each graph's per-task scores are those of
+    any graph that quantises that top the same way."""
     before = _validation_scores(fp32, intent, jailbreak, pii, tags, threshold)
     after = _validation_scores(int8, intent, jailbreak, pii, tags, threshold)
-    within = {task: before[key] - after[key] <= config.quantize_tolerance for task, key in _SCORE_OF_TASK.items()}
+
+    def within(scores: dict[str, float]) -> dict[str, bool]:
+        return {task: before[key] - scores[key] <= config.quantize_tolerance for task, key in _SCORE_OF_TASK.items()}
+
+    full_ok = within(after)
+    retry: dict[str, float] = {}
+    ffn_down_float: list[str] = []
     if config.quantize == "on":
         tasks = list(TASKS)
     elif config.quantize == "auto":
-        tasks = [task for task in TASKS if within[task]]
+        tasks = [task for task in TASKS if full_ok[task]]
+        missed = [task for task in TASKS if not full_ok[task]]
+        if missed:
+            scores = _validation_scores(partial(missed), intent, jailbreak, pii, tags, threshold)
+            retry_ok = within(scores)
+            retry = {_SCORE_OF_TASK[task]: scores[_SCORE_OF_TASK[task]] for task in missed}
+            ffn_down_float = [task for task in missed if retry_ok[task]]
+            tasks += ffn_down_float
     else:
         tasks = []
     return {
@@ -376,8 +392,10 @@ def _choose_quantization(
         "tolerance": config.quantize_tolerance,
         "validation_fp32": before,
         "validation_int8": after,
-        "within_tolerance": within,
-        "int8_tasks": tasks,
+        "within_tolerance": full_ok,
+        "validation_int8_ffn_down_fp32": retry,
+        "int8_tasks": [t for t in TASKS if t in tasks],
+        "ffn_down_fp32_tasks": ffn_down_float,
         "serve_int8": bool(tasks),
     }
 
@@ -470,12 +488,22 @@ def build(
         quantized = quantize_int8(onnx_path, out / "model.int8.onnx", calibration)
         int8 = _evaluate_all(quantized, intent, jailbreak, pii, tags, threshold)
         speed["int8_seq_per_s"] = _throughput(quantized, perf_texts)
-        quantization = _choose_quantization(config, onnx_path, quantized, intent, jailbreak, pii, tags, threshold)
-        if quantization["serve_int8"] and set(quantization["int8_tasks"]) != set(TASKS):
-            # serve only the tops that held up; the report's int8 figures stay those of the all-tops graph
-            quantize_int8(onnx_path, out / "model.served-int8.onnx", calibration, quantization["int8_tasks"])
-            (out / "model.served-int8.onnx").replace(quantized)
-            quantization["served_graph_note"] = "model.int8.onnx quantises only int8_tasks"
+        served_path = out / "model.served-int8.onnx"
+
+        def partial(tasks: Sequence[str], ffn_down_float: Sequence[str] | None = None) -> Path:
+            keep = tasks if ffn_down_float is None else ffn_down_float
+            return quantize_int8(onnx_path, served_path, calibration, tasks, ffn_down_float=keep)
+
+        quantization = _choose_quantization(
+            config, onnx_path, quantized, intent, jailbreak, pii, tags, threshold, partial
+        )
+        chosen, keep = quantization["int8_tasks"], quantization["ffn_down_fp32_tasks"]
+        if quantization["serve_int8"] and (set(chosen) != set(TASKS) or keep):
+            # serve the tops as chosen; the report's int8 figures stay those of the all-tops graph
+            partial(chosen, keep).replace(quantized)
+            quantization["served_graph_note"] = (
+                "model.int8.onnx quantises only int8_tasks, with fp32 FFN down-projections in ffn_down_fp32_tasks"
+            )
         if quantization["serve_int8"]:
             quantization["served_graph_check"] = _served_graph_check(quantized, onnx_path, sample_rows[:48])
     timings["evaluate_s"] = time.perf_counter() - t

@@ -229,12 +229,21 @@ def _quantization_lines(choice: dict[str, Any] | None) -> list[str]:
     before, after = choice["validation_fp32"], choice["validation_int8"]
     scores = ", ".join(f"{k} {_f(before[k])} -> {_f(after[k])}" for k in before)
     tasks = choice.get("int8_tasks", ["intent", "jailbreak", "pii"] if choice["serve_int8"] else [])
-    served = f"int8 tops for {', '.join(tasks)}, the rest fp32" if tasks else "fp32"
+    partial = choice.get("ffn_down_fp32_tasks", [])
+    named = [f"{t} (FFN down-projections fp32)" if t in partial else t for t in tasks]
+    served = f"int8 tops for {', '.join(named)}, the rest fp32" if tasks else "fp32"
+    retry = choice.get("validation_int8_ffn_down_fp32") or {}
     lines = [
         "",
         f"Served graph: **{served}** (mode `{choice['mode']}`: a task's top is served in int8 when its validation "
         f"score stays within {choice['tolerance']} of fp32). Validation fp32 -> all tops int8: {scores}. The int8 "
-        "figures above are those of the all-tops graph.",
+        "figures above are those of the all-tops graph."
+        + (
+            " A task that missed got a second try with its FFN down-projections (input: the GELU output, long-tailed)"
+            f" in fp32: {', '.join(f'{k} {_f(v)}' for k, v in retry.items())}."
+            if retry
+            else ""
+        ),
     ]
     check = choice.get("served_graph_check")
     if check:

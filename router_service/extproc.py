@@ -67,6 +67,8 @@ class _Stream:
     path: str = ""
     outcome: Outcome | None = None
     tracker: ResponseTracker | None = None
+    done: bool = False
+    """The upstream response has ended (end_of_stream seen)."""
 
 
 class ExtProcServer(pb_grpc.ExternalProcessorServicer):  # type: ignore[misc]
@@ -88,8 +90,10 @@ class ExtProcServer(pb_grpc.ExternalProcessorServicer):  # type: ignore[misc]
                     yield await self._on_request_body(stream, req.request_body)
                 elif kind == "response_headers":
                     yield self._on_response_headers(stream, req.response_headers)
+                    self._finish_if_done(stream)  # after the reply: bookkeeping is off the response's path
                 elif kind == "response_body":
                     yield self._on_response_body(stream, req.response_body)
+                    self._finish_if_done(stream)
                 elif kind == "request_trailers":
                     yield pb.ProcessingResponse(request_trailers=pb.TrailersResponse())
                 elif kind == "response_trailers":
@@ -191,8 +195,7 @@ class ExtProcServer(pb_grpc.ExternalProcessorServicer):  # type: ignore[misc]
                 mode = processing_mode_pb2.ProcessingMode(
                     response_body_mode=processing_mode_pb2.ProcessingMode.STREAMED
                 )
-            if headers.end_of_stream:
-                self._finish(stream)
+            stream.done = bool(headers.end_of_stream)
         common = pb.CommonResponse(header_mutation=pb.HeaderMutation(set_headers=_set_headers(add)))
         response = pb.ProcessingResponse(response_headers=pb.HeadersResponse(response=common))
         if mode is not None:
@@ -202,13 +205,13 @@ class ExtProcServer(pb_grpc.ExternalProcessorServicer):  # type: ignore[misc]
     def _on_response_body(self, stream: _Stream, body: pb.HttpBody) -> pb.ProcessingResponse:
         if stream.tracker is not None:
             stream.tracker.on_chunk(body.body)
-            if body.end_of_stream:
-                self._finish(stream)
+            stream.done = bool(body.end_of_stream)
         return pb.ProcessingResponse(response_body=pb.BodyResponse())
 
-    def _finish(self, stream: _Stream) -> None:
+    def _finish_if_done(self, stream: _Stream) -> None:
+        """Metrics and the cache store once the response is complete (called after its last reply was sent)."""
         tracker, outcome = stream.tracker, stream.outcome
-        if tracker is None or outcome is None:
+        if not stream.done or tracker is None or outcome is None:
             return
         stream.tracker = None
         tracker.finish(self.router.config, self.router.cache, outcome.store_scope)

@@ -11,7 +11,7 @@ import pytest
 import torch
 from transformers import BertConfig, BertModel
 
-from build_engines.export_onnx import TRUNK_PREFIXES, export_signals, quantize_int8, session
+from build_engines.export_onnx import TRUNK_PREFIXES, export_signals, is_ffn_down, quantize_int8, session
 from build_engines.heads import SignalsModel, TaskTop
 
 
@@ -101,3 +101,14 @@ def test_a_row_scores_the_same_alone_and_in_a_padded_batch(graphs: tuple[Path, P
     together = sess.run(outputs, {"input_ids": batch, "attention_mask": mask})
     for a, b in zip(alone, together, strict=True):
         np.testing.assert_allclose(a[0], b[0][: a.shape[1]] if a.ndim == 2 and a.shape[1] == 6 else b[0], atol=1e-5)
+
+
+def test_ffn_down_projections_can_stay_float_for_one_task(graphs: tuple[Path, Path], tmp_path: Path) -> None:
+    fp32, _ = graphs
+    graph = quantize_int8(fp32, tmp_path / "mixed.onnx", CALIBRATION, ffn_down_float=["pii"])
+    quantised, plain = _matmul_weights(graph)
+    pii_down = {n for n in plain if n.startswith("/pii/") and is_ffn_down(n)}
+    assert pii_down, "the PII top's FFN down-projections should stay float"
+    assert not any(n.startswith("/pii/") and is_ffn_down(n) for n in quantised)
+    assert any(n.startswith("/pii/") and not is_ffn_down(n) for n in quantised)
+    assert any(n.startswith("/intent/") and is_ffn_down(n) for n in quantised)
