@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import shutil
 import signal
 import socket
@@ -47,11 +48,39 @@ def _venv_bin() -> Path:
     return Path(sys.executable).parent
 
 
+def _ephemeral_low(default: int = 32768) -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return default
+
+
+# Ports for our servers come from just BELOW the kernel's ephemeral range. A port from `bind(0)` lies inside it, so
+# between picking it and the server binding it (seconds, while Triton starts) any outgoing connection could take it
+# as its local port, and two picks could even return the same port; both made the integration tests flaky.
+_PORT_HIGH = _ephemeral_low()
+_PORT_LOW = max(1024, _PORT_HIGH - 12000)
+_handed_out: set[int] = set()  # bounded by the range (~12k ports)
+_pick = random.SystemRandom()
+
+
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
+    """A loopback port nothing listens on, never handed out before by this process, outside the ephemeral range."""
+    for _ in range(500):
+        port = _pick.randrange(_PORT_LOW, _PORT_HIGH)
+        if port in _handed_out:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
         return port
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:  # range exhausted: let the kernel choose
+        s.bind(("127.0.0.1", 0))
+        chosen: int = s.getsockname()[1]
+        return chosen
 
 
 def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
