@@ -90,17 +90,15 @@ def test_a_row_scores_the_same_alone_and_in_a_padded_batch(graphs: tuple[Path, P
     quantisation (scales computed per call) did."""
     _, int8 = graphs
     sess = session(int8, threads=1)
-    rng = np.random.default_rng(2)
-    short = rng.integers(1, 8000, size=(1, 6)).astype(np.int64)
-    long = rng.integers(1, 8000, size=(1, 15)).astype(np.int64) * 0 + 7999  # large ids, other activations
+    short = np.random.default_rng(2).integers(1, 8000, size=(1, 6)).astype(np.int64)
     batch = np.zeros((2, 15), dtype=np.int64)
-    batch[0, :6], batch[1] = short[0], long[0]
+    batch[0, :6], batch[1] = short[0], 7999  # a longer batch-mate with other activations; row 0 is padded
     mask = (batch != 0).astype(np.int64)
     outputs = ["intent_probs", "jailbreak_probs", "pii_tag_probs"]
     alone = sess.run(outputs, {"input_ids": short, "attention_mask": np.ones_like(short)})
     together = sess.run(outputs, {"input_ids": batch, "attention_mask": mask})
     for a, b in zip(alone, together, strict=True):
-        np.testing.assert_allclose(a[0], b[0][: a.shape[1]] if a.ndim == 2 and a.shape[1] == 6 else b[0], atol=1e-5)
+        np.testing.assert_allclose(a[0], b[0][: a.shape[1]], atol=1e-5)  # token outputs: the row's own length
 
 
 def test_ffn_down_projections_can_stay_float_for_one_task(graphs: tuple[Path, Path], tmp_path: Path) -> None:
