@@ -59,6 +59,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         log_level=settings.log_level,
         access_log=False,
         lifespan="on",
+        timeout_graceful_shutdown=5,
     )
 
 

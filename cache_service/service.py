@@ -28,6 +28,7 @@ from cache_service.settings import CacheSettings
 __all__ = ["CacheService", "LookupResult"]
 
 log = logging.getLogger(__name__)
+_STOP_TIMEOUT_S = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +62,7 @@ class CacheService:
         self._redis: aioredis.Redis | None = None
         self._repo: CacheRepository | None = None
         self._janitor: asyncio.Task[None] | None = None
+        self._stopping = False
         self._wakeup = asyncio.Event()
         self.redis_ok = False
         self.index_ready = False
@@ -84,15 +86,23 @@ class CacheService:
             retry=Retry(NoBackoff(), 1),
         )
         self._repo = CacheRepository(self._redis, s)
+        self._stopping = False
         await self._check_index(migrate=True)  # best effort: a down Redis at start is retried by the janitor
         self._janitor = asyncio.create_task(self._janitor_loop(), name="cache-janitor")
 
     async def stop(self) -> None:
-        if self._janitor is not None:
-            self._janitor.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._janitor
-            self._janitor = None
+        self._stopping = True
+        janitor, self._janitor = self._janitor, None
+        if janitor is not None:
+            # A cancel can be lost: redis-py sends with asyncio.wait_for, which on Python 3.11 swallows a cancel
+            # that lands as the send completes (the janitor then ran on and shutdown hung, seen in CI). So the
+            # loop also checks `_stopping`, the cancel is repeated until it takes, and the wait is bounded.
+            deadline = time.monotonic() + _STOP_TIMEOUT_S
+            while not janitor.done() and time.monotonic() < deadline:
+                janitor.cancel()
+                await asyncio.wait({janitor}, timeout=0.2)
+            if not janitor.done():
+                log.warning("cache: the janitor did not stop within %.0f s; leaving it", _STOP_TIMEOUT_S)
         if self._redis is not None:
             await self._redis.aclose()
             self._redis = None
@@ -325,11 +335,14 @@ class CacheService:
 
     async def _janitor_loop(self) -> None:
         interval = self.settings.janitor_interval_s
-        while True:
+        while not self._stopping:
             # While Redis is away, look again every second at most (and at least): recovery is quick, no spin.
             wait = interval if self.redis_ok and self.index_ready else min(interval, 1.0)
+            # asyncio.timeout, not wait_for: on Python 3.11, wait_for swallows a cancel that lands just as the
+            # event is set.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wakeup.wait(), timeout=wait)
+                async with asyncio.timeout(wait):
+                    await self._wakeup.wait()
             self._wakeup.clear()
             await self._check_index()
             await asyncio.sleep(0.05)  # a burst of wake-ups costs at most 20 checks a second

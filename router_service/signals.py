@@ -9,7 +9,6 @@ longest row, never to the model maximum) and sends ONE `infer` call.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import time
 from collections import OrderedDict
@@ -106,8 +105,7 @@ class SignalClient:
     async def close(self) -> None:
         if self._flusher is not None:
             self._flusher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._flusher
+            await asyncio.wait({self._flusher}, timeout=5.0)  # shutdown never hangs on the flusher
             self._flusher = None
         await self._client.close()
 
@@ -129,9 +127,8 @@ class SignalClient:
                 waiting.append((i, fut))
         if waiting:
             try:
-                done = await asyncio.wait_for(
-                    asyncio.gather(*(f for _, f in waiting)), timeout=self.timeout_s + self.window_s + 0.5
-                )
+                async with asyncio.timeout(self.timeout_s + self.window_s + 0.5):
+                    done = await asyncio.gather(*(f for _, f in waiting))
             except TimeoutError as e:
                 raise ClassifierUnavailable("Triton did not answer in time") from e
             for (i, _), sig in zip(waiting, done, strict=True):
@@ -170,8 +167,11 @@ class SignalClient:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     break
+                # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a cancel that lands as the
+                # get completes, and the flusher would then outlive close().
                 try:
-                    batch.append(await asyncio.wait_for(self._queue.get(), remaining))
+                    async with asyncio.timeout(remaining):
+                        batch.append(await self._queue.get())
                 except TimeoutError:
                     break
             # Never await the inference inline: the next batch forms while this one runs.

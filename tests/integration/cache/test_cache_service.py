@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import json
+import time
 from typing import Any
 
 import httpx
@@ -17,8 +18,10 @@ import pytest
 from cache_service.client import CacheClient, Outcome
 from cache_service.codec import encode_embedding, entry_id
 from cache_service.scope import fingerprint, prompt_text
+from cache_service.service import CacheService
 from cache_service.sse import assemble_stream, replay_sse
-from tests.integration.cache.conftest import Encoder, RunningCache, ServeCache
+from tests.integration.cache.conftest import Encoder, RunningCache, ServeCache, unique_settings
+from tests.integration.conftest import RedisServer
 
 pytestmark = pytest.mark.integration
 
@@ -346,3 +349,22 @@ async def test_streamed_completion_round_trip(serve_cache: ServeCache, encode: E
         replayed = replay_sse(hit.response, include_usage=False)
         assert assemble_stream(replayed) == assembled
         assert assembled["choices"][0]["message"]["content"] == "Use reversed()."
+
+
+@pytest.mark.parametrize("yields", range(6))
+async def test_stop_ends_the_janitor_even_as_it_wakes(redis_server: RedisServer, yields: int) -> None:
+    """A stop() that lands while the janitor is being woken, or is talking to Redis, still ends it, promptly.
+    On Python 3.11 redis-py's send (asyncio.wait_for) can swallow the cancel: the janitor ran on and a shutdown
+    hung in CI. The walk over `yields` puts the cancel into the wake-up and into the Redis calls that follow."""
+    service = CacheService(unique_settings(redis_server.url, janitor_interval_s=30.0))
+    await service.start()
+    janitor = service._janitor
+    assert janitor is not None
+    await asyncio.sleep(0.05)  # the janitor is now waiting for its next tick or a wake-up
+    service._wakeup.set()
+    for _ in range(yields):  # walk the cancel across the iterations of the wake-up
+        await asyncio.sleep(0)
+    t0 = time.monotonic()
+    await service.stop()
+    assert janitor.done()
+    assert time.monotonic() - t0 < 2.0
