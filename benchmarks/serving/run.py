@@ -216,6 +216,15 @@ def _server_cpu(server: psutil.Process) -> float:
     return total
 
 
+_MIN_RAW_GAIN = 1.05
+
+
+def _share(share: float | None, raw_gain: float) -> str:
+    if share is None:
+        return f"not defined (target >= 0.90): raw ORT gained only {raw_gain:.2f}x from batching in this run"
+    return f"{share:.2f} (target >= 0.90)"
+
+
 def _markdown(result: dict[str, Any]) -> str:
     raw = {r["batch"]: r for r in result["raw_onnxruntime"]}
     lines = [
@@ -263,7 +272,7 @@ def _markdown(result: dict[str, Any]) -> str:
         f"itself kept {t['client_cores_at_best']:.2f} of the {result['cores']} cores busy, which raw ORT does not "
         f"have to share: raw x (1 - that share) = {t['raw_minus_client']:.2f} of raw is the ceiling on this host",
         f"- dynamic-batching gain at concurrency 16-32 vs 1: {t['triton_gain']:.2f}x; raw batch-32 vs "
-        f"batch-1 gain: {t['raw_gain']:.2f}x; share of the raw gain: {t['gain_share']:.2f} (target >= 0.90)",
+        f"batch-1 gain: {t['raw_gain']:.2f}x; share of the raw gain: {_share(t['gain_share'], t['raw_gain'])}",
         "- all signals (intent, jailbreak, PII tags, embedding) come from one Triton call, one trunk pass.",
         "",
     ]
@@ -352,7 +361,8 @@ def main() -> None:
             "raw_minus_client": 1.0 - client_share,
             "raw_gain": raw_gain,
             "triton_gain": triton_gain,
-            "gain_share": (triton_gain - 1) / (raw_gain - 1) if raw_gain > 1 else float("nan"),
+            # Undefined when raw ORT itself gains (next to) nothing from batching: there is no gain to share.
+            "gain_share": (triton_gain - 1) / (raw_gain - 1) if raw_gain >= _MIN_RAW_GAIN else None,
         },
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
