@@ -62,7 +62,7 @@ class ResponseTracker:
             return assemble_stream(raw)
         try:
             parsed = json.loads(raw)
-        except ValueError:
+        except (ValueError, RecursionError):
             return None
         if not isinstance(parsed, dict) or parsed.get("object") != "chat.completion" or not parsed.get("choices"):
             return None

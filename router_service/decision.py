@@ -16,6 +16,8 @@ prompt, tools).
 from __future__ import annotations
 
 import copy
+import json
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -43,6 +45,7 @@ __all__ = [
     "Routed",
     "TextSignals",
     "decide",
+    "load_body",
     "message_text",
     "plan",
 ]
@@ -113,6 +116,30 @@ def message_text(message: Mapping[str, Any]) -> str:
     if isinstance(content, list):
         return "\n".join(p["text"] for p in content if p.get("type") == "text" and isinstance(p.get("text"), str))
     return ""
+
+
+def load_body(raw: bytes) -> Any:
+    """The request body as JSON. Raises ValueError (not JSON) or RecursionError (nested too deep).
+
+    JSON may escape a lone surrogate ("\\ud800"); UTF-8 cannot carry one, so the tokenizer and the re-encoded
+    upstream body would fail on it. Every lone surrogate becomes U+FFFD (valid pairs decode to their character).
+    """
+    body = json.loads(raw)
+    return _without_surrogates(body) if _SURROGATE_ESCAPE.search(raw) else body
+
+
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _without_surrogates(value: Any) -> Any:
+    if isinstance(value, str):
+        return _SURROGATE.sub("\ufffd", value)
+    if isinstance(value, list):
+        return [_without_surrogates(v) for v in value]
+    if isinstance(value, dict):
+        return {_without_surrogates(k): _without_surrogates(v) for k, v in value.items()}
+    return value
 
 
 def _model(body: Mapping[str, Any]) -> str:

@@ -18,7 +18,7 @@ from envoy.type.v3 import http_status_pb2
 
 from router_service import metrics
 from router_service.accounting import ResponseTracker
-from router_service.decision import Blocked, Routed
+from router_service.decision import Blocked, Routed, load_body
 from router_service.errors import InvalidRequest
 from router_service.pipeline import Outcome, RequestRouter
 from router_service.responses import models_list, openai_error, render_block, render_cached
@@ -113,7 +113,15 @@ class ExtProcServer(pb_grpc.ExternalProcessorServicer):  # type: ignore[misc]
         if stream.method == "GET" and stream.path.rstrip("/") in ("/v1/models", "/models"):
             body = json.dumps(models_list(self.router.config)).encode()
             return _immediate(200, body, {"content-type": "application/json"}, "models")
-        if stream.path in _CHAT_PATHS and stream.method == "POST" and not headers.end_of_stream:
+        if stream.path in _CHAT_PATHS and stream.method == "POST":
+            if headers.end_of_stream:  # no body at all: nothing to route, and nothing an upstream could answer
+                status, err = openai_error(
+                    400,
+                    "request body is empty: send a chat completion request as JSON",
+                    "invalid_request_error",
+                    "invalid_json",
+                )
+                return _immediate(status, err, {"content-type": "application/json"}, "invalid_json")
             return pb.ProcessingResponse(request_headers=pb.HeadersResponse())
         # Anything else goes to the default model's endpoint untouched.
         endpoint = self.router.config.default_endpoint()
@@ -132,8 +140,8 @@ class ExtProcServer(pb_grpc.ExternalProcessorServicer):  # type: ignore[misc]
         if stream.path not in _CHAT_PATHS:
             return pb.ProcessingResponse(request_body=pb.BodyResponse())
         try:
-            parsed = json.loads(body.body)
-        except (ValueError, UnicodeDecodeError) as e:
+            parsed = load_body(body.body)
+        except (ValueError, RecursionError) as e:  # RecursionError: nested too deep
             status, err = openai_error(
                 400, f"request body is not valid JSON: {e}", "invalid_request_error", "invalid_json"
             )

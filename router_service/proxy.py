@@ -5,7 +5,6 @@ Streaming responses are passed through chunk by chunk."""
 
 from __future__ import annotations
 
-import json
 import logging
 import uuid
 from collections.abc import AsyncIterator
@@ -18,7 +17,7 @@ from starlette.responses import Response, StreamingResponse
 
 from router_service import metrics
 from router_service.accounting import ResponseTracker
-from router_service.decision import Blocked, Routed
+from router_service.decision import Blocked, Routed, load_body
 from router_service.errors import InvalidRequest, UpstreamUnavailable
 from router_service.pipeline import RequestRouter
 from router_service.responses import openai_error, render_block, render_cached
@@ -64,8 +63,8 @@ class ChatProxy:
         if len(raw) > self.max_body_bytes:
             return _error(413, f"request body exceeds {self.max_body_bytes} bytes", "body_too_large", request_id)
         try:
-            body = json.loads(raw)
-        except (ValueError, UnicodeDecodeError) as e:
+            body = load_body(raw)
+        except (ValueError, RecursionError) as e:  # RecursionError: nested too deep
             return _error(400, f"request body is not valid JSON: {e}", "invalid_json", request_id)
         if not isinstance(body, dict):
             return _error(400, "request body must be a JSON object", "invalid_body", request_id)

@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from router_service.config import RouterConfig, load_config
-from router_service.decision import Blocked, PiiEntity, Plan, Routed, TextSignals, decide, message_text, plan
+from router_service.decision import Blocked, PiiEntity, Plan, Routed, TextSignals, decide, load_body, message_text, plan
 from router_service.errors import InvalidRequest
 from router_service.tools import ToolEntry, ToolIndex
 
@@ -969,3 +969,24 @@ def test_reference_e2e_pii_moves_to_permissive_model() -> None:
 def test_plan_is_a_value() -> None:
     p = plan(CFG, chat("q"), {})
     assert isinstance(p, Plan) and p == plan(CFG, chat("q"), {})
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        (b'{"a": "plain"}', {"a": "plain"}),
+        (
+            rb'{"a": "x\ud800y", "b": ["\ud83d\ude00", "\uDFFF"], "\udc00": 1}',
+            {"a": "x\ufffdy", "b": ["😀", "\ufffd"], "\ufffd": 1},
+        ),
+        (rb'{"a": "\\ud800 is text, not an escape"}', {"a": "\\ud800 is text, not an escape"}),
+    ],
+)
+def test_load_body_replaces_lone_surrogates_only(raw: bytes, expected: object) -> None:
+    assert load_body(raw) == expected
+
+
+@pytest.mark.parametrize(("raw", "error"), [(b"", ValueError), (b"{nope", ValueError), (b"[" * 5000, RecursionError)])
+def test_load_body_errors(raw: bytes, error: type[Exception]) -> None:
+    with pytest.raises(error):
+        load_body(raw)
