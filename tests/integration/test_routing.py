@@ -15,6 +15,7 @@ import pytest
 import yaml
 from openai import OpenAI, PermissionDeniedError
 
+from semantic_router.components import free_port
 from tests.integration.conftest import RunningStack
 
 pytestmark = pytest.mark.integration
@@ -316,6 +317,17 @@ def test_huge_body_is_rejected_cleanly(stack: RunningStack, base: str) -> None:
     )
     assert r.status_code == 413
     assert r.json()["error"]["code"] == "body_too_large"
+
+
+def test_unreachable_backend_through_envoy_is_an_openai_error(stack: RunningStack, edit_config: object) -> None:
+    # Envoy answers this one itself (connect failure): its local reply comes in the OpenAI error shape too.
+    dead = free_port()  # nothing listens there
+    edit_config(lambda raw: [e.update(port=dead) for e in raw["vllm_endpoints"] if e["name"] == "coder-endpoint"])  # type: ignore[index]
+    body = {"model": "qwen2.5-coder-7b", "messages": [{"role": "user", "content": "Reverse a list in Python"}]}
+    r = httpx.post(f"{stack.envoy_url}/v1/chat/completions", json=body, timeout=30)
+    assert r.status_code == 503, r.text
+    err = r.json()["error"]
+    assert err["code"] == "upstream_unavailable" and err["type"] == "server_error" and err["message"]
 
 
 def test_direct_proxy_fails_over_on_5xx(stack: RunningStack, edit_config: object) -> None:
