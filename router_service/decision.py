@@ -70,6 +70,11 @@ def plan(cfg: RouterConfig, body: object, headers: Mapping[str, str]) -> Plan:
     stream = body.get("stream")
     if stream is not None and not isinstance(stream, bool):
         raise InvalidRequest("'stream' must be a boolean.", "stream")
+    options = body.get("stream_options")
+    if options is not None and not (
+        isinstance(options, dict) and isinstance(options.get("include_usage", False), bool)
+    ):
+        raise InvalidRequest("'stream_options' must be an object with a boolean 'include_usage'.", "stream_options")
     texts = _Texts()
     roles_and_texts = [(m["role"], message_text(m)) for m in _messages(body)]
     pii = [texts.add(t) for _, t in roles_and_texts if t.strip()]
@@ -148,6 +153,8 @@ def _model(body: Mapping[str, Any]) -> str:
         raise InvalidRequest("Missing required parameter: 'model'.", "model")
     if not isinstance(model, str) or not model.strip():
         raise InvalidRequest("'model' must be a non-empty string.", "model")
+    if not model.isprintable():  # it is echoed in response headers, where control characters are not allowed
+        raise InvalidRequest("'model' must not contain control characters.", "model")
     return model
 
 

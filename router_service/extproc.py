@@ -123,6 +123,14 @@ class ExtProcServer(pb_grpc.ExternalProcessorServicer):  # type: ignore[misc]
                 )
                 return _immediate(status, err, {"content-type": "application/json"}, "invalid_json")
             return pb.ProcessingResponse(request_headers=pb.HeadersResponse())
+        if stream.path in _CHAT_PATHS:  # as the direct proxy answers: only POST is a chat completion
+            status, err = openai_error(
+                405,
+                f"{stream.method or 'this method'} is not allowed here: use POST",
+                "invalid_request_error",
+                "method_not_allowed",
+            )
+            return _immediate(status, err, {"content-type": "application/json", "allow": "POST"}, "method_not_allowed")
         # Anything else goes to the default model's endpoint untouched.
         endpoint = self.router.config.default_endpoint()
         return pb.ProcessingResponse(

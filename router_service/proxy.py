@@ -80,13 +80,13 @@ class ChatProxy:
             status, bheaders, payload, ctype = render_block(
                 decision, cfg, stream=outcome.plan.stream, model=outcome.plan.requested_model
             )
-            return Response(payload, status, {**bheaders, "x-request-id": request_id}, media_type=ctype)
+            return Response(payload, status, _wire({**bheaders, "x-request-id": request_id}), media_type=ctype)
         assert isinstance(decision, Routed)
         metrics.MODEL_REQUESTS.labels(model=decision.model).inc()
         resp_headers = {**outcome.response_headers, "x-request-id": request_id}
         if outcome.cache_hit is not None:
             payload, ctype = render_cached(outcome.cache_hit, stream=outcome.plan.stream, body=body)
-            return Response(payload, 200, resp_headers, media_type=ctype)
+            return Response(payload, 200, _wire(resp_headers), media_type=ctype)
         candidates = [(decision.model, decision.endpoint), *decision.candidates]
         last_error = "no candidate endpoint"
         for attempt, (model, endpoint) in enumerate(candidates):
@@ -120,7 +120,12 @@ class ChatProxy:
     def _relay(self, upstream: httpx.Response, model: str, outcome: Any, headers: dict[str, str]) -> Response:
         tracker = ResponseTracker(model=model)
         tracker.on_headers(upstream.status_code, upstream.headers.get("content-type", ""))
-        passthrough = {k: v for k, v in upstream.headers.items() if k.lower() not in _HOP_BY_HOP}
+        # The upstream's header bytes exactly (latin-1 maps each byte to one character and back).
+        passthrough = {
+            k.decode("latin-1"): v.decode("latin-1")
+            for k, v in upstream.headers.raw
+            if k.decode("latin-1").lower() not in _HOP_BY_HOP
+        }
         router = self.router
 
         async def body() -> AsyncIterator[bytes]:
@@ -142,9 +147,15 @@ class ChatProxy:
         return StreamingResponse(
             body(),
             status_code=upstream.status_code,
-            headers={**passthrough, **headers},
+            headers={**passthrough, **_wire(headers)},
             media_type=upstream.headers.get("content-type"),
         )
+
+
+def _wire(headers: dict[str, str]) -> dict[str, str]:
+    """Header values as they go on the wire: their UTF-8 bytes, as Envoy sends them (Starlette encodes header values
+    as latin-1, which fails on a model name such as "模型")."""
+    return {k: v.encode("utf-8").decode("latin-1") for k, v in headers.items()}
 
 
 def _error(status: int, message: str, code: str, request_id: str, param: str | None = None) -> Response:

@@ -305,6 +305,28 @@ def test_empty_or_too_deep_body_is_400(stack: RunningStack, raw: bytes, base: st
     assert r.json()["error"]["type"] == "invalid_request_error"
 
 
+@pytest.mark.parametrize("method", ["GET", "PUT", "DELETE"])
+@pytest.mark.parametrize("base", ["envoy", "router"])
+def test_chat_path_takes_only_post(stack: RunningStack, method: str, base: str) -> None:
+    url = stack.envoy_url if base == "envoy" else stack.router_url
+    r = httpx.request(method, f"{url}/v1/chat/completions", timeout=10)
+    assert r.status_code == 405, r.text
+    assert r.json()["error"]["type"] == "invalid_request_error"
+
+
+@pytest.mark.parametrize("model", ["模型", "modèle"])
+@pytest.mark.parametrize("base", ["envoy", "router"])
+def test_non_ascii_model_name_is_echoed_in_headers(stack: RunningStack, model: str, base: str) -> None:
+    # Not a configured model, so it goes to the default endpoint; its name comes back in x-vsr-selected-model as
+    # UTF-8 bytes from both transports (the direct proxy failed with a 500 on a non-latin-1 name).
+    url = stack.envoy_url if base == "envoy" else stack.router_url
+    body = {"model": model, "messages": [{"role": "user", "content": "hi there"}]}
+    r = httpx.post(f"{url}/v1/chat/completions", json=body, timeout=30)
+    assert r.status_code == 200, r.text
+    raw = dict(r.headers.raw)[b"x-vsr-selected-model"]
+    assert raw == model.encode()
+
+
 @pytest.mark.parametrize("base", ["envoy", "router"])
 def test_huge_body_is_rejected_cleanly(stack: RunningStack, base: str) -> None:
     # Envoy's own 413 (its buffer limit) comes in the same OpenAI error shape as the router's.

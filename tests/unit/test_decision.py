@@ -206,6 +206,15 @@ def blocked(result: Routed | Blocked) -> Blocked:
             id="text-part-not-string",
         ),
         pytest.param({"model": "MoM", "messages": [user("hi")], "stream": "yes"}, "stream", id="stream-not-bool"),
+        pytest.param({"model": "MoM\n", "messages": [user("hi")]}, "model", id="model-control-character"),
+        pytest.param(
+            {"model": "MoM", "messages": [user("hi")], "stream_options": 5}, "stream_options", id="stream-options-5"
+        ),
+        pytest.param(
+            {"model": "MoM", "messages": [user("hi")], "stream_options": {"include_usage": "x"}},
+            "stream_options",
+            id="include-usage-not-bool",
+        ),
         pytest.param({"model": "MoM", "messages": [user("hi")], "tools": {}}, "tools", id="tools-not-list"),
         pytest.param({"model": "MoM", "messages": [user("hi")], "tools": [1]}, "tools[0]", id="tool-not-object"),
         pytest.param(
