@@ -365,7 +365,7 @@ def test_direct_proxy_fails_over_on_5xx(stack: RunningStack, edit_config: object
     [endpoint] = [
         name
         for name in stack.backends
-        if any(seen["body"]["messages"][-1]["content"] == prompt for seen in stack.backend_requests(name))  # type: ignore[index]
+        if any(seen["body"]["messages"][-1].get("content") == prompt for seen in stack.backend_requests(name))  # type: ignore[index]
     ]
     httpx.post(f"http://127.0.0.1:{stack.backends[endpoint]}/_demo/fail_next", params={"n": 1}, timeout=5)
     again = httpx.post(f"{stack.router_url}/v1/chat/completions", json=body, headers=headers, timeout=30)
@@ -398,7 +398,7 @@ def test_tools_db_is_used_when_tools_enabled(stack: RunningStack, edit_config: o
         seen
         for endpoint in stack.backends
         for seen in stack.backend_requests(endpoint)
-        if seen["body"]["messages"][-1]["content"] == question  # type: ignore[index]
+        if seen["body"]["messages"][-1].get("content") == question  # type: ignore[index]
     ]
     names = [t["function"]["name"] for t in forwarded[-1]["body"].get("tools", [])]  # type: ignore[union-attr]
     assert "get_weather" in names and len(names) <= 2
