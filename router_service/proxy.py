@@ -120,12 +120,7 @@ class ChatProxy:
     def _relay(self, upstream: httpx.Response, model: str, outcome: Any, headers: dict[str, str]) -> Response:
         tracker = ResponseTracker(model=model)
         tracker.on_headers(upstream.status_code, upstream.headers.get("content-type", ""))
-        # The upstream's header bytes exactly (latin-1 maps each byte to one character and back).
-        passthrough = {
-            k.decode("latin-1"): v.decode("latin-1")
-            for k, v in upstream.headers.raw
-            if k.decode("latin-1").lower() not in _HOP_BY_HOP
-        }
+        passthrough = _passthrough(upstream.headers.raw)
         router = self.router
 
         async def body() -> AsyncIterator[bytes]:
@@ -150,6 +145,17 @@ class ChatProxy:
             headers={**passthrough, **_wire(headers)},
             media_type=upstream.headers.get("content-type"),
         )
+
+
+def _passthrough(raw: list[tuple[bytes, bytes]]) -> dict[str, str]:
+    """The upstream's end-to-end headers, their bytes exactly (latin-1 maps each byte to one character and back);
+    a repeated header is joined with ", " as HTTP allows."""
+    out: dict[str, str] = {}
+    for k, v in raw:
+        key, value = k.decode("latin-1").lower(), v.decode("latin-1")
+        if key not in _HOP_BY_HOP:
+            out[key] = f"{out[key]}, {value}" if key in out else value
+    return out
 
 
 def _wire(headers: dict[str, str]) -> dict[str, str]:
