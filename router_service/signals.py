@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -63,6 +64,9 @@ def load_manifest(model_dir: Path) -> SignalManifest:
 class _Pending:
     text: str
     future: asyncio.Future[TextSignals]
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 class SignalClient:
@@ -200,11 +204,14 @@ class SignalClient:
                 p.future.set_result(sig)
 
     async def _infer(self, texts: list[str]) -> list[TextSignals]:
-        if sum(len(t) for t in texts) <= _INLINE_TOKENIZE_CHARS:
+        # The tokenizer rejects a str with a lone surrogate, and that would fail every request in the batch. Request
+        # bodies are already cleaned (`decision.load_body`); this keeps any other caller from poisoning a batch.
+        model_texts = [_SURROGATE.sub("\ufffd", t) for t in texts]
+        if sum(len(t) for t in model_texts) <= _INLINE_TOKENIZE_CHARS:
             # ~60 µs a prompt: cheaper than a thread hop (and no rayon pool for a handful of texts)
-            encodings: list[Encoding] = [self._tokenizer.encode(t) for t in texts]
+            encodings: list[Encoding] = [self._tokenizer.encode(t) for t in model_texts]
         else:
-            encodings = await asyncio.to_thread(self._tokenizer.encode_batch, texts)
+            encodings = await asyncio.to_thread(self._tokenizer.encode_batch, model_texts)
         width = max(1, max(len(e.ids) for e in encodings))
         ids = np.zeros((len(texts), width), dtype=np.int64)
         mask = np.zeros((len(texts), width), dtype=np.int64)

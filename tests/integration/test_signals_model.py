@@ -138,3 +138,24 @@ def test_bad_request_gets_an_error_and_the_model_keeps_serving(triton: int) -> N
     with pytest.raises(InferenceServerException):
         _infer(triton, ids, mask[:, :-1].copy())
     _assert_close(_infer(triton, ids, mask), _local(ids, mask))
+
+
+async def test_a_lone_surrogate_does_not_fail_its_batch_mates(triton: int) -> None:
+    # The tokenizer rejects a str with a lone surrogate; the router's client must not let one text fail the others
+    # batched with it (they share one Triton call).
+    import asyncio
+
+    from router_service.signals import SignalClient
+
+    client = SignalClient(f"127.0.0.1:{triton}", REPOSITORY, window_ms=20.0, timeout_s=10.0)
+    await client.start()
+    try:
+        odd, plain = "what is the derivative of sin(x)? \ud800", "what is the derivative of sin(x)? \ufffd"
+        together = await asyncio.gather(client.classify([odd]), client.classify([TEXTS[0]]))
+        [[sig_odd], [sig_plain]] = together
+        [ref] = await client.classify([plain])
+        assert sig_odd.intent == ref.intent
+        assert abs(sig_odd.intent_confidence - ref.intent_confidence) < 1e-5
+        assert sig_plain.intent == (await client.classify([TEXTS[0]]))[0].intent
+    finally:
+        await client.close()
