@@ -95,12 +95,10 @@ class CacheService:
         janitor, self._janitor = self._janitor, None
         if janitor is not None:
             # A cancel can be lost: redis-py sends with asyncio.wait_for, which on Python 3.11 swallows a cancel
-            # that lands as the send completes (the janitor then ran on and shutdown hung, seen in CI). So the
-            # loop also checks `_stopping`, the cancel is repeated until it takes, and the wait is bounded.
-            deadline = time.monotonic() + _STOP_TIMEOUT_S
-            while not janitor.done() and time.monotonic() < deadline:
-                janitor.cancel()
-                await asyncio.wait({janitor}, timeout=0.2)
+            # that lands as the send completes (the janitor then ran on and shutdown hung, seen in CI). The loop
+            # therefore also ends on `_stopping` once that Redis call returns, and the wait is bounded.
+            janitor.cancel()
+            await asyncio.wait({janitor}, timeout=_STOP_TIMEOUT_S)
             if not janitor.done():
                 log.warning("cache: the janitor did not stop within %.0f s; leaving it", _STOP_TIMEOUT_S)
         if self._redis is not None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 import time
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -26,7 +25,7 @@ from tritonclient.utils import InferenceServerException
 
 from build_engines.bio import bio_to_spans, trim_span
 from router_service import metrics
-from router_service.decision import PiiEntity, TextSignals
+from router_service.decision import PiiEntity, TextSignals, without_lone_surrogates
 from router_service.errors import ClassifierUnavailable
 
 __all__ = ["SignalClient", "SignalManifest", "load_manifest"]
@@ -64,9 +63,6 @@ def load_manifest(model_dir: Path) -> SignalManifest:
 class _Pending:
     text: str
     future: asyncio.Future[TextSignals]
-
-
-_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 class SignalClient:
@@ -206,7 +202,7 @@ class SignalClient:
     async def _infer(self, texts: list[str]) -> list[TextSignals]:
         # The tokenizer rejects a str with a lone surrogate, and that would fail every request in the batch. Request
         # bodies are already cleaned (`decision.load_body`); this keeps any other caller from poisoning a batch.
-        model_texts = [_SURROGATE.sub("\ufffd", t) for t in texts]
+        model_texts = [without_lone_surrogates(t) for t in texts]
         if sum(len(t) for t in model_texts) <= _INLINE_TOKENIZE_CHARS:
             # ~60 µs a prompt: cheaper than a thread hop (and no rayon pool for a handful of texts)
             encodings: list[Encoding] = [self._tokenizer.encode(t) for t in model_texts]
