@@ -60,6 +60,15 @@ def _immediate(status: int, body: bytes, headers: dict[str, str], details: str) 
     )
 
 
+def _error(
+    status: int, message: str, code: str, *, param: str | None = None, headers: dict[str, str] | None = None
+) -> pb.ProcessingResponse:
+    """An OpenAI-style error as Envoy's immediate response; `code` also names it in Envoy's details."""
+    kind = "invalid_request_error" if status < 500 else "server_error"
+    status, body = openai_error(status, message, kind, code, param)
+    return _immediate(status, body, {"content-type": "application/json", **(headers or {})}, code)
+
+
 @dataclass
 class _Stream:
     headers: dict[str, str] = field(default_factory=dict)
@@ -100,8 +109,7 @@ class ExtProcServer(pb_grpc.ExternalProcessorServicer):  # type: ignore[misc]
                     yield pb.ProcessingResponse(response_trailers=pb.TrailersResponse())
             except Exception:  # one bad request must not take the stream down silently
                 log.exception("extproc: error in %s", kind)
-                status, body = openai_error(500, "internal router error", "server_error", "router_error")
-                yield _immediate(status, body, {"content-type": "application/json"}, "router_error")
+                yield _error(500, "internal router error", "router_error")
                 return
 
     # -- request phase -----------------------------------------------------------------------------------
@@ -115,22 +123,11 @@ class ExtProcServer(pb_grpc.ExternalProcessorServicer):  # type: ignore[misc]
             return _immediate(200, body, {"content-type": "application/json"}, "models")
         if stream.path in _CHAT_PATHS and stream.method == "POST":
             if headers.end_of_stream:  # no body at all: nothing to route, and nothing an upstream could answer
-                status, err = openai_error(
-                    400,
-                    "request body is empty: send a chat completion request as JSON",
-                    "invalid_request_error",
-                    "invalid_json",
-                )
-                return _immediate(status, err, {"content-type": "application/json"}, "invalid_json")
+                return _error(400, "request body is empty: send a chat completion request as JSON", "invalid_json")
             return pb.ProcessingResponse(request_headers=pb.HeadersResponse())
         if stream.path in _CHAT_PATHS:  # as the direct proxy answers: only POST is a chat completion
-            status, err = openai_error(
-                405,
-                f"{stream.method or 'this method'} is not allowed here: use POST",
-                "invalid_request_error",
-                "method_not_allowed",
-            )
-            return _immediate(status, err, {"content-type": "application/json", "allow": "POST"}, "method_not_allowed")
+            message = f"{stream.method or 'this method'} is not allowed here: use POST"
+            return _error(405, message, "method_not_allowed", headers={"allow": "POST"})
         # Anything else goes to the default model's endpoint untouched.
         endpoint = self.router.config.default_endpoint()
         return pb.ProcessingResponse(
@@ -150,20 +147,13 @@ class ExtProcServer(pb_grpc.ExternalProcessorServicer):  # type: ignore[misc]
         try:
             parsed = load_body(body.body)
         except (ValueError, RecursionError) as e:  # RecursionError: nested too deep
-            status, err = openai_error(
-                400, f"request body is not valid JSON: {e}", "invalid_request_error", "invalid_json"
-            )
-            return _immediate(status, err, {"content-type": "application/json"}, "invalid_json")
+            return _error(400, f"request body is not valid JSON: {e}", "invalid_json")
         if not isinstance(parsed, dict):
-            status, err = openai_error(
-                400, "request body must be a JSON object", "invalid_request_error", "invalid_body"
-            )
-            return _immediate(status, err, {"content-type": "application/json"}, "invalid_body")
+            return _error(400, "request body must be a JSON object", "invalid_body")
         try:
             outcome = await self.router.route(parsed, stream.headers)
         except InvalidRequest as e:
-            status, err = openai_error(400, e.message, "invalid_request_error", "invalid_request", e.param)
-            return _immediate(status, err, {"content-type": "application/json"}, "invalid_request")
+            return _error(400, e.message, "invalid_request", param=e.param)
         stream.outcome = outcome
         decision = outcome.decision
         if isinstance(decision, Blocked):
