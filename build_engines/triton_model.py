@@ -4,11 +4,16 @@ Installed as `model_repository/signals/1/model.py` by `python -m build_engines i
 `execute` a LIST of requests (the dynamic batcher's batch); their sequence lengths may differ, so rows are
 padded to the longest, run as one session call, and split back (per-token outputs cut to each request's
 length).
+
+A batch in which no request asks for the PII outputs runs a second session: the same graph cut to the other
+outputs (`onnx.utils.Extractor`), without the PII branch's layers. onnxruntime computes every node of a graph
+whatever outputs a call fetches, so only a graph without those nodes saves their time (~30% of the pass).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +24,9 @@ from numpy.typing import NDArray
 
 INPUTS = ("input_ids", "attention_mask")
 TOKEN_OUTPUTS = ("pii_tag_ids", "pii_tag_probs")
+PII_OUTPUTS = frozenset(TOKEN_OUTPUTS)
+
+log = logging.getLogger(__name__)
 
 
 def _parameter(config: dict[str, Any], key: str, default: str) -> str:
@@ -40,6 +48,10 @@ class TritonPythonModel:
         model_file = version_dir / _parameter(config, "onnx_file", "model.onnx")
         self.session = ort.InferenceSession(str(model_file), options, providers=["CPUExecutionProvider"])
         self.outputs = [o["name"] for o in config["output"]]
+        self.without_pii: ort.InferenceSession | None = None
+        if _parameter(config, "pii_free_graph", "1") == "1":
+            self.without_pii = _pruned_session(model_file, [o for o in self.outputs if o not in PII_OUTPUTS], options)
+        self.without_pii_outputs = [o for o in self.outputs if o not in PII_OUTPUTS]
 
     def _check(self, request: Any) -> tuple[NDArray[Any], NDArray[Any]]:
         ids, mask = (pb_utils.get_input_tensor_by_name(request, name).as_numpy() for name in INPUTS)
@@ -68,18 +80,18 @@ class TritonPythonModel:
                 all_ids[row : row + ids.shape[0], : ids.shape[1]] = ids
                 all_mask[row : row + ids.shape[0], : ids.shape[1]] = mask
                 row += ids.shape[0]
+            session, names = self.session, self.outputs
+            wanted = {name for i, _, _ in valid for name in requests[i].requested_output_names()}
+            if self.without_pii is not None and not wanted & PII_OUTPUTS:
+                session, names = self.without_pii, self.without_pii_outputs
             results = dict(
-                zip(
-                    self.outputs,
-                    self.session.run(self.outputs, {"input_ids": all_ids, "attention_mask": all_mask}),
-                    strict=True,
-                )
+                zip(names, session.run(names, {"input_ids": all_ids, "attention_mask": all_mask}), strict=True)
             )
             row = 0
             for i, ids, _ in valid:
                 n, length = ids.shape
                 tensors = []
-                for name in self.outputs:
+                for name in names:
                     value = results[name][row : row + n]
                     if name in TOKEN_OUTPUTS:
                         value = value[:, :length]
@@ -90,3 +102,21 @@ class TritonPythonModel:
 
     def finalize(self) -> None:
         self.session = None
+        self.without_pii = None
+
+
+def _pruned_session(model_file: Path, outputs: list[str], options: ort.SessionOptions) -> ort.InferenceSession | None:
+    """A session over the graph cut to `outputs`, warmed once; None (with a log line) when it cannot be built,
+    and then every batch runs the whole graph."""
+    try:
+        import onnx
+        from onnx.utils import Extractor
+
+        graph = Extractor(onnx.load(str(model_file))).extract_model(list(INPUTS), outputs)
+        session = ort.InferenceSession(graph.SerializeToString(), options, providers=["CPUExecutionProvider"])
+        row = np.array([[101, 102]], dtype=np.int64)
+        session.run(outputs, {"input_ids": row, "attention_mask": np.ones_like(row)})
+    except Exception as e:  # an optimisation only: never fail the model load over it
+        log.warning("no PII-free graph (%r): every batch runs the whole graph", e)
+        return None
+    return session

@@ -126,7 +126,7 @@ def _mask(entity_type: str) -> str:
 
 def _pii(cfg: RouterConfig, text: str, sig: TextSignals, elapsed_ms: float) -> PiiResponse:
     threshold = cfg.classifier.pii_model.threshold
-    found = [e for e in sig.pii if e.confidence >= threshold]
+    found = [e for e in sig.pii or () if e.confidence >= threshold]
     masked = text
     for e in sorted(found, key=lambda e: e.start, reverse=True):
         masked = masked[: e.start] + _mask(e.type) + masked[e.end :]
@@ -160,10 +160,12 @@ def _security(cfg: RouterConfig, sig: TextSignals, elapsed_ms: float) -> Securit
 
 
 def routes(get_config: Any, signals: SignalClient) -> list[Route]:
-    async def classify_one(request: Request, model: type[BaseModel]) -> tuple[Any, TextSignals, float]:
+    async def classify_one(
+        request: Request, model: type[BaseModel], *, pii: bool = False
+    ) -> tuple[Any, TextSignals, float]:
         body = await _parse(request, model)
         started = time.perf_counter()
-        [sig] = await signals.classify([body.text])
+        [sig] = await signals.classify([body.text], pii=pii)
         return body, sig, (time.perf_counter() - started) * 1000
 
     async def intent(request: Request) -> Response:
@@ -172,7 +174,7 @@ def routes(get_config: Any, signals: SignalClient) -> list[Route]:
         return JSONResponse(_intent(get_config(), sig, ms, probs).model_dump(exclude_none=True))
 
     async def pii(request: Request) -> Response:
-        body, sig, ms = await classify_one(request, TextRequest)
+        body, sig, ms = await classify_one(request, TextRequest, pii=True)
         return JSONResponse(_pii(get_config(), body.text, sig, ms).model_dump())
 
     async def security(request: Request) -> Response:
@@ -183,7 +185,7 @@ def routes(get_config: Any, signals: SignalClient) -> list[Route]:
         body: BatchRequest = await _parse(request, BatchRequest)
         cfg = get_config()
         started = time.perf_counter()
-        sigs = await signals.classify(body.texts)
+        sigs = await signals.classify(body.texts, pii=body.task_type in ("pii", "all"))
         ms = (time.perf_counter() - started) * 1000
         results: list[dict[str, Any]] = []
         for text, sig in zip(body.texts, sigs, strict=True):

@@ -178,8 +178,8 @@ def create_app(settings: Settings) -> Starlette:
         return state["signals"]  # type: ignore[no-any-return]
 
     class _LazySignals:
-        async def classify(self, texts: list[str]) -> Any:
-            return await signals_client().classify(texts)
+        async def classify(self, texts: list[str], *, pii: bool = True) -> Any:
+            return await signals_client().classify(texts, pii=pii)
 
     return Starlette(
         routes=[

@@ -548,6 +548,16 @@ class RouterConfig(_Section):
             return category.pii_enabled
         return "pii_model" in self.classifier.model_fields_set
 
+    def pii_can_matter(self, model: str, is_auto: bool) -> bool:
+        """Whether detected PII can change where a request for `model` goes: PII detection is on where it is
+        decided (the category, or no category) and some model it may reach restricts a type. When it cannot
+        (e.g. every model allows all PII, as in VSR's own config.yaml), the router asks Triton for no PII and the
+        PII branch of the graph does not run."""
+        if not is_auto:
+            return self.pii_enabled(None) and not self.pii_policy_for(model).allows_all
+        enabled = self.pii_enabled(None) or any(self.pii_enabled(c) for c in self.categories)
+        return enabled and any(not self.pii_policy_for(m).allows_all for m in self.all_models())
+
     def pii_threshold(self, category: Category | None) -> float:
         if category is not None and category.pii_threshold is not None:
             return category.pii_threshold

@@ -78,10 +78,10 @@ def plan(cfg: RouterConfig, body: object, headers: Mapping[str, str]) -> Plan:
         raise InvalidRequest("'stream_options' must be an object with a boolean 'include_usage'.", "stream_options")
     texts = _Texts()
     roles_and_texts = [(m["role"], message_text(m)) for m in _messages(body)]
-    pii = [texts.add(t) for _, t in roles_and_texts if t.strip()]
+    is_auto = cfg.is_auto_model(model)
+    pii = [texts.add(t) for _, t in roles_and_texts if t.strip()] if cfg.pii_can_matter(model, is_auto) else []
     user = [texts.add(t) for role, t in roles_and_texts if role == "user" and t.strip()]
     last_user = user[-1] if user else None
-    is_auto = cfg.is_auto_model(model)
     tool_mode = _tool_mode(cfg, body, last_user)
     tool_indices = [texts.add(tool_text(t)) for t in body["tools"]] if tool_mode == "filter" else []
     keyword = _keyword_category(cfg, texts.items[last_user]) if is_auto and last_user is not None else None

@@ -41,7 +41,8 @@ class TextSignals:
     intent_confidence: float
     intent_probs: Mapping[str, float]
     jailbreak_confidence: float
-    pii: tuple[PiiEntity, ...]
+    pii: tuple[PiiEntity, ...] | None
+    """None when not computed: the request asked Triton for no PII (it could not change the outcome)."""
     embedding: npt.NDArray[np.float32]
 
 
@@ -50,7 +51,8 @@ class Plan:
     """What a request needs from Triton, computed before the (batched) call.
 
     Indices point into `texts`, which holds each distinct text once. `tool_indices[i]` is the text standing
-    for the i-th tool of the request body (only in `tool_mode == "filter"`).
+    for the i-th tool of the request body (only in `tool_mode == "filter"`). `pii_indices` is empty when no
+    detected PII could change the outcome (`RouterConfig.pii_can_matter`): Triton is then asked for no PII.
     """
 
     texts: tuple[str, ...]

@@ -68,16 +68,20 @@ def detect_pii(
 ) -> frozenset[str] | None:
     """PII types found in any message at or above the (per-category) threshold.
 
-    Empty when the check is off for this request; None when it should run but Triton gave no signals.
+    Empty when the check is off for this request; None when it should run but Triton gave no signals (or no PII).
     """
     if not plan.pii_indices or not cfg.pii_enabled(category):
         return frozenset()
     if signals is None:
         return None
     threshold = cfg.pii_threshold(category)
-    return frozenset(
-        e.type for i in plan.pii_indices for e in signals[i].pii if e.confidence >= threshold and e.type not in _NOT_PII
-    )
+    found: set[str] = set()
+    for i in plan.pii_indices:
+        entities = signals[i].pii
+        if entities is None:
+            return None
+        found.update(e.type for e in entities if e.confidence >= threshold and e.type not in _NOT_PII)
+    return frozenset(found)
 
 
 def eligible(cfg: RouterConfig, chain: Sequence[Candidate], pii: frozenset[str] | None) -> tuple[Candidate, ...]:

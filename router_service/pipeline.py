@@ -87,7 +87,7 @@ class RequestRouter:
             with tracer.start_as_current_span("classify") as span:
                 span.set_attribute("router.texts", len(the_plan.texts))
                 try:
-                    signals = await self.signals.classify(list(the_plan.texts))
+                    signals = await self.signals.classify(list(the_plan.texts), pii=bool(the_plan.pii_indices))
                 except ClassifierUnavailable as e:
                     log.warning("classifier unavailable, applying failure policy: %s", e)
                     span.record_exception(e)

@@ -4,6 +4,9 @@ Every request's texts go into a shared queue; a single flusher task drains it in
 `max_batch` rows (sent at once when no batch is in flight, else after waiting at most `window_ms` for company),
 tokenizes it (on the loop for a few short texts, in a worker thread for a large batch; padding to the batch's own
 longest row, never to the model maximum) and sends ONE `infer` call.
+
+A caller that does not need PII says so (`classify(..., pii=False)`); a batch in which no caller needs it asks
+Triton for the other outputs only, and the model then runs its graph without the PII branch (~30% less time).
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ __all__ = ["SignalClient", "SignalManifest", "load_manifest"]
 # go to a worker thread so a large batch never stalls other requests.
 _INLINE_TOKENIZE_CHARS = 2048
 _OUTPUTS = ("intent_probs", "jailbreak_probs", "pii_tag_ids", "pii_tag_probs", "embedding")
+_PII_OUTPUTS = frozenset({"pii_tag_ids", "pii_tag_probs"})
 
 
 @dataclass(frozen=True)
@@ -62,6 +66,7 @@ def load_manifest(model_dir: Path) -> SignalManifest:
 @dataclass
 class _Pending:
     text: str
+    pii: bool
     future: asyncio.Future[TextSignals]
 
 
@@ -115,15 +120,16 @@ class SignalClient:
         except InferenceServerException:
             return False
 
-    async def classify(self, texts: Sequence[str]) -> list[TextSignals]:
-        """Signals for each text, in order. Raises ClassifierUnavailable when Triton fails or times out."""
-        results: list[TextSignals | None] = [self._memo_get(t) for t in texts]
+    async def classify(self, texts: Sequence[str], *, pii: bool = True) -> list[TextSignals]:
+        """Signals for each text, in order; with `pii=False` their `pii` may be None (not computed).
+        Raises ClassifierUnavailable when Triton fails or times out."""
+        results: list[TextSignals | None] = [self._memo_get(t, pii) for t in texts]
         loop = asyncio.get_running_loop()
         waiting: list[tuple[int, asyncio.Future[TextSignals]]] = []
         for i, text in enumerate(texts):
             if results[i] is None:
                 fut: asyncio.Future[TextSignals] = loop.create_future()
-                self._queue.put_nowait(_Pending(text, fut))
+                self._queue.put_nowait(_Pending(text, pii, fut))
                 waiting.append((i, fut))
         if waiting:
             try:
@@ -137,18 +143,22 @@ class SignalClient:
 
     async def embed(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
         """Sentence embeddings (rows L2-normalised) from the same Triton model, for the tool catalogue."""
-        signals = await self.classify(texts)
+        signals = await self.classify(texts, pii=False)
         if not signals:
             return np.zeros((0, self.manifest.embedding_dim), dtype=np.float32)
         return np.stack([s.embedding for s in signals]).astype(np.float32)
 
-    def _memo_get(self, text: str) -> TextSignals | None:
+    def _memo_get(self, text: str, pii: bool) -> TextSignals | None:
         hit = self._memo.get(text)
-        if hit is not None:
-            self._memo.move_to_end(text)
+        if hit is None or (pii and hit.pii is None):
+            return None
+        self._memo.move_to_end(text)
         return hit
 
     def _memo_put(self, text: str, sig: TextSignals) -> None:
+        known = self._memo.get(text)
+        if sig.pii is None and known is not None and known.pii is not None:
+            sig = known  # keep the entry that has PII too
         self._memo[text] = sig
         self._memo.move_to_end(text)
         while len(self._memo) > self._memo_size:
@@ -182,7 +192,7 @@ class SignalClient:
     async def _infer_batch(self, batch: list[_Pending]) -> None:
         texts = [p.text for p in batch]
         try:
-            signals = await self._infer(texts)
+            signals = await self._infer(texts, pii=any(p.pii for p in batch))
         except ClassifierUnavailable as e:
             for p in batch:
                 if not p.future.done():
@@ -199,7 +209,7 @@ class SignalClient:
             if not p.future.done():
                 p.future.set_result(sig)
 
-    async def _infer(self, texts: list[str]) -> list[TextSignals]:
+    async def _infer(self, texts: list[str], *, pii: bool = True) -> list[TextSignals]:
         # The tokenizer rejects a str with a lone surrogate, and that would fail every request in the batch. Request
         # bodies are already cleaned (`decision.load_body`); this keeps any other caller from poisoning a batch.
         model_texts = [without_lone_surrogates(t) for t in texts]
@@ -224,7 +234,8 @@ class SignalClient:
         ]
         inputs[0].set_data_from_numpy(ids)
         inputs[1].set_data_from_numpy(mask)
-        outputs = [grpcclient.InferRequestedOutput(name) for name in _OUTPUTS]
+        names = _OUTPUTS if pii else tuple(n for n in _OUTPUTS if n not in _PII_OUTPUTS)
+        outputs = [grpcclient.InferRequestedOutput(name) for name in names]
         started = time.perf_counter()
         try:
             result = await self._client.infer(self.model_name, inputs, outputs=outputs, client_timeout=self.timeout_s)
@@ -232,7 +243,7 @@ class SignalClient:
             metrics.CLASSIFIER_ERRORS.labels(reason="triton").inc()
             raise ClassifierUnavailable(f"Triton inference failed: {e.message()}") from e
         metrics.CLASSIFIER_LATENCY.labels(classifier="signals").observe(time.perf_counter() - started)
-        arrays = {name: result.as_numpy(name) for name in _OUTPUTS}
+        arrays = {name: result.as_numpy(name) for name in names}
         return [self._decode(texts[i], encodings[i], arrays, i) for i in range(len(texts))]
 
     def _decode(self, text: str, enc: Encoding, out: dict[str, npt.NDArray[Any] | None], row: int) -> TextSignals:
@@ -241,14 +252,17 @@ class SignalClient:
         jailbreak = np.asarray(out["jailbreak_probs"])[row]
         best = int(np.argmax(intent))
         jb_index = m.jailbreak_labels.index("jailbreak") if "jailbreak" in m.jailbreak_labels else 1
-        tag_ids = np.asarray(out["pii_tag_ids"])[row]
-        tag_probs = np.asarray(out["pii_tag_probs"])[row]
+        pii = None
+        if "pii_tag_ids" in out:
+            tag_ids = np.asarray(out["pii_tag_ids"])[row]
+            tag_probs = np.asarray(out["pii_tag_probs"])[row]
+            pii = tuple(_entities(text, enc, tag_ids, tag_probs, m.pii_labels))
         return TextSignals(
             intent=m.intent_labels[best],
             intent_confidence=float(intent[best]),
             intent_probs={label: float(p) for label, p in zip(m.intent_labels, intent, strict=True)},
             jailbreak_confidence=float(jailbreak[jb_index]),
-            pii=tuple(_entities(text, enc, tag_ids, tag_probs, m.pii_labels)),
+            pii=pii,
             embedding=np.asarray(out["embedding"])[row].astype(np.float32, copy=True),
         )
 

@@ -9,6 +9,10 @@ rounds, so the machine's noise hits both alike; the table reports each path and 
 Writes benchmarks/results/router.{json,md}. Every request carries a distinct ~30-token prompt, so the router's
 small memo of recent texts never answers for Triton; the semantic cache is off (its cost is measured in
 benchmarks/cache). The breakdown comes from the router's `x-vsr-timings` response header.
+
+At concurrency 1 a third path runs in the same rounds: the same stack after a hot reload to a config in which every
+model allows all PII (as in VSR's own config.yaml), so detected PII cannot change a route and the router asks Triton
+for no PII (the graph then runs without its PII branch). The config is switched back before each default round.
 """
 
 from __future__ import annotations
@@ -130,45 +134,84 @@ def breakdown(timings: list[str]) -> dict[str, float]:
     return {k: round(statistics.median(v), 2) for k, v in parts.items()}
 
 
-async def measure(args: argparse.Namespace, routed_url: str, direct_url: str) -> dict[str, object]:
+class ConfigSwitch:
+    """Hot-reloads the running router between the benchmark config and its PII-free twin (every model allows all
+    PII); `use` returns once the router's GET /config shows the new policies."""
+
+    def __init__(self, path: Path, raw: dict[str, object], api_url: str) -> None:
+        self.path, self.api_url = path, api_url
+        pii_free = json.loads(json.dumps(raw))
+        for model in pii_free["model_config"].values():
+            model["pii_policy"] = {"allow_by_default": True}
+        self.variants = {False: raw, True: pii_free}
+
+    async def use(self, pii_free: bool) -> None:
+        self.path.write_text(yaml.safe_dump(self.variants[pii_free]))
+        async with httpx.AsyncClient(timeout=5) as client:
+            for _ in range(200):
+                models = (await client.get(f"{self.api_url}/config")).json()["model_config"].values()
+                if all((m.get("pii_policy") or {}).get("allow_by_default") is True for m in models) is pii_free:
+                    return
+                await asyncio.sleep(0.05)
+        raise RuntimeError("the router did not reload the benchmark config")
+
+
+async def measure(
+    args: argparse.Namespace, routed_url: str, direct_url: str, switch: ConfigSwitch
+) -> dict[str, object]:
     rows: list[dict[str, object]] = []
     offset = 0
-    for _ in range(20):  # warm both paths
-        await drive(routed_url, "MoM", 1, 1, 10_000_000 + offset)
-        offset += 1
+    for pii_free in (True, False):  # warm both paths and both graphs
+        await switch.use(pii_free)
+        for _ in range(10):
+            await drive(routed_url, "MoM", 1, 1, 10_000_000 + offset)
+            offset += 1
     plans = [(c, False) for c in args.concurrency] + [(1, True)]
     for concurrency, memo in plans:
         n = args.requests if concurrency == 1 else args.requests * 2
-        result: dict[str, dict[str, object]] = {}
-        lat: dict[str, list[float]] = {"routed": [], "direct": []}
-        thr: dict[str, list[float]] = {"routed": [], "direct": []}
-        timings: list[str] = []
+        paths = ["direct", "routed"] + (["routed_pii_free"] if concurrency == 1 and not memo else [])
+        lat: dict[str, list[float]] = {p: [] for p in paths}
+        thr: dict[str, list[float]] = {p: [] for p in paths}
+        timings: dict[str, list[str]] = {p: [] for p in paths}
         rounds = 3
-        for _ in range(rounds):  # interleave: noise hits both paths alike
-            for name, url, model in (("direct", direct_url, "qwen3-1.7b"), ("routed", routed_url, "MoM")):
+        for _ in range(rounds):  # interleave: noise hits every path alike
+            for name in paths:
+                if name != "direct":
+                    await switch.use(name == "routed_pii_free")
+                url, model = (direct_url, "qwen3-1.7b") if name == "direct" else (routed_url, "MoM")
                 start = -(10**9) if memo else offset
                 latencies, throughput, t = await drive(url, model, n // rounds, concurrency, start)
                 offset += n
                 lat[name] += latencies
                 thr[name].append(throughput)
-                timings += t
-        for name in ("direct", "routed"):
-            result[name] = {
+                timings[name] += t
+        result = {
+            name: {
                 "p50_ms": round(pct(lat[name], 50), 2),
                 "p99_ms": round(pct(lat[name], 99), 2),
                 "throughput_rps": round(statistics.median(thr[name]), 1),
             }
-        rows.append(
-            {
-                "concurrency": concurrency,
-                "prompts": "repeated (router memo, no Triton call)" if memo else "distinct",
-                "requests_per_path": len(lat["routed"]),
-                **{f"{k}_{m}": v for k, d in result.items() for m, v in d.items()},
-                "added_p50_ms": round(float(result["routed"]["p50_ms"]) - float(result["direct"]["p50_ms"]), 2),  # type: ignore[arg-type]
-                "added_p99_ms": round(float(result["routed"]["p99_ms"]) - float(result["direct"]["p99_ms"]), 2),  # type: ignore[arg-type]
-                "router_breakdown_ms_p50": breakdown(timings),
-            }
-        )
+            for name in paths
+        }
+        for routed in paths[1:]:
+            if memo:
+                prompts = "repeated (router memo, no Triton call)"
+            elif routed == "routed_pii_free":
+                prompts = "distinct, no PII needed (every model allows all PII)"
+            else:
+                prompts = "distinct"
+            rows.append(
+                {
+                    "concurrency": concurrency,
+                    "prompts": prompts,
+                    "requests_per_path": len(lat[routed]),
+                    **{f"direct_{m}": v for m, v in result["direct"].items()},
+                    **{f"routed_{m}": v for m, v in result[routed].items()},
+                    "added_p50_ms": round(result[routed]["p50_ms"] - result["direct"]["p50_ms"], 2),
+                    "added_p99_ms": round(result[routed]["p99_ms"] - result["direct"]["p99_ms"], 2),
+                    "router_breakdown_ms_p50": breakdown(timings[routed]),
+                }
+            )
     return {"rows": rows}
 
 
@@ -231,7 +274,10 @@ def main() -> None:
         ).start()
         try:
             direct.wait_ready(30)
-            results = asyncio.run(measure(args, f"http://127.0.0.1:{ports.envoy}", f"http://127.0.0.1:{direct_port}"))
+            switch = ConfigSwitch(config, raw, f"http://127.0.0.1:{ports.router_http}")
+            results = asyncio.run(
+                measure(args, f"http://127.0.0.1:{ports.envoy}", f"http://127.0.0.1:{direct_port}", switch)
+            )
         finally:
             direct.stop()
             stack.down()

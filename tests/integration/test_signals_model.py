@@ -22,6 +22,8 @@ TEXTS = [
     "and one from plants, and say why it matters for genetic variation.",
     "ok",
 ]
+OUTPUTS = ("intent_probs", "jailbreak_probs", "pii_tag_ids", "pii_tag_probs", "embedding")
+WITHOUT_PII = ("intent_probs", "jailbreak_probs", "embedding")
 
 
 def _manifest() -> dict[str, object]:
@@ -29,7 +31,8 @@ def _manifest() -> dict[str, object]:
 
 
 @pytest.fixture(scope="module")
-def triton(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
+def triton_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, Path]]:
+    """(gRPC port, log file) of a Triton serving only `signals`."""
     if not (VERSION_DIR / "manifest.json").exists():
         pytest.skip("model_repository/signals is not built: run `python -m build_engines build`")
     from semantic_router.components import ManagedProcess, free_port, triton_command, wait_http_ok
@@ -54,9 +57,14 @@ def triton(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
     proc.start()
     try:
         proc.wait_ready(120)
-        yield grpc
+        yield grpc, scratch / "triton.log"
     finally:
         proc.stop()
+
+
+@pytest.fixture(scope="module")
+def triton(triton_server: tuple[int, Path]) -> int:
+    return triton_server[0]
 
 
 def _batch(texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -73,7 +81,10 @@ def _batch(texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
     return ids, mask
 
 
-def _infer(port: int, ids: np.ndarray, mask: np.ndarray) -> dict[str, np.ndarray]:
+def _infer(
+    port: int, ids: np.ndarray, mask: np.ndarray, names: tuple[str, ...] = OUTPUTS
+) -> dict[str, np.ndarray]:
+    """The requested outputs, and only those: an output the server sent without being asked fails here."""
     import tritonclient.grpc as grpcclient
 
     client = grpcclient.InferenceServerClient(f"127.0.0.1:{port}")
@@ -83,8 +94,9 @@ def _infer(port: int, ids: np.ndarray, mask: np.ndarray) -> dict[str, np.ndarray
     ]
     inputs[0].set_data_from_numpy(ids)
     inputs[1].set_data_from_numpy(mask)
-    names = ["intent_probs", "jailbreak_probs", "pii_tag_ids", "pii_tag_probs", "embedding"]
     result = client.infer("signals", inputs, outputs=[grpcclient.InferRequestedOutput(n) for n in names])
+    sent = {o.name for o in result.get_response().outputs}
+    assert sent == set(names), sent
     return {n: result.as_numpy(n) for n in names}
 
 
@@ -102,6 +114,8 @@ def _assert_close(served: dict[str, np.ndarray], local: dict[str, np.ndarray]) -
     lengths: the task tops' int8 activation scales are fixed (calibrated), so batch-mates and padding do not move a
     request's scores; the embedding (fp32 trunk) proves each row came back to its own request."""
     for name, value in local.items():
+        if name not in served:
+            continue
         assert served[name].shape == value.shape, name
         if name == "pii_tag_ids":
             assert (served[name] == value).mean() > 0.99
@@ -157,5 +171,46 @@ async def test_a_lone_surrogate_does_not_fail_its_batch_mates(triton: int) -> No
         assert sig_odd.intent == ref.intent
         assert abs(sig_odd.intent_confidence - ref.intent_confidence) < 1e-5
         assert sig_plain.intent == (await client.classify([TEXTS[0]]))[0].intent
+    finally:
+        await client.close()
+
+
+def test_requests_without_pii_outputs_run_the_graph_without_the_pii_branch(triton_server: tuple[int, Path]) -> None:
+    # The model cuts its graph to the non-PII outputs at load (onnxruntime computes every node of a graph whatever
+    # a call fetches); a batch in which no request asks for PII runs that cut graph. Its outputs are the full
+    # graph's, also when such requests share a batch with requests that do ask for PII.
+    port, log = triton_server
+    ids, mask = _batch(TEXTS)
+    _assert_close(_infer(port, ids, mask, WITHOUT_PII), _local(ids, mask))
+    batches = [(_batch(TEXTS[i : i + 2]), OUTPUTS if i % 2 else WITHOUT_PII) for i in range(len(TEXTS) - 1)] * 3
+    with ThreadPoolExecutor(max_workers=len(batches)) as pool:
+        served = list(pool.map(lambda b: _infer(port, *b[0], b[1]), batches))
+    for ((ids, mask), names), result in zip(batches, served, strict=True):
+        assert set(result) == set(names)
+        _assert_close(result, _local(ids, mask))
+    assert "no PII-free graph" not in log.read_text(errors="replace")
+
+
+async def test_client_asks_triton_for_pii_only_when_told(triton: int) -> None:
+    import asyncio
+
+    from router_service.signals import SignalClient
+
+    client = SignalClient(f"127.0.0.1:{triton}", REPOSITORY, window_ms=20.0, timeout_s=10.0)
+    await client.start()
+    try:
+        text = TEXTS[2]  # has an e-mail address and a phone number
+        [lean] = await client.classify([text], pii=False)
+        assert lean.pii is None
+        [full] = await client.classify([text])  # the memo's entry has no PII: this one goes to Triton
+        assert full.pii is not None and "EMAIL_ADDRESS" in {e.type for e in full.pii}
+        assert (lean.intent, round(lean.jailbreak_confidence, 4)) == (full.intent, round(full.jailbreak_confidence, 4))
+        np.testing.assert_allclose(lean.embedding, full.embedding, atol=1e-5)
+        [again] = await client.classify([text], pii=False)
+        assert again is full  # the memo keeps the entry that has PII
+        # Batch-mates: one caller needs PII, the other does not; each gets what it asked for.
+        [[a], [b]] = await asyncio.gather(client.classify([TEXTS[3]], pii=False), client.classify([TEXTS[2] + " ok"]))
+        assert b.pii is not None and "EMAIL_ADDRESS" in {e.type for e in b.pii}
+        assert a.intent == "biology"
     finally:
         await client.close()

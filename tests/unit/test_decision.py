@@ -589,6 +589,57 @@ def test_pii_check_off_without_pii_model() -> None:
     assert routed(run(chat("q"), cfg=cfg, default=sig("math", pii=(("US_SSN", 0.99),)))).model == "qwen"
 
 
+def _with_category_pii_on() -> RouterConfig:
+    raw = yaml.safe_load(BASE_YAML)
+    del raw["classifier"]["pii_model"]
+    raw["categories"][0]["pii_enabled"] = True
+    return RouterConfig.model_validate(raw)
+
+
+def _without_pii_model() -> RouterConfig:
+    raw = yaml.safe_load(BASE_YAML)
+    del raw["classifier"]["pii_model"]
+    return RouterConfig.model_validate(raw)
+
+
+ALL_ALLOW = {"model_config": {m: {"pii_policy": {"allow_by_default": True}} for m in ("qwen", "strict")}}
+
+
+@pytest.mark.parametrize(
+    ("cfg", "model", "needs_pii"),
+    [
+        pytest.param(CFG, "MoM", True, id="auto-a-reachable-model-restricts"),
+        pytest.param(CFG, "qwen", True, id="explicit-restricted-model"),
+        pytest.param(CFG, "gpt", False, id="explicit-model-allows-all"),
+        pytest.param(CFG, "mystery", False, id="explicit-unknown-model-allows-all"),
+        pytest.param(make_cfg(**ALL_ALLOW), "MoM", False, id="auto-every-model-allows-all"),
+        pytest.param(make_cfg(**ALL_ALLOW), "qwen", False, id="explicit-now-permissive"),
+        pytest.param(_without_pii_model(), "MoM", False, id="pii-detection-off"),
+        pytest.param(_without_pii_model(), "qwen", False, id="pii-detection-off-explicit"),
+        pytest.param(_with_category_pii_on(), "MoM", True, id="one-category-turns-it-on"),
+        pytest.param(load_config(REFERENCE / "config.yaml"), "MoM", False, id="vsr-config-yaml"),
+        pytest.param(load_config(REFERENCE / "config.e2e.yaml"), "MoM", True, id="vsr-config-e2e"),
+    ],
+)
+def test_plan_asks_for_pii_only_where_it_can_change_the_outcome(cfg: RouterConfig, model: str, needs_pii: bool) -> None:
+    body = chat({"role": "system", "content": "be brief"}, "my ssn is 123-45-6789", model=model)
+    p = plan(cfg, body, {})
+    assert cfg.pii_can_matter(model, cfg.is_auto_model(model)) is needs_pii
+    assert p.pii_indices == ((0, 1) if needs_pii else ())
+    # Without PII the system prompt is not sent to Triton at all: only the user text is classified.
+    assert p.texts == (("be brief", "my ssn is 123-45-6789") if needs_pii else ("my ssn is 123-45-6789",))
+
+
+def test_pii_not_computed_where_it_is_needed_counts_as_unknown() -> None:
+    # A fail-safe: signals without PII (never sent for a plan that needs it) are treated like a missing Triton
+    # answer for PII, so only a model that allows every type may receive the request.
+    no_pii = TextSignals("math", 0.9, {"math": 0.9}, 0.0, None, unit(1.0))
+    r = routed(run(chat("q"), default=no_pii))
+    assert r.model == "gpt"
+    b = blocked(run(chat("q", model="qwen"), default=no_pii))
+    assert b.reason == "classifier_unavailable"
+
+
 # --- reasoning --------------------------------------------------------------------------------------
 
 CLIENT_REASONING: dict[str, Any] = {
