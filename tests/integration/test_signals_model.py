@@ -81,9 +81,7 @@ def _batch(texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
     return ids, mask
 
 
-def _infer(
-    port: int, ids: np.ndarray, mask: np.ndarray, names: tuple[str, ...] = OUTPUTS
-) -> dict[str, np.ndarray]:
+def _infer(port: int, ids: np.ndarray, mask: np.ndarray, names: tuple[str, ...] = OUTPUTS) -> dict[str, np.ndarray]:
     """The requested outputs, and only those: an output the server sent without being asked fails here."""
     import tritonclient.grpc as grpcclient
 
