@@ -141,7 +141,7 @@ def quantize_int8(
         for n in matmuls
         if n.name.startswith(prefixes)
         and n.input[1] in weights
-        and not (n.name.startswith(keep) and is_ffn_down(n.name) if keep else False)
+        and not (n.name.startswith(keep) and is_ffn_down(n.name))  # startswith(()) is False
     ]
     if not chosen:
         shutil.copyfile(source, target)

@@ -304,11 +304,8 @@ def _served_graph_check(served: Path, fp32: Path, rows: Sequence[Sequence[int]])
             one = np.asarray([row], dtype=np.int64)
             alone = served_sess.run(outputs, {"input_ids": one, "attention_mask": np.ones_like(one)})
             for a, b in zip(alone, together, strict=True):
-                diff = np.abs(
-                    a[0] - b[i][: a.shape[1]]
-                    if a.ndim == 2 and b.ndim == 2 and a.shape[1] < b.shape[1]
-                    else a[0] - b[i]
-                )
+                # every output is [batch, width]; a per-token row is compared over the row's own length
+                diff = np.abs(a[0] - b[i][: a.shape[1]])
                 worst["batch_vs_alone"] = max(worst["batch_vs_alone"], float(diff.max()))
     return worst
 
@@ -358,13 +355,13 @@ def _choose_quantization(
     pii: DataSplits,
     tags: Sequence[str],
     threshold: float,
-    partial: Callable[[Sequence[str]], Path],
+    with_ffn_down_fp32: Callable[[Sequence[str]], Path],
 ) -> dict[str, Any]:
     """Which task tops to serve in int8: ("auto") each task whose validation score stays within the tolerance of
     fp32 with every top quantised; a task that misses gets a second try with its feed-forward down-projections in
-    fp32 (`partial(tasks)` writes that graph); a task that misses both stays fp32 ("on": all fully int8, "off":
-    none). A task's outputs depend only on the trunk and its own top, so each graph's per-task scores are those of
-    any graph that quantises that top the same way."""
+    fp32 (`with_ffn_down_fp32(tasks)` writes that graph); a task that misses both stays fp32 ("on": all fully int8,
+    "off": none). A task's outputs depend only on the trunk and its own top, so each graph's per-task scores are
+    those of any graph that quantises that top the same way."""
     before = _validation_scores(fp32, intent, jailbreak, pii, tags, threshold)
     after = _validation_scores(int8, intent, jailbreak, pii, tags, threshold)
 
@@ -380,7 +377,7 @@ def _choose_quantization(
         tasks = [task for task in TASKS if full_ok[task]]
         missed = [task for task in TASKS if not full_ok[task]]
         if missed:
-            scores = _validation_scores(partial(missed), intent, jailbreak, pii, tags, threshold)
+            scores = _validation_scores(with_ffn_down_fp32(missed), intent, jailbreak, pii, tags, threshold)
             retry_ok = within(scores)
             retry = {_SCORE_OF_TASK[task]: scores[_SCORE_OF_TASK[task]] for task in missed}
             ffn_down_float = [task for task in missed if retry_ok[task]]
@@ -490,17 +487,24 @@ def build(
         speed["int8_seq_per_s"] = _throughput(quantized, perf_texts)
         served_path = out / "model.served-int8.onnx"
 
-        def partial(tasks: Sequence[str], ffn_down_float: Sequence[str] | None = None) -> Path:
-            keep = tasks if ffn_down_float is None else ffn_down_float
-            return quantize_int8(onnx_path, served_path, calibration, tasks, ffn_down_float=keep)
+        def quantize_tops(tasks: Sequence[str], ffn_down_float: Sequence[str]) -> Path:
+            return quantize_int8(onnx_path, served_path, calibration, tasks, ffn_down_float=ffn_down_float)
 
         quantization = _choose_quantization(
-            config, onnx_path, quantized, intent, jailbreak, pii, tags, threshold, partial
+            config,
+            onnx_path,
+            quantized,
+            intent,
+            jailbreak,
+            pii,
+            tags,
+            threshold,
+            lambda tasks: quantize_tops(tasks, ffn_down_float=tasks),
         )
         chosen, keep = quantization["int8_tasks"], quantization["ffn_down_fp32_tasks"]
         if quantization["serve_int8"] and (set(chosen) != set(TASKS) or keep):
             # serve the tops as chosen; the report's int8 figures stay those of the all-tops graph
-            partial(chosen, keep).replace(quantized)
+            quantize_tops(chosen, keep).replace(quantized)
             quantization["served_graph_note"] = (
                 "model.int8.onnx quantises only int8_tasks, with fp32 FFN down-projections in ffn_down_fp32_tasks"
             )

@@ -48,10 +48,8 @@ class TritonPythonModel:
         model_file = version_dir / _parameter(config, "onnx_file", "model.onnx")
         self.session = ort.InferenceSession(str(model_file), options, providers=["CPUExecutionProvider"])
         self.outputs = [o["name"] for o in config["output"]]
-        self.without_pii: ort.InferenceSession | None = None
-        if _parameter(config, "pii_free_graph", "1") == "1":
-            self.without_pii = _pruned_session(model_file, [o for o in self.outputs if o not in PII_OUTPUTS], options)
         self.without_pii_outputs = [o for o in self.outputs if o not in PII_OUTPUTS]
+        self.without_pii = _pruned_session(model_file, self.without_pii_outputs, options)
 
     def _check(self, request: Any) -> tuple[NDArray[Any], NDArray[Any]]:
         ids, mask = (pb_utils.get_input_tensor_by_name(request, name).as_numpy() for name in INPUTS)
