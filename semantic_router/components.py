@@ -23,10 +23,12 @@ import httpx
 
 __all__ = [
     "ComponentError",
+    "LocalTriton",
     "ManagedProcess",
     "envoy_binary",
     "envoy_command",
     "free_port",
+    "local_triton",
     "port_in_use",
     "site_packages",
     "triton_command",
@@ -170,6 +172,37 @@ def triton_command(
         *extra_args,
     ]
     return argv, env
+
+
+@dataclass(frozen=True)
+class LocalTriton:
+    """A Triton on free loopback ports (see `local_triton`); `process` is not started yet."""
+
+    process: ManagedProcess
+    http_port: int
+    grpc_port: int
+    log: Path
+
+
+def local_triton(
+    model_repository: Path, scratch: Path, *, model: str = "signals", only_that_model: bool = True
+) -> LocalTriton:
+    """A Triton over `model_repository` on free ports, ready when `model` is; with `only_that_model` it loads
+    nothing else. For tests and benchmarks that need Triton without the rest of the stack."""
+    http, grpc, metrics = free_port(), free_port(), free_port()
+    extra = ["--model-control-mode=explicit", f"--load-model={model}"] if only_that_model else []
+    argv, env = triton_command(
+        model_repository, http_port=http, grpc_port=grpc, metrics_port=metrics, cache_dir=scratch, extra_args=extra
+    )
+    log = scratch / "triton.log"
+    process = ManagedProcess(
+        "tritonserver",
+        argv,
+        log,
+        env=env,
+        ready=lambda: wait_http_ok(f"http://127.0.0.1:{http}/v2/models/{model}/ready", 0.5),
+    )
+    return LocalTriton(process, http, grpc, log)
 
 
 # --- Valkey + RediSearch ------------------------------------------------------------------------------

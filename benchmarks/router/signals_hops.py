@@ -28,7 +28,7 @@ from numpy.typing import NDArray
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from semantic_router.components import ManagedProcess, free_port, triton_command, wait_http_ok  # noqa: E402
+from semantic_router.components import local_triton  # noqa: E402
 
 REPOSITORY = ROOT / "model_repository"
 ALL = ("intent_probs", "jailbreak_probs", "pii_tag_ids", "pii_tag_probs", "embedding")
@@ -125,29 +125,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--calls", type=int, default=150)
     args = parser.parse_args()
-    http, grpc, metrics = free_port(), free_port(), free_port()
     with tempfile.TemporaryDirectory() as tmp:
-        scratch = Path(tmp)
-        argv, env = triton_command(
-            REPOSITORY,
-            http_port=http,
-            grpc_port=grpc,
-            metrics_port=metrics,
-            cache_dir=scratch,
-            extra_args=["--model-control-mode=explicit", "--load-model=signals"],
-        )
-        triton = ManagedProcess(
-            "tritonserver",
-            argv,
-            scratch / "triton.log",
-            env=env,
-            ready=lambda: wait_http_ok(f"http://127.0.0.1:{http}/v2/models/signals/ready", 0.5),
-        ).start()
+        triton = local_triton(REPOSITORY, Path(tmp))
+        triton.process.start()
         try:
-            triton.wait_ready(120)
-            results = asyncio.run(measure(grpc, args.calls))
+            triton.process.wait_ready(120)
+            results = asyncio.run(measure(triton.grpc_port, args.calls))
         finally:
-            triton.stop()
+            triton.process.stop()
     print("| path | outputs | p50 ms |\n|---|---|---|")
     for key, value in results.items():
         print(f"| {key} | {value} |")

@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from build_engines.paths import MODEL_REPOSITORY_DIR, REPO_ROOT
 from build_engines.perf_analyzer import ensure_perf_analyzer
 from build_engines.repository import MODEL_NAME, ServingOptions, cpu_signals_config, render_config
-from semantic_router.components import ManagedProcess, free_port, triton_command, wait_http_ok
+from semantic_router.components import local_triton
 
 RESULTS = REPO_ROOT / "benchmarks" / "results"
 OUTPUTS = ["intent_probs", "jailbreak_probs", "pii_tag_ids", "pii_tag_probs", "embedding"]
@@ -123,15 +123,8 @@ def _input_data(path: Path, lengths: list[int]) -> list[str]:
 def perf_analyzer_run(
     repository: Path, scratch: Path, lengths: list[int], concurrency: list[int], interval_ms: int
 ) -> list[dict[str, float]]:
-    http, grpc, metrics = free_port(), free_port(), free_port()
-    argv, env = triton_command(repository, http_port=http, grpc_port=grpc, metrics_port=metrics, cache_dir=scratch)
-    triton = ManagedProcess(
-        "tritonserver",
-        argv,
-        scratch / "triton.log",
-        env=env,
-        ready=lambda: wait_http_ok(f"http://127.0.0.1:{http}/v2/models/{MODEL_NAME}/ready", 0.5),
-    )
+    local = local_triton(repository, scratch, model=MODEL_NAME, only_that_model=False)
+    grpc, triton = local.grpc_port, local.process
     triton.start()
     try:
         triton.wait_ready(180)
@@ -303,6 +296,8 @@ def main() -> None:
     if not (MODEL_REPOSITORY_DIR / MODEL_NAME / "1" / "manifest.json").exists():
         raise SystemExit("model_repository/signals is not built: run `python -m build_engines build` first")
     concurrency = [int(x) for x in args.concurrency.split(",")]
+    if 1 not in concurrency or not any(16 <= c <= 32 for c in concurrency):
+        parser.error("--concurrency must include 1 and a level in 16..32 (the batching-gain target compares them)")
     load = os.getloadavg()
     raw_batches = sorted(set(concurrency) | {1, 32, 64})
     raw_before = raw_onnxruntime(args.seq_len, raw_batches, args.threads, args.raw_seconds, args.allow_spinning)

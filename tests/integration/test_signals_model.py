@@ -35,31 +35,15 @@ def triton_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[in
     """(gRPC port, log file) of a Triton serving only `signals`."""
     if not (VERSION_DIR / "manifest.json").exists():
         pytest.skip("model_repository/signals is not built: run `python -m build_engines build`")
-    from semantic_router.components import ManagedProcess, free_port, triton_command, wait_http_ok
+    from semantic_router.components import local_triton
 
-    http, grpc, metrics = free_port(), free_port(), free_port()
-    scratch = tmp_path_factory.mktemp("triton")
-    argv, env = triton_command(
-        REPOSITORY,
-        http_port=http,
-        grpc_port=grpc,
-        metrics_port=metrics,
-        cache_dir=scratch,
-        extra_args=["--model-control-mode=explicit", "--load-model=signals"],
-    )
-    proc = ManagedProcess(
-        "tritonserver",
-        argv,
-        scratch / "triton.log",
-        env=env,
-        ready=lambda: wait_http_ok(f"http://127.0.0.1:{http}/v2/models/signals/ready", 0.5),
-    )
-    proc.start()
+    triton = local_triton(REPOSITORY, tmp_path_factory.mktemp("triton"))
+    triton.process.start()
     try:
-        proc.wait_ready(120)
-        yield grpc, scratch / "triton.log"
+        triton.process.wait_ready(120)
+        yield triton.grpc_port, triton.log
     finally:
-        proc.stop()
+        triton.process.stop()
 
 
 @pytest.fixture(scope="module")
