@@ -93,7 +93,7 @@ def create_app(settings: Settings) -> Starlette:
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
-        setup_tracing(store.current)
+        tracer_provider = setup_tracing(store.current)
         signals = SignalClient(
             settings.triton_url,
             settings.model_repository,
@@ -128,6 +128,10 @@ def create_app(settings: Settings) -> Starlette:
             if cache is not None:
                 await cache.close()
             await signals.close()
+            if tracer_provider is not None:  # export what is still queued, without hanging on a dead collector
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(5):
+                        await asyncio.to_thread(tracer_provider.shutdown)
 
     async def health(_: Request) -> Response:
         signals: SignalClient = state["signals"]

@@ -177,7 +177,13 @@ class ExtProcServer(pb_grpc.ExternalProcessorServicer):  # type: ignore[misc]
             request_body=pb.BodyResponse(
                 response=pb.CommonResponse(
                     header_mutation=pb.HeaderMutation(
-                        set_headers=_set_headers({**decision.upstream_headers, "content-length": str(len(new_body))}),
+                        set_headers=_set_headers(
+                            {
+                                **decision.upstream_headers,
+                                **outcome.upstream_trace_headers,
+                                "content-length": str(len(new_body)),
+                            }
+                        ),
                     ),
                     body_mutation=pb.BodyMutation(body=new_body),
                     clear_route_cache=True,

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from opentelemetry import trace
+from opentelemetry.context import Context
 
 from cache_service.client import CacheClient
 from cache_service.scope import fingerprint
@@ -20,6 +21,14 @@ from router_service.decision import Blocked, Plan, Routed, TextSignals, decide, 
 from router_service.errors import ClassifierUnavailable
 from router_service.signals import SignalClient
 from router_service.tools import ToolIndex
+from router_service.tracing import (
+    SPAN_CACHE_LOOKUP,
+    SPAN_CLASSIFICATION,
+    SPAN_REQUEST,
+    SPAN_ROUTING_DECISION,
+    incoming_context,
+    outgoing_headers,
+)
 
 __all__ = ["CacheScope", "Outcome", "RequestRouter"]
 
@@ -47,6 +56,14 @@ class Outcome:
     cache_hit: dict[str, Any] | None = None
     store_scope: CacheScope | None = None
     timings_ms: dict[str, float] = field(default_factory=dict)
+    trace_context: Context | None = None
+    """The context of the request's `semantic_router.request.received` span: the parent of later spans (the
+    upstream call) and of the trace the router sends on."""
+
+    @property
+    def upstream_trace_headers(self) -> dict[str, str]:
+        """`traceparent` for the upstream request, so a backend's spans join the router's trace."""
+        return outgoing_headers(self.trace_context)
 
     @property
     def response_headers(self) -> dict[str, str]:
@@ -79,27 +96,36 @@ class RequestRouter:
         """Decide what to do with one chat request. Raises InvalidRequest for a malformed body."""
         started = time.perf_counter()
         cfg = self.store.current
-        the_plan = plan(cfg, body, headers)
-        timings: dict[str, float] = {}
-        signals: list[TextSignals] | None = None
-        if the_plan.texts:
-            t0 = time.perf_counter()
-            with tracer.start_as_current_span("classify") as span:
-                span.set_attribute("router.texts", len(the_plan.texts))
-                try:
-                    signals = await self.signals.classify(list(the_plan.texts), pii=bool(the_plan.pii_indices))
-                except ClassifierUnavailable as e:
-                    log.warning("classifier unavailable, applying failure policy: %s", e)
-                    span.record_exception(e)
-                    signals = None
-            timings["signals"] = (time.perf_counter() - t0) * 1000
-        with tracer.start_as_current_span("decide"):
-            decision = decide(cfg, the_plan, body, signals, self.tool_index)
-        outcome = Outcome(decision=decision, plan=the_plan, timings_ms=timings)
-        if isinstance(decision, Routed):
-            if decision.category is not None and the_plan.is_auto:
-                metrics.CATEGORY_CLASSIFICATIONS.labels(category=decision.category).inc()
-            await self._cache_lookup(outcome, cfg, body, headers, signals)
+        with tracer.start_as_current_span(
+            SPAN_REQUEST, context=incoming_context(headers), kind=trace.SpanKind.SERVER
+        ) as root:
+            root.set_attribute("request.id", headers.get("x-request-id", ""))
+            the_plan = plan(cfg, body, headers)
+            root.set_attribute("routing.original_model", the_plan.requested_model)
+            timings: dict[str, float] = {}
+            signals: list[TextSignals] | None = None
+            if the_plan.texts:
+                t0 = time.perf_counter()
+                with tracer.start_as_current_span(SPAN_CLASSIFICATION) as span:
+                    span.set_attributes({"classifier.type": "triton", "classification.texts": len(the_plan.texts)})
+                    try:
+                        signals = await self.signals.classify(list(the_plan.texts), pii=bool(the_plan.pii_indices))
+                    except ClassifierUnavailable as e:
+                        log.warning("classifier unavailable, applying failure policy: %s", e)
+                        span.record_exception(e)
+                        span.set_status(trace.StatusCode.ERROR, "classifier unavailable")
+                        signals = None
+                    timings["signals"] = (time.perf_counter() - t0) * 1000
+                    span.set_attribute("classification.time_ms", round(timings["signals"], 3))
+            with tracer.start_as_current_span(SPAN_ROUTING_DECISION) as span:
+                decision = decide(cfg, the_plan, body, signals, self.tool_index)
+                span.set_attributes(_decision_attributes(decision))
+            outcome = Outcome(decision=decision, plan=the_plan, timings_ms=timings)
+            if isinstance(decision, Routed):
+                if decision.category is not None and the_plan.is_auto:
+                    metrics.CATEGORY_CLASSIFICATIONS.labels(category=decision.category).inc()
+                await self._cache_lookup(outcome, cfg, body, headers, signals)
+            outcome.trace_context = trace.set_span_in_context(root)
         timings["total"] = (time.perf_counter() - started) * 1000
         metrics.ROUTING_LATENCY.observe(timings["total"] / 1000)
         self._log(cfg, outcome, headers)
@@ -150,7 +176,7 @@ class RequestRouter:
         if "no-cache" in control or "no-store" in control:
             return
         t0 = time.perf_counter()
-        with tracer.start_as_current_span("cache.lookup"):
+        with tracer.start_as_current_span(SPAN_CACHE_LOOKUP) as span:
             hit = await self.cache.lookup(
                 prompt=scope.prompt,
                 embedding=scope.embedding,
@@ -159,9 +185,36 @@ class RequestRouter:
                 tenant=scope.tenant,
                 threshold=decision.cache.threshold,
             )
+            span.set_attribute("cache.hit", hit is not None)
         outcome.timings_ms["cache"] = (time.perf_counter() - t0) * 1000
         if hit is None:
             metrics.CACHE_MISSES.inc()
             return
         metrics.CACHE_HITS.inc()
         outcome.cache_hit = hit.response
+
+
+def _decision_attributes(decision: Routed | Blocked) -> dict[str, str | bool | float]:
+    """The decision as span attributes (VSR's names); no request content."""
+    attrs: dict[str, str | bool | float] = {}
+    if decision.category is not None:
+        attrs["category.name"] = decision.category
+    if isinstance(decision, Blocked):
+        attrs |= {"routing.blocked": True, "routing.block_reason": decision.reason}
+        attrs["jailbreak.detected"] = decision.reason == "jailbreak"
+        attrs["pii.detected"] = decision.reason == "pii"
+        return attrs
+    if decision.confidence is not None:
+        attrs["category.confidence"] = float(decision.confidence)
+    attrs |= {
+        "routing.selected_model": decision.model,
+        "routing.reason": decision.reason,
+        "routing.endpoint": decision.endpoint,
+        "reasoning.enabled": decision.reasoning,
+        "system_prompt.injected": decision.injected_system_prompt,
+        "jailbreak.detected": False,
+        "pii.detected": bool(decision.pii_types),
+    }
+    if decision.pii_types:
+        attrs["pii.types"] = ",".join(decision.pii_types)
+    return attrs

@@ -21,6 +21,7 @@ from router_service.decision import Blocked, Routed, load_body
 from router_service.errors import InvalidRequest, UpstreamUnavailable
 from router_service.pipeline import RequestRouter
 from router_service.responses import openai_error, render_block, render_cached
+from router_service.tracing import SPAN_UPSTREAM, outgoing_headers
 
 __all__ = ["ChatProxy"]
 
@@ -69,6 +70,7 @@ class ChatProxy:
         if not isinstance(body, dict):
             return _error(400, "request body must be a JSON object", "invalid_body", request_id)
         headers = {k.lower(): v for k, v in request.headers.items()}
+        headers["x-request-id"] = request_id
         try:
             outcome = await self.router.route(body, headers)
         except InvalidRequest as e:
@@ -91,17 +93,27 @@ class ChatProxy:
         last_error = "no candidate endpoint"
         for attempt, (model, endpoint) in enumerate(candidates):
             upstream_body = dict(decision.body, model=model)
+            span = tracer.start_span(SPAN_UPSTREAM, context=outcome.trace_context, kind=trace.SpanKind.CLIENT)
+            span.set_attributes({"model.name": model, "routing.endpoint": endpoint, "routing.attempt": attempt})
+            forward = {
+                **_forward_headers(headers, request_id),
+                **outgoing_headers(trace.set_span_in_context(span, outcome.trace_context)),
+            }
             try:
-                upstream = await self._open(endpoint, upstream_body, _forward_headers(headers, request_id))
+                upstream = await self._open(endpoint, upstream_body, forward)
             except UpstreamUnavailable as e:
                 last_error = str(e)
                 metrics.REQUEST_ERRORS.labels(model=model, reason="upstream_unavailable").inc()
                 log.warning("upstream %s (%s) failed before first byte: %s", model, endpoint, e)
+                span.record_exception(e)
+                span.set_status(trace.StatusCode.ERROR, "upstream unavailable")
+                span.end()
                 continue
             if attempt:
                 resp_headers["x-vsr-selected-model"] = model
                 resp_headers["x-vsr-failover"] = "true"
-            return self._relay(upstream, model, outcome, resp_headers)
+            span.set_attribute("http.status_code", upstream.status_code)
+            return self._relay(upstream, model, outcome, resp_headers, span)
         return _error(502, f"all candidate backends failed: {last_error}", "upstream_unavailable", request_id)
 
     async def _open(self, endpoint: str, body: dict[str, Any], headers: dict[str, str]) -> httpx.Response:
@@ -117,7 +129,10 @@ class ChatProxy:
             raise UpstreamUnavailable(f"HTTP {resp.status_code}: {detail}")
         return resp
 
-    def _relay(self, upstream: httpx.Response, model: str, outcome: Any, headers: dict[str, str]) -> Response:
+    def _relay(
+        self, upstream: httpx.Response, model: str, outcome: Any, headers: dict[str, str], span: trace.Span
+    ) -> Response:
+        """Stream the upstream's answer through; `span` (the upstream call's) ends with the stream."""
         tracker = ResponseTracker(model=model)
         tracker.on_headers(upstream.status_code, upstream.headers.get("content-type", ""))
         passthrough = _passthrough(upstream.headers.raw)
@@ -126,14 +141,15 @@ class ChatProxy:
         async def body() -> AsyncIterator[bytes]:
             complete = False
             try:
-                with tracer.start_as_current_span("upstream") as span:
-                    span.set_attribute("llm.model", model)
-                    async for chunk in upstream.aiter_raw():
-                        tracker.on_chunk(chunk)
-                        yield chunk
-                    complete = True
+                async for chunk in upstream.aiter_raw():
+                    tracker.on_chunk(chunk)
+                    yield chunk
+                complete = True
             finally:
                 await upstream.aclose()
+                if not complete:
+                    span.set_status(trace.StatusCode.ERROR, "stream interrupted")
+                span.end()
                 if complete:
                     tracker.finish(router.config, router.cache, outcome.store_scope)
                 else:  # client went away or upstream broke mid-stream: count it, never cache it
