@@ -82,6 +82,10 @@ class ResponseTracker:
         completion_tokens = int(usage.get("completion_tokens") or 0)
         metrics.PROMPT_TOKENS.labels(model=self.model).inc(prompt_tokens)
         metrics.COMPLETION_TOKENS.labels(model=self.model).inc(completion_tokens)
+        metrics.MODEL_TOKENS.labels(model=self.model).inc(prompt_tokens + completion_tokens)
+        if usage:
+            metrics.PROMPT_TOKENS_PER_REQUEST.labels(model=self.model).observe(prompt_tokens)
+            metrics.COMPLETION_TOKENS_PER_REQUEST.labels(model=self.model).observe(completion_tokens)
         if self.first_chunk_at is not None:
             metrics.TTFT.labels(model=self.model).observe(self.first_chunk_at - self.sent_at)
             tokens = completion_tokens or self._chunks

@@ -71,6 +71,7 @@ async def _build_tool_index(cfg: RouterConfig, signals: SignalClient) -> ToolInd
 
 def _cache_outcome(operation: str, outcome: str, seconds: float) -> None:
     metrics.CACHE_OPERATION_DURATION.labels(backend="redis", operation=operation, status=str(outcome)).observe(seconds)
+    metrics.CACHE_OPERATIONS.labels(backend="redis", operation=operation, status=str(outcome)).inc()
 
 
 def create_app(settings: Settings) -> Starlette:

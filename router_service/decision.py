@@ -265,6 +265,10 @@ def decide(
     if name is not None:
         response_headers["x-vsr-selected-category"] = name
     moved = chosen is not chain[0]
+    refused = chain[: chain.index(chosen)] if moved and pii else ()
+    pii_denied = {
+        c.model: tuple(t for t in sorted(pii or ()) if not cfg.pii_policy_for(c.model).allows(t)) for c in refused
+    }
     return Routed(
         model=model,
         endpoint=endpoint,
@@ -280,4 +284,5 @@ def decide(
         reason=cls.reason + ("+pii_fallback" if moved else ""),
         pii_types=tuple(sorted(pii or ())),
         selected_tools=tools,
+        pii_denied=pii_denied,
     )

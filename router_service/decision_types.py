@@ -102,6 +102,8 @@ class Routed:
     pii_types: tuple[str, ...] = ()
     selected_tools: tuple[str, ...] | None = None
     """Names of the tools left in the body after automatic selection; None when selection did not run."""
+    pii_denied: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    """Models passed over because their pii_policy refused detected PII, with the types each refused."""
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,6 @@ from envoy.service.ext_proc.v3 import external_processor_pb2 as pb
 from envoy.service.ext_proc.v3 import external_processor_pb2_grpc as pb_grpc
 from envoy.type.v3 import http_status_pb2
 
-from router_service import metrics
 from router_service.accounting import ResponseTracker
 from router_service.decision import Blocked, Routed, load_body
 from router_service.errors import InvalidRequest
@@ -157,17 +156,11 @@ class ExtProcServer(pb_grpc.ExternalProcessorServicer):  # type: ignore[misc]
         stream.outcome = outcome
         decision = outcome.decision
         if isinstance(decision, Blocked):
-            metrics.REQUESTS_BLOCKED.labels(reason=decision.reason).inc()
             status, headers, payload, ctype = render_block(
                 decision, self.router.config, stream=outcome.plan.stream, model=outcome.plan.requested_model
             )
             return _immediate(status, payload, {**headers, "content-type": ctype}, f"blocked_{decision.reason}")
         assert isinstance(decision, Routed)
-        metrics.MODEL_REQUESTS.labels(model=decision.model).inc()
-        if decision.model != outcome.plan.requested_model:
-            metrics.ROUTING_MODIFICATIONS.labels(
-                source_model=outcome.plan.requested_model, target_model=decision.model
-            ).inc()
         if outcome.cache_hit is not None:
             payload, ctype = render_cached(outcome.cache_hit, stream=outcome.plan.stream, body=parsed)
             return _immediate(200, payload, {**outcome.response_headers, "content-type": ctype}, "cache_hit")

@@ -1,4 +1,6 @@
-"""Prometheus metrics under VSR's names (so existing dashboards keep working), on the router's own registry."""
+"""Prometheus metrics under VSR's names (so existing dashboards keep working), on the router's own registry.
+
+The cache's own gauges (`llm_cache_entries_total`, evictions, stores) are on the cache service's /metrics."""
 
 from __future__ import annotations
 
@@ -19,6 +21,20 @@ PROMPT_TOKENS = Counter(
 )
 COMPLETION_TOKENS = Counter(
     "llm_model_completion_tokens", "Completion tokens reported by the backend", ["model"], registry=REGISTRY
+)
+MODEL_TOKENS = Counter(
+    "llm_model_tokens", "Prompt plus completion tokens reported by the backend", ["model"], registry=REGISTRY
+)
+_TOKEN_BUCKETS = (0, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384)
+PROMPT_TOKENS_PER_REQUEST = Histogram(
+    "llm_prompt_tokens_per_request", "Prompt tokens per request", ["model"], buckets=_TOKEN_BUCKETS, registry=REGISTRY
+)
+COMPLETION_TOKENS_PER_REQUEST = Histogram(
+    "llm_completion_tokens_per_request",
+    "Completion tokens per request",
+    ["model"],
+    buckets=_TOKEN_BUCKETS,
+    registry=REGISTRY,
 )
 COMPLETION_LATENCY = Histogram(
     "llm_model_completion_latency_seconds",
@@ -63,12 +79,29 @@ CACHE_OPERATION_DURATION = Histogram(
     buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5),
     registry=REGISTRY,
 )
-CACHE_ENTRIES = Gauge("llm_cache_entries_total", "Entries in the semantic cache", registry=REGISTRY)
+CACHE_OPERATIONS = Counter(
+    "llm_cache_operations", "Cache operations by outcome", ["backend", "operation", "status"], registry=REGISTRY
+)
 PII_VIOLATIONS = Counter("llm_pii_violations", "PII policy violations", ["model", "pii_type"], registry=REGISTRY)
 REASONING_DECISIONS = Counter(
     "llm_reasoning_decisions",
     "Reasoning mode decisions",
     ["category", "model", "enabled", "effort"],
+    registry=REGISTRY,
+)
+REASONING_TEMPLATE_USAGE = Counter(
+    "llm_reasoning_template_usage",
+    "Times a reasoning family's chat-template parameter was set",
+    ["family", "param"],
+    registry=REGISTRY,
+)
+REASONING_EFFORT_USAGE = Counter(
+    "llm_reasoning_effort_usage", "Times a reasoning effort was set", ["family", "effort"], registry=REGISTRY
+)
+ROUTING_REASON_CODES = Counter(
+    "llm_routing_reason_codes",
+    "Routing decisions by how the model was chosen (Routed.reason) and model",
+    ["reason_code", "model"],
     registry=REGISTRY,
 )
 MODEL_COST = Counter("llm_model_cost", "Cost from model_config pricing", ["model", "currency"], registry=REGISTRY)

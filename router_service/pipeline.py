@@ -121,9 +121,8 @@ class RequestRouter:
                 decision = decide(cfg, the_plan, body, signals, self.tool_index)
                 span.set_attributes(_decision_attributes(decision))
             outcome = Outcome(decision=decision, plan=the_plan, timings_ms=timings)
+            record_decision(cfg, the_plan, decision)
             if isinstance(decision, Routed):
-                if decision.category is not None and the_plan.is_auto:
-                    metrics.CATEGORY_CLASSIFICATIONS.labels(category=decision.category).inc()
                 await self._cache_lookup(outcome, cfg, body, headers, signals)
             outcome.trace_context = trace.set_span_in_context(root)
         timings["total"] = (time.perf_counter() - started) * 1000
@@ -192,6 +191,39 @@ class RequestRouter:
             return
         metrics.CACHE_HITS.inc()
         outcome.cache_hit = hit.response
+
+
+def record_decision(cfg: RouterConfig, the_plan: Plan, decision: Routed | Blocked) -> None:
+    """The decision's Prometheus metrics (VSR's names), once per request for both transports."""
+    if isinstance(decision, Blocked):
+        metrics.REQUESTS_BLOCKED.labels(reason=decision.reason).inc()
+        for model, types in (decision.detail.get("denied") or {}).items():
+            for pii_type in types:
+                metrics.PII_VIOLATIONS.labels(model=model, pii_type=pii_type).inc()
+        return
+    metrics.MODEL_REQUESTS.labels(model=decision.model).inc()
+    metrics.ROUTING_REASON_CODES.labels(reason_code=decision.reason, model=decision.model).inc()
+    if decision.model != the_plan.requested_model:
+        metrics.ROUTING_MODIFICATIONS.labels(source_model=the_plan.requested_model, target_model=decision.model).inc()
+    for model, types in decision.pii_denied.items():
+        for pii_type in types:
+            metrics.PII_VIOLATIONS.labels(model=model, pii_type=pii_type).inc()
+    if not the_plan.is_auto:
+        return
+    if decision.category is not None:
+        metrics.CATEGORY_CLASSIFICATIONS.labels(category=decision.category).inc()
+    family_name = cfg.models[decision.model].reasoning_family if decision.model in cfg.models else None
+    family = cfg.reasoning_family_for(decision.model)
+    effort = ""
+    if family is not None and family_name is not None:
+        if family.type == "chat_template_kwargs":
+            metrics.REASONING_TEMPLATE_USAGE.labels(family=family_name, param=family.parameter).inc()
+        elif decision.reasoning:
+            effort = str(decision.body.get(family.parameter, ""))
+            metrics.REASONING_EFFORT_USAGE.labels(family=family_name, effort=effort).inc()
+    metrics.REASONING_DECISIONS.labels(
+        category=decision.category or "", model=decision.model, enabled=str(decision.reasoning).lower(), effort=effort
+    ).inc()
 
 
 def _decision_attributes(decision: Routed | Blocked) -> dict[str, str | bool | float]:

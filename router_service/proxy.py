@@ -78,13 +78,11 @@ class ChatProxy:
         decision = outcome.decision
         cfg = self.router.config
         if isinstance(decision, Blocked):
-            metrics.REQUESTS_BLOCKED.labels(reason=decision.reason).inc()
             status, bheaders, payload, ctype = render_block(
                 decision, cfg, stream=outcome.plan.stream, model=outcome.plan.requested_model
             )
             return Response(payload, status, _wire({**bheaders, "x-request-id": request_id}), media_type=ctype)
         assert isinstance(decision, Routed)
-        metrics.MODEL_REQUESTS.labels(model=decision.model).inc()
         resp_headers = {**outcome.response_headers, "x-request-id": request_id}
         if outcome.cache_hit is not None:
             payload, ctype = render_cached(outcome.cache_hit, stream=outcome.plan.stream, body=body)

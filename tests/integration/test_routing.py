@@ -152,7 +152,8 @@ def test_bad_config_keeps_the_running_one(stack: RunningStack) -> None:
 
 
 def test_pii_denied_model_falls_back_to_next_in_category(stack: RunningStack) -> None:
-    before = _metric(stack, "llm_pii_violations_total")
+    before = _metric(stack, "llm_pii_violations_total", model="qwen3-32b", pii_type="US_SSN")
+    moved = _metric(stack, "llm_model_routing_modifications_total", source_model="MoM", target_model="qwen3-1.7b")
     raw = _client(stack.envoy_url).chat.completions.with_raw_response.create(
         model="MoM",
         messages=[
@@ -166,10 +167,17 @@ def test_pii_denied_model_falls_back_to_next_in_category(stack: RunningStack) ->
     # qwen3-32b only allows EMAIL_ADDRESS, so the request moves down the math category to qwen3-1.7b
     assert raw.headers["x-vsr-selected-model"] == "qwen3-1.7b"
     assert raw.parse().model == "qwen3-1.7b"
-    assert _metric(stack, "llm_pii_violations_total") >= before
+    # the refusal is counted against the model that refused it, once per refused type
+    assert _metric(stack, "llm_pii_violations_total", model="qwen3-32b", pii_type="US_SSN") == before + 1
+    assert (
+        _metric(stack, "llm_model_routing_modifications_total", source_model="MoM", target_model="qwen3-1.7b")
+        == moved + 1
+    )
 
 
 def test_pii_violation_blocks_explicit_strict_model(stack: RunningStack) -> None:
+    before = _metric(stack, "llm_pii_violations_total", model="qwen3-32b", pii_type="US_SSN")
+    blocked = _metric(stack, "llm_request_blocked_total", reason="pii")
     r = httpx.post(
         f"{stack.envoy_url}/v1/chat/completions",
         json={
@@ -181,27 +189,61 @@ def test_pii_violation_blocks_explicit_strict_model(stack: RunningStack) -> None
     assert r.status_code == 403
     assert r.headers["x-vsr-pii-violation"] == "true"
     assert r.json()["error"]["message"]
+    assert _metric(stack, "llm_pii_violations_total", model="qwen3-32b", pii_type="US_SSN") == before + 1
+    assert _metric(stack, "llm_request_blocked_total", reason="pii") == blocked + 1
 
 
 def test_metrics_have_vsr_names(stack: RunningStack) -> None:
-    _client(stack.envoy_url).chat.completions.create(
-        model="MoM", messages=[{"role": "user", "content": f"Explain Newton's second law ({uuid.uuid4().hex[:6]})"}]
-    )
-    time.sleep(0.3)
-    text = httpx.get(f"http://127.0.0.1:{stack.ports.router_metrics}/metrics", timeout=5).text
-    for name in (
+    """Each routed request moves VSR's counters by exactly what it did (deltas, labels from its headers)."""
+    names = (
         "llm_model_requests_total",
-        "llm_model_routing_latency_seconds_bucket",
-        "llm_classifier_latency_seconds_bucket",
-        "llm_category_classifications_count",
-        "llm_model_completion_latency_seconds_bucket",
+        "llm_routing_reason_codes_total",
+        "llm_reasoning_decisions_total",
+        "llm_reasoning_template_usage_total",
+        "llm_model_tokens_total",
         "llm_model_prompt_tokens_total",
         "llm_model_completion_tokens_total",
+        "llm_prompt_tokens_per_request_count",
+        "llm_completion_tokens_per_request_count",
+        "llm_model_completion_latency_seconds_count",
+        "llm_model_routing_latency_seconds_count",
+        "llm_classifier_latency_seconds_count",
         "llm_model_cost_total",
+    )
+    snapshot = {n: _metric(stack, n) for n in names}
+    physics = _metric(stack, "llm_category_classifications_count", category="physics")
+    raw = _client(stack.envoy_url).chat.completions.with_raw_response.create(
+        model="MoM", messages=[{"role": "user", "content": f"Explain Newton's second law ({uuid.uuid4().hex[:6]})"}]
+    )
+    usage = raw.parse().usage
+    assert usage is not None
+    model, category = raw.headers["x-vsr-selected-model"], raw.headers["x-vsr-selected-category"]
+    assert (model, category) == ("qwen3-32b", "physics")
+    reasoning = "true" if raw.headers["x-vsr-selected-reasoning"] == "on" else "false"
+    time.sleep(0.3)  # response-phase metrics are recorded after the last byte went out
+    delta = {n: _metric(stack, n) - snapshot[n] for n in names}
+    for one in (
+        "llm_model_requests_total",
+        "llm_routing_reason_codes_total",
+        "llm_reasoning_decisions_total",
+        "llm_reasoning_template_usage_total",  # qwen3: enable_thinking is set (true or false) on every auto route
+        "llm_prompt_tokens_per_request_count",
+        "llm_completion_tokens_per_request_count",
+        "llm_model_completion_latency_seconds_count",
+        "llm_model_routing_latency_seconds_count",
+        "llm_classifier_latency_seconds_count",
     ):
-        assert name in text, name
-    assert _metric(stack, "llm_model_requests_total", model="qwen3-32b") > 0
-    assert _metric(stack, "llm_category_classifications_count", category="physics") > 0
+        assert delta[one] == 1, (one, delta[one])
+    assert delta["llm_model_prompt_tokens_total"] == usage.prompt_tokens
+    assert delta["llm_model_completion_tokens_total"] == usage.completion_tokens
+    assert delta["llm_model_tokens_total"] == usage.total_tokens
+    assert delta["llm_model_cost_total"] == pytest.approx(
+        (usage.prompt_tokens * 0.40 + usage.completion_tokens * 1.20) / 1e6
+    )
+    assert _metric(stack, "llm_category_classifications_count", category="physics") == physics + 1
+    assert _metric(stack, "llm_routing_reason_codes_total", reason_code="classifier", model=model) >= 1
+    assert _metric(stack, "llm_reasoning_decisions_total", category=category, model=model, enabled=reasoning) >= 1
+    assert _metric(stack, "llm_reasoning_template_usage_total", family="qwen3", param="enable_thinking") >= 1
 
 
 def test_classification_api(stack: RunningStack) -> None:

@@ -553,6 +553,13 @@ def test_pii_fallback_reports_types_and_trims_candidates() -> None:
     r = routed(run(chat("q"), default=sig("math", pii=(("US_SSN", 0.9), ("PERSON", 0.8)))))
     assert r.pii_types == ("PERSON", "US_SSN")
     assert ("qwen", "10.0.0.1:8000") not in r.candidates
+    assert r.pii_denied == {"qwen": ("PERSON", "US_SSN")}  # what llm_pii_violations_total counts
+
+
+def test_pii_denied_names_every_model_passed_over_and_only_those() -> None:
+    r = routed(run(chat("statute?"), default=sig("math", pii=(("PERSON", 0.99),))))
+    assert (r.model, r.pii_denied) == ("gpt", {"strict": ("PERSON",), "qwen": ("PERSON",)})
+    assert routed(run(chat("q"), default=sig("math", pii=(("EMAIL_ADDRESS", 0.9),)))).pii_denied == {}
 
 
 def test_pii_in_any_message_counts() -> None:
