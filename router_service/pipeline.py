@@ -193,10 +193,16 @@ class RequestRouter:
         outcome.cache_hit = hit.response
 
 
+_BLOCK_ERROR_REASONS = {"jailbreak": "jailbreak_block", "pii": "pii_policy_denied"}
+"""VSR's `llm_request_errors_total` reasons for the router's own refusals."""
+
+
 def record_decision(cfg: RouterConfig, the_plan: Plan, decision: Routed | Blocked) -> None:
     """The decision's Prometheus metrics (VSR's names), once per request for both transports."""
     if isinstance(decision, Blocked):
         metrics.REQUESTS_BLOCKED.labels(reason=decision.reason).inc()
+        reason = _BLOCK_ERROR_REASONS.get(decision.reason, decision.reason)
+        metrics.REQUEST_ERRORS.labels(model=the_plan.requested_model, reason=reason).inc()
         for model, types in (decision.detail.get("denied") or {}).items():
             for pii_type in types:
                 metrics.PII_VIOLATIONS.labels(model=model, pii_type=pii_type).inc()

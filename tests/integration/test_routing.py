@@ -87,6 +87,7 @@ def test_streaming_passthrough(stack: RunningStack, base: str) -> None:
 
 def test_jailbreak_is_blocked_with_403(stack: RunningStack) -> None:
     before = _metric(stack, "llm_request_blocked_total", reason="jailbreak")
+    errors = _metric(stack, "llm_request_errors_total", model="MoM", reason="jailbreak_block")
     with pytest.raises(PermissionDeniedError) as info:
         _client(stack.envoy_url).chat.completions.create(
             model="MoM",
@@ -104,6 +105,7 @@ def test_jailbreak_is_blocked_with_403(stack: RunningStack) -> None:
     assert float(err.response.headers["x-vsr-jailbreak-confidence"]) >= 0.7
     assert err.response.json()["error"]["type"]
     assert _metric(stack, "llm_request_blocked_total", reason="jailbreak") == before + 1
+    assert _metric(stack, "llm_request_errors_total", model="MoM", reason="jailbreak_block") == errors + 1
 
 
 def test_benign_security_question_is_not_blocked(stack: RunningStack) -> None:
