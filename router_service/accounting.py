@@ -71,30 +71,31 @@ class ResponseTracker:
     def finish(self, cfg: RouterConfig, cache: CacheClient | None, scope: CacheScope | None) -> None:
         """Record metrics and, for a complete successful response, store it in the cache (never blocking)."""
         done = time.perf_counter()
+        model = metrics.model_label(cfg, self.model)
         if self.status >= 400:
-            metrics.REQUEST_ERRORS.labels(model=self.model, reason=f"upstream_{self.status}").inc()
-        metrics.COMPLETION_LATENCY.labels(model=self.model).observe(done - self.sent_at)
+            metrics.REQUEST_ERRORS.labels(model=model, reason=f"upstream_{self.status}").inc()
+        metrics.COMPLETION_LATENCY.labels(model=model).observe(done - self.sent_at)
         completion = self.completion()
         if completion is None:
             return
         usage = completion.get("usage") or {}
         prompt_tokens = int(usage.get("prompt_tokens") or 0)
         completion_tokens = int(usage.get("completion_tokens") or 0)
-        metrics.PROMPT_TOKENS.labels(model=self.model).inc(prompt_tokens)
-        metrics.COMPLETION_TOKENS.labels(model=self.model).inc(completion_tokens)
-        metrics.MODEL_TOKENS.labels(model=self.model).inc(prompt_tokens + completion_tokens)
+        metrics.PROMPT_TOKENS.labels(model=model).inc(prompt_tokens)
+        metrics.COMPLETION_TOKENS.labels(model=model).inc(completion_tokens)
+        metrics.MODEL_TOKENS.labels(model=model).inc(prompt_tokens + completion_tokens)
         if usage:
-            metrics.PROMPT_TOKENS_PER_REQUEST.labels(model=self.model).observe(prompt_tokens)
-            metrics.COMPLETION_TOKENS_PER_REQUEST.labels(model=self.model).observe(completion_tokens)
+            metrics.PROMPT_TOKENS_PER_REQUEST.labels(model=model).observe(prompt_tokens)
+            metrics.COMPLETION_TOKENS_PER_REQUEST.labels(model=model).observe(completion_tokens)
         if self.first_chunk_at is not None:
-            metrics.TTFT.labels(model=self.model).observe(self.first_chunk_at - self.sent_at)
+            metrics.TTFT.labels(model=model).observe(self.first_chunk_at - self.sent_at)
             tokens = completion_tokens or self._chunks
             if self.sse and tokens > 1:
-                metrics.TPOT.labels(model=self.model).observe((done - self.first_chunk_at) / (tokens - 1))
+                metrics.TPOT.labels(model=model).observe((done - self.first_chunk_at) / (tokens - 1))
         pricing = cfg.pricing_for(self.model)
         if pricing is not None:
             cost = (prompt_tokens * pricing.prompt_per_1m + completion_tokens * pricing.completion_per_1m) / 1e6
-            metrics.MODEL_COST.labels(model=self.model, currency=pricing.currency).inc(cost)
+            metrics.MODEL_COST.labels(model=model, currency=pricing.currency).inc(cost)
         if cache is not None and scope is not None:
             cache.spawn_store(
                 prompt=scope.prompt,

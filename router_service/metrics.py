@@ -6,7 +6,9 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-__all__ = ["REGISTRY"]
+from router_service.config import RouterConfig
+
+__all__ = ["REGISTRY", "model_label"]
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 
@@ -126,3 +128,15 @@ SIGNAL_BATCH_SIZE = Histogram(
     registry=REGISTRY,
 )
 CONFIG_RELOADS = Counter("semantic_router_config_reloads", "Config reload attempts", ["result"], registry=REGISTRY)
+
+
+def model_label(cfg: RouterConfig, name: str) -> str:
+    """`name` when the config knows it (a model, a LoRA name, the auto name), else "other": a client may send any
+    model name, and every distinct label value is a new time series."""
+    if name in cfg.models or name == cfg.default_model or cfg.is_auto_model(name):
+        return name
+    for category in cfg.categories:
+        for score in category.model_scores:
+            if name in (score.model, score.lora_name):
+                return name
+    return "other"

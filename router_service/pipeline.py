@@ -199,18 +199,20 @@ _BLOCK_ERROR_REASONS = {"jailbreak": "jailbreak_block", "pii": "pii_policy_denie
 
 def record_decision(cfg: RouterConfig, the_plan: Plan, decision: Routed | Blocked) -> None:
     """The decision's Prometheus metrics (VSR's names), once per request for both transports."""
+    requested = metrics.model_label(cfg, the_plan.requested_model)
     if isinstance(decision, Blocked):
         metrics.REQUESTS_BLOCKED.labels(reason=decision.reason).inc()
         reason = _BLOCK_ERROR_REASONS.get(decision.reason, decision.reason)
-        metrics.REQUEST_ERRORS.labels(model=the_plan.requested_model, reason=reason).inc()
+        metrics.REQUEST_ERRORS.labels(model=requested, reason=reason).inc()
         for model, types in (decision.detail.get("denied") or {}).items():
             for pii_type in types:
                 metrics.PII_VIOLATIONS.labels(model=model, pii_type=pii_type).inc()
         return
-    metrics.MODEL_REQUESTS.labels(model=decision.model).inc()
-    metrics.ROUTING_REASON_CODES.labels(reason_code=decision.reason, model=decision.model).inc()
+    model = metrics.model_label(cfg, decision.model)
+    metrics.MODEL_REQUESTS.labels(model=model).inc()
+    metrics.ROUTING_REASON_CODES.labels(reason_code=decision.reason, model=model).inc()
     if decision.model != the_plan.requested_model:
-        metrics.ROUTING_MODIFICATIONS.labels(source_model=the_plan.requested_model, target_model=decision.model).inc()
+        metrics.ROUTING_MODIFICATIONS.labels(source_model=requested, target_model=model).inc()
     for model, types in decision.pii_denied.items():
         for pii_type in types:
             metrics.PII_VIOLATIONS.labels(model=model, pii_type=pii_type).inc()
@@ -228,7 +230,7 @@ def record_decision(cfg: RouterConfig, the_plan: Plan, decision: Routed | Blocke
             effort = str(decision.body.get(family.parameter, ""))
             metrics.REASONING_EFFORT_USAGE.labels(family=family_name, effort=effort).inc()
     metrics.REASONING_DECISIONS.labels(
-        category=decision.category or "", model=decision.model, enabled=str(decision.reasoning).lower(), effort=effort
+        category=decision.category or "", model=model, enabled=str(decision.reasoning).lower(), effort=effort
     ).inc()
 
 

@@ -101,7 +101,9 @@ class ChatProxy:
                 upstream = await self._open(endpoint, upstream_body, forward)
             except UpstreamUnavailable as e:
                 last_error = str(e)
-                metrics.REQUEST_ERRORS.labels(model=model, reason="upstream_unavailable").inc()
+                metrics.REQUEST_ERRORS.labels(
+                    model=metrics.model_label(cfg, model), reason="upstream_unavailable"
+                ).inc()
                 log.warning("upstream %s (%s) failed before first byte: %s", model, endpoint, e)
                 span.record_exception(e)
                 span.set_status(trace.StatusCode.ERROR, "upstream unavailable")
@@ -151,7 +153,8 @@ class ChatProxy:
                 if complete:
                     tracker.finish(router.config, router.cache, outcome.store_scope)
                 else:  # client went away or upstream broke mid-stream: count it, never cache it
-                    metrics.REQUEST_ERRORS.labels(model=model, reason="stream_interrupted").inc()
+                    label = metrics.model_label(router.config, model)
+                    metrics.REQUEST_ERRORS.labels(model=label, reason="stream_interrupted").inc()
 
         return StreamingResponse(
             body(),
