@@ -25,8 +25,12 @@ def _client(base: str) -> OpenAI:
     return OpenAI(base_url=f"{base}/v1", api_key="unused", max_retries=0, timeout=30)
 
 
-def _metric(stack: RunningStack, name: str, **labels: str) -> float:
-    text = httpx.get(f"http://127.0.0.1:{stack.ports.router_metrics}/metrics", timeout=5).text
+def _scrape(stack: RunningStack) -> str:
+    return httpx.get(f"http://127.0.0.1:{stack.ports.router_metrics}/metrics", timeout=5).text
+
+
+def _value(text: str, name: str, **labels: str) -> float:
+    """The sum of `name`'s series whose labels include `labels`, in one scrape's text."""
     total = 0.0
     for line in text.splitlines():
         if not line.startswith(name):
@@ -38,6 +42,10 @@ def _metric(stack: RunningStack, name: str, **labels: str) -> float:
         if all(found.get(k) == v for k, v in labels.items()):
             total += float(m.group(3))
     return total
+
+
+def _metric(stack: RunningStack, name: str, **labels: str) -> float:
+    return _value(_scrape(stack), name, **labels)
 
 
 def _wait_reload(stack: RunningStack, result: str, before: float, timeout: float = 15.0) -> None:
@@ -212,18 +220,36 @@ def test_metrics_have_vsr_names(stack: RunningStack) -> None:
         "llm_classifier_latency_seconds_count",
         "llm_model_cost_total",
     )
-    snapshot = {n: _metric(stack, n) for n in names}
-    physics = _metric(stack, "llm_category_classifications_count", category="physics")
+    # One scrape per side, counted for this request's model only: the previous test's request (qwen3-1.7b) may still
+    # be finishing its response phase, and a scrape can interleave with that bookkeeping.
+    model = "qwen3-32b"
+    before = _scrape(stack)
+    unlabelled = {
+        "llm_model_routing_latency_seconds_count",
+        "llm_classifier_latency_seconds_count",
+        "llm_reasoning_template_usage_total",
+    }  # request-phase only: the previous request's are in before the snapshot
+
+    def values(text: str) -> dict[str, float]:
+        return {n: _value(text, n) if n in unlabelled else _value(text, n, model=model) for n in names}
+
+    snapshot = values(before)
+    physics = _value(before, "llm_category_classifications_count", category="physics")
     raw = _client(stack.envoy_url).chat.completions.with_raw_response.create(
         model="MoM", messages=[{"role": "user", "content": f"Explain Newton's second law ({uuid.uuid4().hex[:6]})"}]
     )
     usage = raw.parse().usage
     assert usage is not None
-    model, category = raw.headers["x-vsr-selected-model"], raw.headers["x-vsr-selected-category"]
-    assert (model, category) == ("qwen3-32b", "physics")
+    category = raw.headers["x-vsr-selected-category"]
+    assert (raw.headers["x-vsr-selected-model"], category) == (model, "physics")
     reasoning = "true" if raw.headers["x-vsr-selected-reasoning"] == "on" else "false"
-    time.sleep(0.3)  # response-phase metrics are recorded after the last byte went out
-    delta = {n: _metric(stack, n) - snapshot[n] for n in names}
+    # response-phase metrics are recorded after the last byte went out: wait for them (a loaded host is slow)
+    deadline = time.monotonic() + 10
+    done = "llm_model_cost_total"  # the last one the response phase records
+    while _metric(stack, done, model=model) == snapshot[done] and time.monotonic() < deadline:
+        time.sleep(0.1)
+    after = _scrape(stack)
+    delta = {n: v - snapshot[n] for n, v in values(after).items()}
     for one in (
         "llm_model_requests_total",
         "llm_routing_reason_codes_total",
@@ -235,14 +261,14 @@ def test_metrics_have_vsr_names(stack: RunningStack) -> None:
         "llm_model_routing_latency_seconds_count",
         "llm_classifier_latency_seconds_count",
     ):
-        assert delta[one] == 1, (one, delta[one])
+        assert delta[one] == 1, (one, delta)
     assert delta["llm_model_prompt_tokens_total"] == usage.prompt_tokens
     assert delta["llm_model_completion_tokens_total"] == usage.completion_tokens
     assert delta["llm_model_tokens_total"] == usage.total_tokens
     assert delta["llm_model_cost_total"] == pytest.approx(
         (usage.prompt_tokens * 0.40 + usage.completion_tokens * 1.20) / 1e6
     )
-    assert _metric(stack, "llm_category_classifications_count", category="physics") == physics + 1
+    assert _value(after, "llm_category_classifications_count", category="physics") == physics + 1
     assert _metric(stack, "llm_routing_reason_codes_total", reason_code="classifier", model=model) >= 1
     assert _metric(stack, "llm_reasoning_decisions_total", category=category, model=model, enabled=reasoning) >= 1
     assert _metric(stack, "llm_reasoning_template_usage_total", family="qwen3", param="enable_thinking") >= 1
