@@ -312,6 +312,18 @@ class CacheClient:
             log.warning("cache invalidate failed: %r", e)
             return None
 
+    async def entries(self) -> int | None:
+        """How many entries the cache holds (its `/v1/cache/stats`); None when the service cannot say."""
+        try:
+            resp = await self._http.get("/v1/cache/stats", timeout=2.0)
+            if resp.status_code != 200:
+                return None
+            entries = resp.json().get("entries")
+            return int(entries) if entries is not None else None
+        except Exception as e:
+            log.debug("cache stats failed: %r", e)
+            return None
+
     async def close(self) -> None:
         for task in list(self._tasks):
             task.cancel()

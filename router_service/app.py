@@ -74,6 +74,15 @@ def _cache_outcome(operation: str, outcome: str, seconds: float) -> None:
     metrics.CACHE_OPERATIONS.labels(backend="redis", operation=operation, status=str(outcome)).inc()
 
 
+async def _poll_cache_entries(cache: CacheClient, every_s: float = 5.0) -> None:
+    """Mirror the cache's entry count as `llm_cache_entries_total` on the router's metrics (as VSR exports it)."""
+    while True:
+        entries = await cache.entries()
+        if entries is not None:
+            metrics.CACHE_ENTRIES.labels(backend="redis").set(entries)
+        await asyncio.sleep(every_s)
+
+
 def create_app(settings: Settings) -> Starlette:
     state: dict[str, Any] = {}
 
@@ -118,12 +127,15 @@ def create_app(settings: Settings) -> Starlette:
         state["proxy"] = ChatProxy(router, http, settings.max_body_bytes)
         grpc_server = await serve_extproc(router, settings.host, settings.grpc_port)
         watcher = asyncio.create_task(store.watch(), name="config-watch")
+        poller = asyncio.create_task(_poll_cache_entries(cache), name="cache-entries") if cache is not None else None
         try:
             yield
         finally:
-            watcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await watcher
+            for task in (watcher, poller):
+                if task is not None:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
             await grpc_server.stop(grace=2.0)
             await http.aclose()
             if cache is not None:

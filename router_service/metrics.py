@@ -1,6 +1,6 @@
 """Prometheus metrics under VSR's names (so existing dashboards keep working), on the router's own registry.
 
-The cache's own gauges (`llm_cache_entries_total`, evictions, stores) are on the cache service's /metrics."""
+The cache service has its own /metrics as well (evictions, stores, hit kinds); the entry count is mirrored here."""
 
 from __future__ import annotations
 
@@ -79,6 +79,12 @@ CACHE_OPERATION_DURATION = Histogram(
     "Cache operation latency as seen by the router",
     ["backend", "operation", "status"],
     buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5),
+    registry=REGISTRY,
+)
+CACHE_ENTRIES = Gauge(
+    "llm_cache_entries_total",
+    "Entries in the semantic cache (polled from the cache service every few seconds)",
+    ["backend"],
     registry=REGISTRY,
 )
 CACHE_OPERATIONS = Counter(

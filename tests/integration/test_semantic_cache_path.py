@@ -110,3 +110,19 @@ def test_blocked_requests_are_never_cached(stack: RunningStack) -> None:
     time.sleep(0.5)
     r = _ask(stack, q)
     assert r.status_code == 403 and "x-vsr-cache-hit" not in r.headers
+
+
+def test_router_metrics_mirror_the_cache_entry_count(stack: RunningStack) -> None:
+    """`llm_cache_entries_total` on the router's metrics (where VSR exports it) follows the cache service's count."""
+    tag = uuid.uuid4().hex[:6]
+    _eventually_hit(stack, f"What did the Treaty of Westphalia settle {tag}?")  # at least one stored entry
+    deadline = time.monotonic() + 15  # the router polls every 5 s
+    while True:
+        entries = httpx.get(f"http://127.0.0.1:{stack.ports.cache}/v1/cache/stats", timeout=5).json()["entries"]
+        text = httpx.get(f"http://127.0.0.1:{stack.ports.router_metrics}/metrics", timeout=5).text
+        line = next((x for x in text.splitlines() if x.startswith('llm_cache_entries_total{backend="redis"}')), "")
+        if (line and float(line.split()[-1]) == entries) or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert entries >= 1
+    assert line and float(line.split()[-1]) == entries, (line, entries)
