@@ -198,3 +198,17 @@ def test_request_without_traceparent_starts_a_new_trace(
     assert version == "00" and trace_id != CLIENT_TRACE and int(flags, 16) & 1  # sampled
     root = collector[0].trace(trace_id, {"semantic_router.request.received"})["semantic_router.request.received"]
     assert root["parent"] == "" and parent == root["span_id"]
+
+
+@pytest.mark.parametrize("bad", ["garbage", "00-" + "0" * 32 + "-" + "0" * 16 + "-01", "ff-" + "a" * 200])
+def test_malformed_traceparent_starts_a_new_trace(traced_stack: RunningStack, bad: str) -> None:
+    r = httpx.post(
+        f"{traced_stack.envoy_url}/v1/chat/completions",
+        json={"model": "MoM", "messages": [{"role": "user", "content": "What caused the fall of Rome?"}]},
+        headers={"traceparent": bad},
+        timeout=30,
+    )
+    assert r.status_code == 200, r.text
+    endpoint = "large-endpoint" if r.headers["x-vsr-selected-model"] == "qwen3-32b" else "small-endpoint"
+    version, trace_id, _, _ = _last_traceparent(traced_stack, endpoint).split("-")
+    assert version == "00" and len(trace_id) == 32 and trace_id != "0" * 32
