@@ -712,6 +712,8 @@ def _is_secret(key: str) -> bool:
 def _redact(value: Any, key: str = "") -> Any:
     if key and _is_secret(key) and value not in (None, "", [], {}):
         return "***"
+    if key.lower() == "headers" and isinstance(value, dict):  # e.g. an OTLP exporter's auth headers, any name
+        return {k: "***" for k in value}
     if isinstance(value, dict):
         return {k: _redact(v, str(k)) for k, v in value.items()}
     if isinstance(value, list):

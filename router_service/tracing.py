@@ -78,7 +78,10 @@ def setup_tracing(cfg: RouterConfig) -> Any | None:
     if kind == "otlp":
         from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 
-        exporter = OTLPSpanExporter(endpoint=endpoint, insecure=bool(exporter_cfg.get("insecure", True)))
+        headers = {str(k).lower(): str(v) for k, v in (exporter_cfg.get("headers") or {}).items()}  # collector auth
+        exporter = OTLPSpanExporter(
+            endpoint=endpoint, insecure=bool(exporter_cfg.get("insecure", True)), headers=headers or None
+        )
     elif kind == "stdout":
         exporter = ConsoleSpanExporter()
     else:

@@ -32,10 +32,12 @@ class Collector(trace_service_pb2_grpc.TraceServiceServicer):  # type: ignore[mi
 
     def __init__(self) -> None:
         self.spans: list[dict[str, Any]] = []
+        self.metadata: list[dict[str, str]] = []
         self.lock = threading.Lock()
 
     def Export(self, request: Any, context: Any) -> Any:
         with self.lock:
+            self.metadata.append({m.key: m.value for m in context.invocation_metadata()})
             for resource_spans in request.resource_spans:
                 service = next(
                     (a.value.string_value for a in resource_spans.resource.attributes if a.key == "service.name"), ""
@@ -90,7 +92,12 @@ def traced_stack(collector: tuple[Collector, int], tmp_path_factory: pytest.Temp
         "tracing": {
             "enabled": True,
             "provider": "opentelemetry",
-            "exporter": {"type": "otlp", "endpoint": f"127.0.0.1:{collector[1]}", "insecure": True},
+            "exporter": {
+                "type": "otlp",
+                "endpoint": f"127.0.0.1:{collector[1]}",
+                "insecure": True,
+                "headers": {"X-Collector-Auth": "s3cret"},
+            },
             "sampling": {"type": "always_on"},
             "resource": {"service_name": "router-under-test"},
             "batch_delay_ms": 100,
@@ -212,3 +219,13 @@ def test_malformed_traceparent_starts_a_new_trace(traced_stack: RunningStack, ba
     endpoint = "large-endpoint" if r.headers["x-vsr-selected-model"] == "qwen3-32b" else "small-endpoint"
     version, trace_id, _, _ = _last_traceparent(traced_stack, endpoint).split("-")
     assert version == "00" and len(trace_id) == 32 and trace_id != "0" * 32
+
+
+def test_exporter_sends_the_configured_headers_and_config_hides_them(
+    traced_stack: RunningStack, collector: tuple[Collector, int]
+) -> None:
+    assert _chat(traced_stack.envoy_url, MATH).status_code == 200
+    collector[0].trace(CLIENT_TRACE, {"semantic_router.request.received"})
+    assert collector[0].metadata and all(m.get("x-collector-auth") == "s3cret" for m in collector[0].metadata)
+    shown = httpx.get(f"{traced_stack.router_url}/config", timeout=5).json()["observability"]["tracing"]["exporter"]
+    assert shown["headers"] == {"X-Collector-Auth": "***"}

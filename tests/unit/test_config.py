@@ -373,7 +373,8 @@ def test_redacted_hides_secrets_only() -> None:
             "connection": {"host": "r", "password": "hunter2"},
             "url": "redis://user:pw@r:6379/0",
         }
-        raw["observability"] = {"tracing": {"exporter": {"api_key": "k1", "headers": {"X-Auth-Token": "t1"}}}}
+        headers = {"X-Auth-Token": "t1", "x-honeycomb-team": "h1"}
+        raw["observability"] = {"tracing": {"exporter": {"api_key": "k1", "headers": headers}}}
         raw["api"]["apikey"] = "k2"
         raw["api"]["client_secret"] = "s1"
         raw["keyword_rules"] = [{"category": "law", "keywords": ["contract"]}]
@@ -383,12 +384,12 @@ def test_redacted_hides_secrets_only() -> None:
     assert redis["connection"] == {"host": "r", "password": "***"}
     assert redis["url"] == "redis://***@r:6379/0"
     exporter = data["observability"]["tracing"]["exporter"]
-    assert exporter == {"api_key": "***", "headers": {"X-Auth-Token": "***"}}
+    assert exporter == {"api_key": "***", "headers": {"X-Auth-Token": "***", "x-honeycomb-team": "***"}}
     assert (data["api"]["apikey"], data["api"]["client_secret"]) == ("***", "***")
     assert data["keyword_rules"][0]["keywords"] == ["contract"]
     assert data["model_config"]["Model-A"]["pii_policy"]["pii_types_allowed"] == ["EMAIL_ADDRESS"]
     assert data["default_model"] == "Model-A"
-    assert "hunter2" not in repr(data) and "k1" not in repr(data)
+    assert "hunter2" not in repr(data) and "k1" not in repr(data) and "h1" not in repr(data)
 
 
 # --- ConfigStore -----------------------------------------------------------------------------------
