@@ -334,6 +334,17 @@ class ManagedProcess:
             self.proc.wait(timeout=1.0)
 
 
+def local_envoy(name: str, config: Path, admin_port: int) -> ManagedProcess:
+    """An Envoy on `config` (logging beside it), ready when its admin port on `admin_port` says so; not started.
+    For tests and benchmarks that run an extra Envoy next to the stack's."""
+    return ManagedProcess(
+        name,
+        envoy_command(config),
+        config.with_suffix(".log"),
+        ready=lambda: wait_http_ok(f"http://127.0.0.1:{admin_port}/ready", 0.2),
+    )
+
+
 def stop_process_group(pid: int, timeout_s: float = 10.0) -> None:
     """SIGTERM the process group led by `pid`, then SIGKILL what is left after `timeout_s`."""
     try:

@@ -24,17 +24,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 import httpx
-import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from run import DIRECT_ENVOY, prompt  # noqa: E402
+from run import DIRECT_ENVOY, prompt, start_bench_stack  # noqa: E402
 
-from semantic_router.components import ManagedProcess, envoy_command, free_port, wait_http_ok  # noqa: E402
-from semantic_router.paths import DEFAULT_CONFIG  # noqa: E402
-from semantic_router.stack import Ports, Stack, StackSettings  # noqa: E402
+from semantic_router.components import ManagedProcess, free_port, local_envoy  # noqa: E402
 
 VARIANTS: dict[str, Callable[[str], str]] = {
     "as shipped (4 messages)": lambda y: y,
@@ -82,48 +79,33 @@ def main() -> None:
     procs: list[ManagedProcess] = []
     with tempfile.TemporaryDirectory() as tmp:
         run_dir = Path(tmp)
-        raw = yaml.safe_load(DEFAULT_CONFIG.read_text())
-        backend = free_port()
-        raw["vllm_endpoints"] = [{"name": "bench", "address": "127.0.0.1", "port": backend, "weight": 1}]
-        for model in raw["model_config"].values():
-            model["preferred_endpoints"] = ["bench"]
-        raw["semantic_cache"]["enabled"] = False
-        config = run_dir / "config.yaml"
-        config.write_text(yaml.safe_dump(raw))
-        ports = Ports.free()
-        stack = Stack(StackSettings(config=config, ports=ports, run_dir=run_dir, with_cache=False))
-        stack.up()
+        bench = start_bench_stack(run_dir)
         try:
 
             def envoy(name: str, text: str, admin: int) -> None:
                 path = run_dir / f"envoy-{len(procs)}.yaml"
                 path.write_text(text)
-                proc = ManagedProcess(
-                    name,
-                    envoy_command(path),
-                    path.with_suffix(".log"),
-                    ready=lambda: wait_http_ok(f"http://127.0.0.1:{admin}/ready", 0.2),
-                ).start()
+                proc = local_envoy(name, path, admin).start()
                 procs.append(proc)
                 proc.wait_ready(30)
 
             urls: dict[str, str] = {}
             listen, admin = free_port(), free_port()
-            envoy("direct", DIRECT_ENVOY.format(listen=listen, backend=backend, admin=admin), admin)
+            envoy("direct", DIRECT_ENVOY.format(listen=listen, backend=bench.backend_port, admin=admin), admin)
             urls["Envoy straight to the backend"] = f"http://127.0.0.1:{listen}"
             shipped = (run_dir / "envoy.yaml").read_text()
             for name, change in VARIANTS.items():
                 listen, admin = free_port(), free_port()
                 text = change(shipped)
-                text = text.replace(f"port_value: {ports.envoy}", f"port_value: {listen}")
-                text = text.replace(f"port_value: {ports.envoy_admin}", f"port_value: {admin}")
+                text = text.replace(f"port_value: {bench.ports.envoy}", f"port_value: {listen}")
+                text = text.replace(f"port_value: {bench.ports.envoy_admin}", f"port_value: {admin}")
                 envoy(name, text, admin)
                 urls[name] = f"http://127.0.0.1:{listen}"
             results = asyncio.run(measure(urls, args.requests, args.rounds))
         finally:
             for proc in procs:
                 proc.stop()
-            stack.down()
+            bench.stack.down()
     direct = statistics.median(results["Envoy straight to the backend"])
     rows = []
     print(f"{'path':50s} {'p50 ms':>8s} {'p90 ms':>8s} {'added p50':>10s}")

@@ -25,7 +25,9 @@ import statistics
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import yaml
@@ -33,7 +35,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from semantic_router.components import ManagedProcess, envoy_command, free_port, wait_http_ok  # noqa: E402
+from semantic_router.components import free_port, local_envoy  # noqa: E402
 from semantic_router.paths import DEFAULT_CONFIG  # noqa: E402
 from semantic_router.stack import Ports, Stack, StackSettings  # noqa: E402
 
@@ -312,6 +314,32 @@ def write(results: dict[str, object]) -> None:
     print("\n".join(lines))
 
 
+@dataclass(frozen=True)
+class BenchStack:
+    stack: Stack
+    ports: Ports
+    config: Path
+    raw: dict[str, Any]
+    backend_port: int
+
+
+def start_bench_stack(run_dir: Path) -> BenchStack:
+    """The real stack on free ports with the default config, every model served by one demo backend and the
+    semantic cache off (its cost is measured in benchmarks/cache). The caller stops `stack`."""
+    raw: dict[str, Any] = yaml.safe_load(DEFAULT_CONFIG.read_text())
+    backend_port = free_port()
+    raw["vllm_endpoints"] = [{"name": "bench", "address": "127.0.0.1", "port": backend_port, "weight": 1}]
+    for model in raw["model_config"].values():
+        model["preferred_endpoints"] = ["bench"]
+    raw["semantic_cache"]["enabled"] = False
+    config = run_dir / "config.yaml"
+    config.write_text(yaml.safe_dump(raw))
+    ports = Ports.free()
+    stack = Stack(StackSettings(config=config, ports=ports, run_dir=run_dir, with_cache=False))
+    stack.up()
+    return BenchStack(stack, ports, config, raw, backend_port)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--requests", type=int, default=300)
@@ -319,26 +347,12 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         run_dir = Path(tmp)
-        raw = yaml.safe_load(DEFAULT_CONFIG.read_text())
-        backend_port = free_port()
-        raw["vllm_endpoints"] = [{"name": "bench", "address": "127.0.0.1", "port": backend_port, "weight": 1}]
-        for model in raw["model_config"].values():
-            model["preferred_endpoints"] = ["bench"]
-        raw["semantic_cache"]["enabled"] = False
-        config = run_dir / "config.yaml"
-        config.write_text(yaml.safe_dump(raw))
-        ports = Ports.free()
-        stack = Stack(StackSettings(config=config, ports=ports, run_dir=run_dir, with_cache=False))
-        stack.up()
+        bench = start_bench_stack(run_dir)
+        stack, ports, config, raw, backend_port = bench.stack, bench.ports, bench.config, bench.raw, bench.backend_port
         direct_port, direct_admin = free_port(), free_port()
         direct_cfg = run_dir / "envoy-direct.yaml"
         direct_cfg.write_text(DIRECT_ENVOY.format(listen=direct_port, backend=backend_port, admin=direct_admin))
-        direct = ManagedProcess(
-            "envoy-direct",
-            envoy_command(direct_cfg),
-            run_dir / "envoy-direct.log",
-            ready=lambda: wait_http_ok(f"http://127.0.0.1:{direct_admin}/ready", 0.2),
-        ).start()
+        direct = local_envoy("envoy-direct", direct_cfg, direct_admin).start()
         try:
             direct.wait_ready(30)
             switch = ConfigSwitch(config, raw, f"http://127.0.0.1:{ports.router_http}")

@@ -15,7 +15,7 @@ import yaml
 from openai import OpenAI
 
 from router_service.config import load_config
-from semantic_router.components import ManagedProcess, envoy_command, free_port, wait_http_ok
+from semantic_router.components import free_port, local_envoy
 from tests.integration.conftest import RunningStack, start_stack
 
 pytestmark = pytest.mark.integration
@@ -62,12 +62,7 @@ def vsr_envoy_url(vsr_stack: RunningStack, tmp_path_factory: pytest.TempPathFact
     config = run_dir / "envoy.yaml"
     raw = vsr_envoy_config(source, listen=listen, admin=admin, extproc=vsr_stack.ports.extproc)
     config.write_text(yaml.safe_dump(raw, sort_keys=False))
-    envoy = ManagedProcess(
-        "vsr-envoy",
-        envoy_command(config),
-        run_dir / "envoy.log",
-        ready=lambda: wait_http_ok(f"http://127.0.0.1:{admin}/ready", 0.2),
-    ).start()
+    envoy = local_envoy("vsr-envoy", config, admin).start()
     try:
         envoy.wait_ready(30)
         yield f"http://127.0.0.1:{listen}"
