@@ -6,7 +6,9 @@ error); only VSR's free-form sections (`router`, `api`, `observability`, cache b
 
 Keys that name VSR's own model files (`bert_model.model_id`, `classifier.*.model_id`, `*_mapping_path`,
 `use_modernbert`, `use_cpu`, ...) are accepted and ignored: our models come from the Triton model repository.
-`load_config` logs them once, in one line, so an operator sees they have no effect.
+VSR runtime knobs with no equivalent here (`NOT_APPLIED_KEYS`: `semantic_cache.redis`,
+`vllm_endpoints[].health_check_path`, `model_config.*.loras`, ...) are accepted too. `load_config` logs each
+group once, in one line, so an operator sees they have no effect. `docs/config.md` has the whole table.
 
 Thresholds are probabilities or cosine similarities in [0, 1]; the semantic-cache and tool thresholds are
 cosine SIMILARITIES, so higher is stricter.
@@ -39,7 +41,10 @@ from pydantic import (
 from router_service.errors import ConfigError
 
 __all__ = [
+    "DEFAULT_MAX_BATCH_SIZE",
+    "MAX_BATCH_SIZE_LIMIT",
     "ApiConfig",
+    "BatchClassificationConfig",
     "BertModelConfig",
     "Category",
     "CategoryModelConfig",
@@ -120,6 +125,7 @@ class SemanticCacheConfig(_Section):
             "max_memory_entries",
             "embedding_model",
             "milvus",
+            "redis",
         }
     )
     enabled: bool = False
@@ -161,7 +167,13 @@ class PromptGuardConfig(_Section):
 
 
 class Endpoint(_Section):
-    """An upstream OpenAI-compatible server. `address` is an IP or host name only: no scheme, path or port."""
+    """An upstream OpenAI-compatible server. `address` is an IP or host name only: no scheme, path or port.
+
+    `health_check_path` is accepted and not used: endpoint health here is what each request sees (the direct proxy
+    fails over to the next candidate; Envoy reports upstream errors), not a separate probe.
+    """
+
+    NOT_APPLIED_KEYS = frozenset({"health_check_path"})
 
     name: NonEmptyStr
     address: NonEmptyStr
@@ -225,9 +237,10 @@ class LoraAdapter(_Section):
 
 
 class ModelParams(_Section):
-    """`model_config.<model>`. `use_reasoning` here is legacy VSR: reasoning is set per model_scores entry."""
+    """`model_config.<model>`. `use_reasoning` here is legacy VSR: reasoning is set per model_scores entry.
+    `loras` (VSR's adapter catalogue) is not used: `model_scores[].lora_name` names the adapter sent upstream."""
 
-    NOT_APPLIED_KEYS = frozenset({"use_reasoning", "param_size"})
+    NOT_APPLIED_KEYS = frozenset({"use_reasoning", "param_size", "loras"})
     reasoning_family: str | None = None
     preferred_endpoints: tuple[NonEmptyStr, ...] = ()
     pii_policy: PiiPolicy = PiiPolicy()
@@ -352,8 +365,20 @@ class KeywordRule(_Section):
         return not any(hits)
 
 
+DEFAULT_MAX_BATCH_SIZE = 100
+"""VSR's bound on `/api/v1/classify/batch` when `api.batch_classification.max_batch_size` is absent or <= 0."""
+MAX_BATCH_SIZE_LIMIT = 10_000
+
+
 class BatchClassificationConfig(_FreeForm):
-    max_batch_size: Annotated[int, Field(ge=1, le=10_000)] = 100
+    """`max_batch_size` bounds the texts of one batch request (0 or absent: 100, as VSR); the rest (VSR's
+    concurrency and metrics knobs) is accepted and has no effect."""
+
+    max_batch_size: Annotated[int, Field(ge=0, le=MAX_BATCH_SIZE_LIMIT)] = DEFAULT_MAX_BATCH_SIZE
+
+    @property
+    def effective_max_batch_size(self) -> int:
+        return self.max_batch_size if self.max_batch_size > 0 else DEFAULT_MAX_BATCH_SIZE
 
 
 class ApiConfig(_FreeForm):
@@ -399,8 +424,10 @@ class FailurePolicy(_Section):
 class TritonRouterConfig(_Section):
     """Our own settings (VSR's `router:` section means something else and is kept as-is)."""
 
-    block_response: Literal["openai_error", "content_filter"] = "openai_error"
-    """openai_error: HTTP 403 with an OpenAI error body; content_filter: VSR's HTTP 200 refusal completion."""
+    block_response: Literal["openai_error", "content_filter"] = "content_filter"
+    """How a refused request is answered. content_filter (default, VSR's form, so a VSR config loaded unchanged
+    behaves as it did there): HTTP 200 `chat.completion` with finish_reason "content_filter" (one SSE chunk and
+    `[DONE]` when streaming). openai_error: HTTP 403 with an OpenAI error body."""
     failure_policy: FailurePolicy = FailurePolicy()
     log_prompts: bool = False
     """Prompts are user data: never logged unless the operator opts in."""

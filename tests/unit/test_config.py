@@ -74,7 +74,7 @@ def test_e2e_reference_config_loads_unchanged() -> None:
 
 def test_defaults_of_our_section() -> None:
     tr = load_config(REFERENCE / "config.e2e.yaml").triton_router
-    assert tr.block_response == "openai_error"
+    assert tr.block_response == "content_filter"  # a VSR config without our section answers refusals as VSR does
     assert (tr.failure_policy.classification, tr.failure_policy.jailbreak, tr.failure_policy.pii) == (
         "open",
         "closed",
@@ -88,7 +88,7 @@ def test_our_section_is_read() -> None:
     text = e2e_with(
         lambda raw: raw.update(
             triton_router={
-                "block_response": "content_filter",
+                "block_response": "openai_error",
                 "failure_policy": {"jailbreak": "open"},
                 "log_prompts": True,
                 "cache_tenant_header": "X-Tenant",
@@ -96,8 +96,45 @@ def test_our_section_is_read() -> None:
         )
     )
     tr = parse_config(text).triton_router
-    assert tr.block_response == "content_filter" and tr.failure_policy.jailbreak == "open"
+    assert tr.block_response == "openai_error" and tr.failure_policy.jailbreak == "open"
     assert tr.failure_policy.pii == "closed" and tr.log_prompts and tr.cache_tenant_header == "x-tenant"
+
+
+def test_our_deploy_config_states_its_block_form() -> None:
+    """The default is VSR's form; our own config keeps the 403 and says so explicitly."""
+    raw = yaml.safe_load((Path(__file__).resolve().parents[2] / "deploy" / "config.yaml").read_text())
+    assert raw["triton_router"]["block_response"] == "openai_error"
+
+
+def test_vsr_keys_without_effect_are_logged(caplog: pytest.LogCaptureFixture, tmp_path: Path) -> None:
+    def change(raw: dict[str, Any]) -> None:
+        raw["semantic_cache"]["redis"] = {"address": "127.0.0.1:6379"}
+        raw["model_config"]["Model-A"]["loras"] = [{"name": "math-adapter"}]
+
+    path = tmp_path / "c.yaml"
+    path.write_text(e2e_with(change))
+    with caplog.at_level(logging.INFO, logger="router_service.config"):
+        cfg = load_config(path)
+    (line,) = [r.getMessage() for r in caplog.records if "no effect here" in r.getMessage()]
+    for key in (
+        "semantic_cache.redis",
+        "vllm_endpoints[0].health_check_path",
+        "vllm_endpoints[1].health_check_path",
+        "model_config.Model-A.loras",
+    ):
+        assert key in line and key in cfg.not_applied_keys()
+    # acted on, so not in the line: the batch limit bounds the batch endpoint
+    assert "max_batch_size" not in line
+
+
+@pytest.mark.parametrize(("value", "effective"), [(None, 100), (0, 100), (3, 3), (500, 500)])
+def test_batch_limit_follows_vsr_semantics(value: int | None, effective: int) -> None:
+    def change(raw: dict[str, Any]) -> None:
+        if value is not None:
+            raw["api"] = {"batch_classification": {"max_batch_size": value, "max_concurrency": 8}}
+
+    batch = parse_config(e2e_with(change)).api.batch_classification
+    assert batch.effective_max_batch_size == effective
 
 
 # --- errors with key paths --------------------------------------------------------------------------

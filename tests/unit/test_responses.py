@@ -15,8 +15,8 @@ from router_service.responses import models_list, openai_error, render_block, re
 
 REFERENCE = Path(__file__).resolve().parents[3] / "shared" / "reference" / "vsr-classic"
 RAW = yaml.safe_load((REFERENCE / "config.e2e.yaml").read_text())
-ERROR_CFG = load_config(REFERENCE / "config.e2e.yaml")
-FILTER_CFG = RouterConfig.model_validate({**RAW, "triton_router": {"block_response": "content_filter"}})
+FILTER_CFG = load_config(REFERENCE / "config.e2e.yaml")  # a VSR config unchanged: VSR's block form
+ERROR_CFG = RouterConfig.model_validate({**RAW, "triton_router": {"block_response": "openai_error"}})
 
 JAILBREAK = Blocked(
     reason="jailbreak",
