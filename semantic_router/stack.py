@@ -75,6 +75,13 @@ def _endpoints(config: Path) -> list[tuple[str, str, int]]:
     return [(str(e["name"]), str(e["address"]), int(e["port"])) for e in raw.get("vllm_endpoints") or []]
 
 
+def _cache_limits(config: Path) -> list[str]:
+    """The cache service's entry bound from the router config's `semantic_cache.max_entries` (VSR's key), if set."""
+    raw = yaml.safe_load(config.read_text()) or {}
+    value = (raw.get("semantic_cache") or {}).get("max_entries")
+    return ["--max-entries", str(value)] if isinstance(value, int) and value >= 1 else []
+
+
 class Stack:
     def __init__(self, settings: StackSettings) -> None:
         self.s = settings
@@ -125,6 +132,7 @@ class Stack:
                         str(p.cache),
                         "--redis-url",
                         f"redis://127.0.0.1:{p.redis}/0",
+                        *_cache_limits(self.s.config),
                     ],
                     lambda: wait_http_ok(f"http://127.0.0.1:{p.cache}/health", 0.2),
                     timeout=60,
