@@ -4,12 +4,12 @@ its listen/admin/ExtProc addresses and ports changed), as a VSR user switching o
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
-import openai
 import pytest
 import yaml
 from openai import OpenAI
@@ -132,12 +132,63 @@ def test_openai_client_streams_through_vsr_envoy(vsr_stack: RunningStack, vsr_en
     assert chunks[-1].usage is not None and chunks[-1].usage.total_tokens > 0
 
 
-def test_jailbreak_is_blocked_through_vsr_envoy(vsr_stack: RunningStack, vsr_envoy_url: str) -> None:
+@pytest.mark.parametrize("through", ["our envoy", "vsr envoy", "router"])
+def test_jailbreak_gets_vsrs_block_form(vsr_stack: RunningStack, vsr_envoy_url: str, through: str) -> None:
+    """A VSR config has no `triton_router:` section, so a refusal is VSR's: HTTP 200, a chat.completion whose
+    finish_reason is "content_filter", and the jailbreak headers (as VSR's ExtProc answers)."""
+    url = {"our envoy": vsr_stack.envoy_url, "vsr envoy": vsr_envoy_url, "router": vsr_stack.router_url}[through]
     cfg = load_config(vsr_stack.config_path)
     assert cfg.prompt_guard.enabled  # both VSR configs enable the guard
-    client = OpenAI(base_url=f"{vsr_envoy_url}/v1", api_key="unused", max_retries=0, timeout=30)
-    with pytest.raises(openai.PermissionDeniedError) as caught:
-        client.chat.completions.create(model=cfg.auto_model_name, messages=[{"role": "user", "content": DAN}])
-    err = caught.value
-    assert err.response.headers["x-vsr-jailbreak-blocked"] == "true"
-    assert err.response.json()["error"]["code"] == "jailbreak_detected"
+    client = OpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0, timeout=30)
+    raw = client.chat.completions.with_raw_response.create(
+        model=cfg.auto_model_name, messages=[{"role": "user", "content": DAN}]
+    )
+    assert raw.http_response.status_code == 200
+    assert raw.headers["x-vsr-jailbreak-blocked"] == "true"
+    assert raw.headers["x-vsr-jailbreak-type"]
+    assert float(raw.headers["x-vsr-jailbreak-confidence"]) >= cfg.prompt_guard.threshold
+    completion = raw.parse()
+    assert completion.object == "chat.completion"
+    (choice,) = completion.choices
+    assert choice.finish_reason == "content_filter"
+    assert choice.message.role == "assistant" and choice.message.content
+
+
+@pytest.mark.parametrize("through", ["our envoy", "vsr envoy", "router"])
+def test_streamed_jailbreak_gets_one_content_filter_chunk(
+    vsr_stack: RunningStack, vsr_envoy_url: str, through: str
+) -> None:
+    """Streaming, VSR's form is one `chat.completion.chunk` with finish_reason "content_filter", then `[DONE]`."""
+    url = {"our envoy": vsr_stack.envoy_url, "vsr envoy": vsr_envoy_url, "router": vsr_stack.router_url}[through]
+    cfg = load_config(vsr_stack.config_path)
+    body = {"model": cfg.auto_model_name, "messages": [{"role": "user", "content": DAN}], "stream": True}
+    with httpx.stream("POST", f"{url}/v1/chat/completions", json=body, timeout=30) as r:
+        assert r.status_code == 200
+        assert r.headers["content-type"].startswith("text/event-stream")
+        assert r.headers["x-vsr-jailbreak-blocked"] == "true"
+        events = [line.removeprefix("data: ") for line in r.iter_lines() if line.startswith("data: ")]
+    assert events[-1] == "[DONE]" and len(events) == 2
+    chunk = json.loads(events[0])
+    assert chunk["object"] == "chat.completion.chunk"
+    (choice,) = chunk["choices"]
+    assert choice["finish_reason"] == "content_filter" and choice["delta"]["content"]
+    # and the official client reads it as a finished stream
+    client = OpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0, timeout=30)
+    with client.chat.completions.with_streaming_response.create(
+        model=cfg.auto_model_name, messages=[{"role": "user", "content": DAN}], stream=True
+    ) as response:
+        chunks = list(response.parse())
+    assert [c.choices[0].finish_reason for c in chunks] == ["content_filter"]
+
+
+def test_vsr_client_batch_call_works_unchanged(vsr_stack: RunningStack) -> None:
+    """A client written for VSR's classification API reads `results[i]["category"]` for each task type."""
+    texts = ["What is the derivative of x cubed?", DAN]
+    url = f"{vsr_stack.router_url}/api/v1/classify/batch"
+    intent = httpx.post(url, json={"texts": texts}, timeout=30).json()
+    assert intent["results"][0]["category"] == "math"
+    security = httpx.post(url, json={"texts": texts, "task_type": "security"}, timeout=30).json()
+    assert [r["category"] for r in security["results"]] == ["safe", "jailbreak"]
+    pii = httpx.post(url, json={"texts": texts, "task_type": "pii"}, timeout=30).json()
+    assert all(isinstance(r["category"], str) for r in pii["results"])
+    assert intent["total_count"] == security["total_count"] == pii["total_count"] == 2
