@@ -14,6 +14,7 @@ import torch
 
 from build_engines.encoder import pad_batch
 from build_engines.heads import SignalsModel
+from build_engines.shared import SharedSignalsModel
 
 __all__ = [
     "INPUTS",
@@ -30,7 +31,7 @@ INPUTS = ("input_ids", "attention_mask")
 OPSET = 17
 
 
-def export_signals(model: SignalsModel, path: Path) -> Path:
+def export_signals(model: SignalsModel | SharedSignalsModel, path: Path) -> Path:
     model.eval()
     ids, mask = pad_batch([[101, 7592, 2088, 102], [101, 7592, 102]])
     dynamic = {name: {0: "batch", 1: "sequence"} for name in INPUTS}
@@ -62,7 +63,11 @@ def session(path: Path, threads: int | None = None) -> ort.InferenceSession:
 
 
 def compare_with_torch(
-    model: SignalsModel, onnx_path: Path, rows: Sequence[Sequence[int]], seed: int, batches: int = 8
+    model: SignalsModel | SharedSignalsModel,
+    onnx_path: Path,
+    rows: Sequence[Sequence[int]],
+    seed: int,
+    batches: int = 8,
 ) -> dict[str, Any]:
     """Max abs difference per output between PyTorch and ORT on random batches of real token rows.
 

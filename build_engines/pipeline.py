@@ -52,6 +52,16 @@ from build_engines.metrics import binary_at_threshold, span_scores
 from build_engines.paths import AUTHORED_DIR, MODEL_REPOSITORY_DIR, PACKAGE_DIR, REPO_ROOT, REPORTS_DIR
 from build_engines.report import render_markdown
 from build_engines.repository import ServingOptions, install_repository
+from build_engines.shared import (
+    Metric,
+    SharedResult,
+    SharedSignalsModel,
+    Task,
+    TaskData,
+    predict_shared,
+    teacher_embeddings,
+    train_shared,
+)
 from build_engines.threads import choose_threads
 from build_engines.train import TrainResult, predict, seed_everything, train_top, trunk_features
 
@@ -266,6 +276,168 @@ def _train_pii(
     return result
 
 
+def _train_shared(
+    encoder: Any,
+    config: BuildConfig,
+    intent: DataSplits,
+    jailbreak: DataSplits,
+    pii: DataSplits,
+    tags: Sequence[str],
+    timings: dict[str, float],
+) -> tuple[SharedResult, float, dict[str, Any]]:
+    """The one-pass model: frozen-layer features of every task's rows, the teacher embedding of each, multi-task
+    training of the shared top; the jailbreak threshold is then picked on validation as in the branch design."""
+    settings = config.shared
+    k = settings.frozen_layers
+    started = time.perf_counter()
+    intent_label = {name: i for i, name in enumerate(INTENT_LABELS)}
+
+    def task_data(task: Task, ids: list[list[int]], labels: list[Any], desc: str) -> TaskData:
+        feats = trunk_features(encoder, k, ids, batch_size=32, desc=desc)
+        return TaskData(feats, labels, teacher_embeddings(encoder, k, feats))
+
+    def text_task(task: Task, rows: Sequence[TextExample], label: Callable[[TextExample], int], desc: str) -> TaskData:
+        return task_data(task, _rows(settings.max_length, [r.text for r in rows]), [label(r) for r in rows], desc)
+
+    def intent_of(r: TextExample) -> int:
+        return intent_label[r.label]
+
+    def jailbreak_of(r: TextExample) -> int:
+        return JAILBREAK_LABELS.index(r.label)
+
+    authored = [r for r in intent.train if r.source == "authored"] if config.weak_intent == "off" else intent.train
+    train: dict[Task, TaskData] = {
+        "intent": text_task("intent", authored, intent_of, "intent features"),
+        "jailbreak": text_task("jailbreak", jailbreak.train, jailbreak_of, "jailbreak features"),
+        "pii": task_data("pii", *_pii_rows(pii.train, settings.max_length, tags), "pii features"),
+    }
+    val: dict[Task, TaskData] = {
+        "intent": text_task("intent", intent.val, intent_of, "intent val"),
+        "jailbreak": text_task("jailbreak", jailbreak.val, jailbreak_of, "jailbreak val"),
+        "pii": task_data("pii", *_pii_rows(pii.val, settings.max_length, tags), "pii val"),
+    }
+    timings["shared_features_s"] = time.perf_counter() - started
+    metrics: dict[Task, Metric] = {
+        "intent": _macro_f1,
+        "jailbreak": _binary_f1,
+        "pii": _entity_f1(pii.val, settings.max_length, tags),
+    }
+    result = train_shared(
+        encoder, settings, config.seed, config.head_lr_multiplier, len(INTENT_LABELS), len(tags), train, val, metrics
+    )
+    timings["shared_train_s"] = result.seconds
+    jailbreak_val, _ = predict_shared(result.top, "jailbreak", val["jailbreak"])
+    threshold = _pick_threshold(jailbreak_val, val["jailbreak"].labels)
+    rows = {task: len(data.features) for task, data in train.items()}
+    return result, threshold, {"train_rows": rows, "intent_rows": len(authored)}
+
+
+def _shared_training_report(
+    result: SharedResult, threshold: float, info: dict[str, Any], test: dict[str, Any]
+) -> dict[str, Any]:
+    """The shared run's history, and per task the view the report and the comparison read (`history` of
+    validation metrics, `best_epoch`)."""
+
+    def task_history(task: str) -> list[dict[str, float]]:
+        return [{"epoch": h["epoch"], "val_metric": h[f"val_{task}"]} for h in result.history]
+
+    intent_best = result.history[result.best_epoch - 1]["val_intent"]
+    return {
+        "shared": {"history": result.history, "best_epoch": result.best_epoch, "seconds": result.seconds, **info},
+        "intent": {
+            "history": task_history("intent"),
+            "best_epoch": result.best_epoch,
+            "weak_sources": {
+                "variants": {
+                    "authored": {
+                        "train_rows": info["intent_rows"],
+                        "val_macro_f1": intent_best,
+                        "best_epoch": result.best_epoch,
+                        "test_macro_f1": test["intent"]["macro_f1"],
+                        "test_accuracy": test["intent"]["accuracy"],
+                        "train_s": result.seconds,
+                    }
+                },
+                "chosen": "authored",
+                "authored_rows": info["intent_rows"],
+                "weak_rows": 0,
+            },
+        },
+        "jailbreak": {
+            "history": task_history("jailbreak"),
+            "best_epoch": result.best_epoch,
+            "threshold_from_validation": threshold,
+        },
+        "pii": {"history": task_history("pii"), "best_epoch": result.best_epoch},
+    }
+
+
+def _embedding_fidelity(onnx_path: Path, texts: Sequence[str]) -> dict[str, Any]:
+    """Cosine of the graph's `embedding` to all-MiniLM-L6-v2's sentence embedding (a fresh HF BertModel with
+    sentence-transformers' mean pooling) on held-out prompts; the one-pass design's target is a mean >= 0.97."""
+    from transformers import BertModel
+
+    from build_engines.paths import encoder_path
+
+    reference_model: BertModel = BertModel.from_pretrained(str(encoder_path()), add_pooling_layer=False)
+    reference_model.eval()  # type: ignore[no-untyped-call]
+    tokenizer = load_tokenizer(256)  # sentence-transformers' max_seq_length for this model
+    rows = [e.ids for e in encode(tokenizer, texts)]
+    sess = session(onnx_path)
+    cosines: list[float] = []
+    for start in range(0, len(rows), 16):
+        ids, mask = pad_batch(rows[start : start + 16])
+        expected = sentence_embedding(reference_model, ids, mask).numpy().astype(np.float64)
+        got = sess.run(["embedding"], {"input_ids": ids.numpy(), "attention_mask": mask.numpy()})[0]
+        cosines += list((expected * got).sum(1) / np.linalg.norm(got, axis=1))
+    values = np.array(cosines)
+    return {
+        "texts": len(texts),
+        "cosine_mean": float(values.mean()),
+        "cosine_p5": float(np.percentile(values, 5)),
+        "cosine_min": float(values.min()),
+        "target_mean": 0.97,
+        "passed": float(values.mean()) >= 0.97,
+    }
+
+
+CACHE_THRESHOLDS = (0.8, 0.92)
+"""The router's fallback cache threshold (no `similarity_threshold` anywhere in the config) and deploy/config.yaml's."""
+
+
+def _paraphrase_figures(onnx_path: Path) -> dict[str, Any]:
+    """The cache's hit precision/recall on the authored paraphrase / non-paraphrase pairs (held out: no training
+    or selection reads them) with all-MiniLM-L6-v2's own embedding and the served graph's, at the cache's default
+    thresholds."""
+    from transformers import BertModel
+
+    from build_engines.paraphrase import cache_pair_scores, load_pairs, onnx_embedder
+    from build_engines.paths import encoder_path
+
+    reference_model: BertModel = BertModel.from_pretrained(str(encoder_path()), add_pooling_layer=False)
+    reference_model.eval()  # type: ignore[no-untyped-call]
+    tokenizer = load_tokenizer()
+
+    def original(texts: Sequence[str]) -> NDArray[np.float32]:
+        rows = [e.ids for e in encode(tokenizer, texts)]
+        out = []
+        for start in range(0, len(rows), 16):
+            ids, mask = pad_batch(rows[start : start + 16])
+            out.append(sentence_embedding(reference_model, ids, mask).numpy())
+        embeddings: NDArray[np.float32] = np.concatenate(out).astype(np.float32)
+        return embeddings
+
+    pairs = load_pairs()
+    served = onnx_embedder(onnx_path, encoder_path() / "tokenizer.json")
+    return {
+        f"{threshold:.2f}": {
+            "all-MiniLM-L6-v2": cache_pair_scores(original, pairs, threshold),
+            "served": cache_pair_scores(served, pairs, threshold),
+        }
+        for threshold in CACHE_THRESHOLDS
+    }
+
+
 def _embedding_check(onnx_path: Path, texts: Sequence[str]) -> dict[str, Any]:
     """ORT `embedding` vs a fresh HF BertModel (default attention) + sentence-transformers mean pooling."""
     from transformers import BertModel
@@ -400,6 +572,63 @@ def _choose_quantization(
 _SCORE_OF_TASK = {"intent": "intent_macro_f1", "jailbreak": "jailbreak_f1", "pii": "pii_micro_f1"}
 
 
+def _quantized_parts(config: BuildConfig) -> tuple[str, ...]:
+    """Module names whose weight MatMuls may be int8: the task tops, or the shared top (layers and heads)."""
+    return ("top",) if config.design == "shared" else TASKS
+
+
+def _mean_cosine(a: Path, b: Path, rows: Sequence[Sequence[int]]) -> float:
+    """Mean cosine between two graphs' embeddings over token rows."""
+    ea = np.stack(run_signals(session(a), rows, ["embedding"])["embedding"])
+    eb = np.stack(run_signals(session(b), rows, ["embedding"])["embedding"])
+    return float((ea * eb).sum(1).mean())
+
+
+def _choose_shared_quantization(
+    config: BuildConfig,
+    fp32: Path,
+    int8: Path,
+    intent: DataSplits,
+    jailbreak: DataSplits,
+    pii: DataSplits,
+    tags: Sequence[str],
+    threshold: float,
+    with_ffn_down_fp32: Callable[[Sequence[str]], Path],
+) -> dict[str, Any]:
+    """The shared top in int8 ("auto") when every task's validation score stays within the tolerance of fp32 AND
+    the validation embedding keeps a mean cosine >= 0.995 to the fp32 graph's; else the same with the FFN
+    down-projections in fp32; else fp32 ("on": int8 whatever; "off": fp32)."""
+    rows = [e.ids for e in encode(load_tokenizer(), [r.text for r in intent.val + jailbreak.val])]
+    before = _validation_scores(fp32, intent, jailbreak, pii, tags, threshold)
+
+    def check(graph: Path) -> tuple[dict[str, float], float, bool]:
+        scores = _validation_scores(graph, intent, jailbreak, pii, tags, threshold)
+        cosine = _mean_cosine(fp32, graph, rows)
+        ok = all(before[k] - scores[k] <= config.quantize_tolerance for k in before) and cosine >= 0.995
+        return scores, cosine, ok
+
+    after, cosine, full_ok = check(int8)
+    retry: dict[str, float] = {}
+    ffn_down_float: list[str] = []
+    serve = config.quantize == "on" or (config.quantize == "auto" and full_ok)
+    if config.quantize == "auto" and not full_ok:
+        retry_scores, retry_cosine, retry_ok = check(with_ffn_down_fp32(["top"]))
+        retry = {**retry_scores, "embedding_cosine_to_fp32": retry_cosine}
+        if retry_ok:
+            serve, ffn_down_float = True, ["top"]
+    return {
+        "mode": config.quantize,
+        "tolerance": config.quantize_tolerance,
+        "validation_fp32": before,
+        "validation_int8": {**after, "embedding_cosine_to_fp32": cosine},
+        "within_tolerance": {"top": full_ok},
+        "validation_int8_ffn_down_fp32": retry,
+        "int8_tasks": ["top"] if serve else [],
+        "ffn_down_fp32_tasks": ffn_down_float,
+        "serve_int8": serve,
+    }
+
+
 def _calibration_rows(
     config: BuildConfig, intent: DataSplits, jailbreak: DataSplits, pii: DataSplits, per_task: int = 100
 ) -> list[list[int]]:
@@ -462,16 +691,26 @@ def build(
     timings["data_s"] = time.perf_counter() - t
 
     encoder = load_encoder()
-    intent_result, intent_ablation = _train_intent(encoder, config, intent, timings)
-    jailbreak_result, threshold = _train_jailbreak(encoder, config, jailbreak, timings)
-    pii_result = _train_pii(encoder, config, pii, tags, timings)
-    model = SignalsModel(encoder, intent_result.top, jailbreak_result.top, pii_result.top)
+    model: SignalsModel | SharedSignalsModel
+    if config.design == "shared":
+        shared_result, threshold, shared_info = _train_shared(encoder, config, intent, jailbreak, pii, tags, timings)
+        model = SharedSignalsModel(encoder, shared_result.top)
+    else:
+        intent_result, intent_ablation = _train_intent(encoder, config, intent, timings)
+        jailbreak_result, threshold = _train_jailbreak(encoder, config, jailbreak, timings)
+        pii_result = _train_pii(encoder, config, pii, tags, timings)
+        model = SignalsModel(encoder, intent_result.top, jailbreak_result.top, pii_result.top)
 
     t = time.perf_counter()
     onnx_path = export_signals(model, out / "model.onnx")
     sample_rows = [e.ids for e in encode(load_tokenizer(), [r.text for r in jailbreak.test[::7] + pii.test[::7]])]
     onnx_check = compare_with_torch(model, onnx_path, sample_rows, config.seed)
-    embedding_check = _embedding_check(onnx_path, [r.text for r in (intent.test[::9] + jailbreak.test[::23])])
+    check_texts = [r.text for r in (intent.test[::9] + jailbreak.test[::23])]
+    embedding_check = (
+        _embedding_fidelity(onnx_path, check_texts)
+        if config.design == "shared"
+        else _embedding_check(onnx_path, check_texts)
+    )
     timings["export_s"] = time.perf_counter() - t
 
     t = time.perf_counter()
@@ -482,7 +721,7 @@ def build(
     quantization: dict[str, Any] = {"mode": config.quantize, "serve_int8": False}
     if int8_check or config.quantize != "off":
         calibration = _calibration_rows(config, intent, jailbreak, pii)
-        quantized = quantize_int8(onnx_path, out / "model.int8.onnx", calibration)
+        quantized = quantize_int8(onnx_path, out / "model.int8.onnx", calibration, _quantized_parts(config))
         int8 = _evaluate_all(quantized, intent, jailbreak, pii, tags, threshold)
         speed["int8_seq_per_s"] = _throughput(quantized, perf_texts)
         served_path = out / "model.served-int8.onnx"
@@ -490,7 +729,8 @@ def build(
         def quantize_tops(tasks: Sequence[str], ffn_down_float: Sequence[str]) -> Path:
             return quantize_int8(onnx_path, served_path, calibration, tasks, ffn_down_float=ffn_down_float)
 
-        quantization = _choose_quantization(
+        choose = _choose_shared_quantization if config.design == "shared" else _choose_quantization
+        quantization = choose(
             config,
             onnx_path,
             quantized,
@@ -502,7 +742,7 @@ def build(
             lambda tasks: quantize_tops(tasks, ffn_down_float=tasks),
         )
         chosen, keep = quantization["int8_tasks"], quantization["ffn_down_fp32_tasks"]
-        if quantization["serve_int8"] and (set(chosen) != set(TASKS) or keep):
+        if quantization["serve_int8"] and (set(chosen) != set(_quantized_parts(config)) or keep):
             # serve the tops as chosen; the report's int8 figures stay those of the all-tops graph
             quantize_tops(chosen, keep).replace(quantized)
             quantization["served_graph_note"] = (
@@ -512,6 +752,8 @@ def build(
             quantization["served_graph_check"] = _served_graph_check(quantized, onnx_path, sample_rows[:48])
     timings["evaluate_s"] = time.perf_counter() - t
     baseline = presidio_baseline(pii.test) if presidio else None
+    served_onnx = quantized if int8 is not None and quantization["serve_int8"] else onnx_path
+    cache_pairs = _paraphrase_figures(served_onnx) if config.design == "shared" else None
 
     tokenizer = load_tokenizer(MAX_SEQ_LENGTH)
     tokenizer.save(str(out / "tokenizer.json"))
@@ -523,9 +765,13 @@ def build(
         "build_key": key,
         "base_model": "all-MiniLM-L6-v2",
         "thresholds": {"jailbreak": threshold},
-        "design": {
-            t: {"branch_layer": getattr(config, t).branch_layer, "method": getattr(config, t).method} for t in TASKS
-        },
+        "design": (
+            {"shared": {"frozen_layers": config.shared.frozen_layers, "method": config.shared.method}}
+            if config.design == "shared"
+            else {
+                t: {"branch_layer": getattr(config, t).branch_layer, "method": getattr(config, t).method} for t in TASKS
+            }
+        ),
         "serving": {"onnx_file": serving_file},
     }
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
@@ -543,25 +789,30 @@ def build(
             }
             for name, d in (("intent", intent), ("jailbreak", jailbreak), ("pii", pii))
         },
-        "training": {
-            "intent": {
-                "history": intent_result.history,
-                "best_epoch": intent_result.best_epoch,
-                "weak_sources": intent_ablation,
-            },
-            "jailbreak": {
-                "history": jailbreak_result.history,
-                "best_epoch": jailbreak_result.best_epoch,
-                "threshold_from_validation": threshold,
-            },
-            "pii": {"history": pii_result.history, "best_epoch": pii_result.best_epoch},
-        },
+        "training": (
+            _shared_training_report(shared_result, threshold, shared_info, results)
+            if config.design == "shared"
+            else {
+                "intent": {
+                    "history": intent_result.history,
+                    "best_epoch": intent_result.best_epoch,
+                    "weak_sources": intent_ablation,
+                },
+                "jailbreak": {
+                    "history": jailbreak_result.history,
+                    "best_epoch": jailbreak_result.best_epoch,
+                    "threshold_from_validation": threshold,
+                },
+                "pii": {"history": pii_result.history, "best_epoch": pii_result.best_epoch},
+            }
+        ),
         "test": results,
         "presidio_analyzer": baseline,
         "onnx": {"torch_vs_ort": onnx_check, "embedding_vs_sentence_transformers": embedding_check},
         "speed": speed,
         "int8": int8,
         "quantization": quantization,
+        "cache_pairs": cache_pairs,
     }
     save_json(report, out / "report.json")
     write_confusion_png(

@@ -44,6 +44,9 @@ class TextSignals:
     pii: tuple[PiiEntity, ...] | None
     """None when not computed: the request asked Triton for no PII (it could not change the outcome)."""
     embedding: npt.NDArray[np.float32]
+    jailbreak_threshold: float = 0.7
+    """The operating point the model's build chose on validation (manifest `thresholds.jailbreak`); a configured
+    `prompt_guard.threshold` or category `jailbreak_threshold` takes precedence (`RouterConfig.jailbreak_threshold`)."""
 
 
 @dataclass(frozen=True)

@@ -44,7 +44,7 @@ def check_jailbreak(
         closed = cfg.triton_router.failure_policy.jailbreak == "closed"
         return unavailable("jailbreak", category) if closed else None
     confidence = max(signals[i].jailbreak_confidence for i in plan.jailbreak_indices)
-    threshold = cfg.jailbreak_threshold(category)
+    threshold = cfg.jailbreak_threshold(category, signals[plan.jailbreak_indices[0]].jailbreak_threshold)
     if confidence < threshold:
         return None
     return Blocked(

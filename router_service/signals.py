@@ -48,6 +48,8 @@ class SignalManifest:
     max_seq_length: int
     embedding_dim: int
     build_key: str
+    jailbreak_threshold: float
+    """The build's validated jailbreak operating point (0.7, VSR's default, for a manifest without one)."""
 
 
 def load_manifest(model_dir: Path) -> SignalManifest:
@@ -60,6 +62,7 @@ def load_manifest(model_dir: Path) -> SignalManifest:
         max_seq_length=int(raw.get("max_seq_length", 512)),
         embedding_dim=int(raw.get("embedding_dim", 384)),
         build_key=str(raw.get("build_key", "")),
+        jailbreak_threshold=float(raw.get("thresholds", {}).get("jailbreak", 0.7)),
     )
 
 
@@ -264,6 +267,7 @@ class SignalClient:
             jailbreak_confidence=float(jailbreak[jb_index]),
             pii=pii,
             embedding=np.asarray(out["embedding"])[row].astype(np.float32, copy=True),
+            jailbreak_threshold=m.jailbreak_threshold,
         )
 
 

@@ -146,7 +146,7 @@ def test_jailbreak_gets_vsrs_block_form(vsr_stack: RunningStack, vsr_envoy_url: 
     assert raw.http_response.status_code == 200
     assert raw.headers["x-vsr-jailbreak-blocked"] == "true"
     assert raw.headers["x-vsr-jailbreak-type"]
-    assert float(raw.headers["x-vsr-jailbreak-confidence"]) >= cfg.prompt_guard.threshold
+    assert float(raw.headers["x-vsr-jailbreak-confidence"]) >= cfg.jailbreak_threshold(None)
     completion = raw.parse()
     assert completion.object == "chat.completion"
     (choice,) = completion.choices

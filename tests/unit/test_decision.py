@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 from collections.abc import Mapping
 from pathlib import Path
@@ -516,6 +517,35 @@ def test_jailbreak_block_carries_vsr_headers() -> None:
         "x-vsr-jailbreak-confidence": "0.988",
     }
     assert b.detail["threshold"] == 0.95
+
+
+def _model_threshold_cfg(threshold: float | None) -> RouterConfig:
+    raw = deep_merge(yaml.safe_load(BASE_YAML), {})
+    raw["prompt_guard"] = {"enabled": True} if threshold is None else {"enabled": True, "threshold": threshold}
+    return RouterConfig.model_validate(raw)
+
+
+@pytest.mark.parametrize(
+    ("configured", "model_threshold", "score", "is_blocked"),
+    [
+        pytest.param(None, 0.75, 0.74, False, id="model-threshold-not-reached"),
+        pytest.param(None, 0.75, 0.75, True, id="model-threshold-reached"),
+        pytest.param(None, 0.3, 0.5, True, id="model-threshold-low"),
+        pytest.param(0.9, 0.3, 0.5, False, id="configured-threshold-wins"),
+        pytest.param(0.4, 0.95, 0.5, True, id="configured-threshold-wins-lower"),
+    ],
+)
+def test_jailbreak_threshold_defaults_to_the_model_build(
+    configured: float | None, model_threshold: float, score: float, is_blocked: bool
+) -> None:
+    """Without `prompt_guard.threshold`, the operating point the build chose on validation (carried by the
+    signals, from the model's manifest) decides; a configured threshold overrides it."""
+    cfg = _model_threshold_cfg(configured)
+    signal = dataclasses.replace(sig("math", jb=score), jailbreak_threshold=model_threshold)
+    result = run(chat("q"), {"q": signal}, cfg=cfg)
+    assert isinstance(result, Blocked) is is_blocked
+    if is_blocked:
+        assert blocked(result).detail["threshold"] == (configured if configured is not None else model_threshold)
 
 
 def test_explicit_models_are_guarded_too() -> None:
