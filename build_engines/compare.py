@@ -16,7 +16,7 @@ from build_engines.cache import build_dir, is_complete
 from build_engines.config import TASKS, BuildConfig
 from build_engines.export_onnx import session
 from build_engines.pipeline import build
-from build_engines.report import target_rows
+from build_engines.report import embedding_cosine, target_rows
 from build_engines.repository import output_specs
 
 __all__ = ["VARIANTS", "Variant", "compare", "measure_speed", "rows_for_keys", "write_comparison"]
@@ -62,13 +62,6 @@ def _kept(task: dict[str, Any]) -> float:
     return float(task["history"][task["best_epoch"] - 1]["val_metric"])
 
 
-def _embedding_cosine(report: dict[str, Any]) -> float:
-    """Mean cosine of the graph's embedding to all-MiniLM-L6-v2's on held-out prompts (1.0 where the build checked
-    equality within 1e-5: the frozen-trunk designs)."""
-    check = report["onnx"]["embedding_vs_sentence_transformers"]
-    return float(check["cosine_mean"]) if "cosine_mean" in check else 1.0
-
-
 def _row(name: str, directory: Path) -> dict[str, Any]:
     report = json.loads((directory / "report.json").read_text(encoding="utf-8"))
     training = report["training"]
@@ -84,7 +77,7 @@ def _row(name: str, directory: Path) -> dict[str, Any]:
             "jailbreak_f1": _kept(training["jailbreak"]),
             "pii_token_f1": _kept(training["pii"]),
         },
-        "embedding_cosine": _embedding_cosine(report),
+        "embedding_cosine": embedding_cosine(report),
         "test": {name: value for name, value, _, _ in target_rows(report) if "presidio" not in name},
         "intent_weak_sources": weak,
     }

@@ -438,6 +438,12 @@ def _paraphrase_figures(onnx_path: Path) -> dict[str, Any]:
     }
 
 
+def _baseline_figures() -> dict[str, Any] | None:
+    """The previous default build's held-out figures (reports/baseline.json), for the report's before/after."""
+    path = REPORTS_DIR / "baseline.json"
+    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else None  # type: ignore[no-any-return]
+
+
 def _embedding_check(onnx_path: Path, texts: Sequence[str]) -> dict[str, Any]:
     """ORT `embedding` vs a fresh HF BertModel (default attention) + sentence-transformers mean pooling."""
     from transformers import BertModel
@@ -813,6 +819,7 @@ def build(
         "int8": int8,
         "quantization": quantization,
         "cache_pairs": cache_pairs,
+        "baseline": _baseline_figures(),
     }
     save_json(report, out / "report.json")
     write_confusion_png(

@@ -7,12 +7,14 @@ from typing import Any
 __all__ = ["TARGETS", "render_markdown", "target_rows"]
 
 TARGETS = {
-    "intent accuracy": 0.85,
-    "intent macro-F1": 0.85,
+    "intent accuracy": 0.93,
+    "intent macro-F1": 0.93,
     "jailbreak F1": 0.95,
-    "jailbreak benign FPR (max)": 0.02,
-    "PII entity micro-F1": 0.90,
+    "jailbreak benign FPR (max)": 0.01,
+    "PII entity micro-F1": 0.87,
+    "embedding mean cosine to all-MiniLM-L6-v2": 0.97,
 }
+"""Quality floors of the served model on the held-out test splits, at the served operating point."""
 
 
 def _f(x: float | None) -> str:
@@ -29,6 +31,7 @@ def target_rows(report: dict[str, Any]) -> list[tuple[str, float, float, bool]]:
         "jailbreak F1": jb["f1"],
         "jailbreak benign FPR (max)": jb["fpr"],
         "PII entity micro-F1": test["pii"]["micro"]["f1"],
+        "embedding mean cosine to all-MiniLM-L6-v2": embedding_cosine(report),
     }
     rows = []
     for name, target in TARGETS.items():
@@ -39,6 +42,91 @@ def target_rows(report: dict[str, Any]) -> list[tuple[str, float, float, bool]]:
         ours, theirs = test["pii"]["micro"]["f1"], presidio["micro"]["f1"]
         rows.append(("PII micro-F1 above presidio-analyzer", ours - theirs, 0.0, ours > theirs))
     return rows
+
+
+def embedding_cosine(report: dict[str, Any]) -> float:
+    """Mean cosine of the served graph's embedding to all-MiniLM-L6-v2's on held-out prompts; builds that kept the
+    original encoder frozen checked equality within 1e-5 instead (cosine 1)."""
+    check = report["onnx"]["embedding_vs_sentence_transformers"]
+    return float(check["cosine_mean"]) if "cosine_mean" in check else 1.0
+
+
+def _design_sentence(report: dict[str, Any]) -> str:
+    config = report["config"]
+    if config.get("design") == "shared":
+        shared = config["shared"]
+        frozen, tuned = shared["frozen_layers"], 6 - shared["frozen_layers"]
+        return (
+            f"Design: one encoder pass (6 MiniLM layers) for every output: the original lower {frozen} layers, then "
+            f"one fine-tuned copy of the upper {tuned} ({shared['method']}) shared by the intent, jailbreak and PII "
+            "heads and by the embedding (mean-pooled, normalised), trained multi-task with an embedding-preservation "
+            f"loss (weight {shared['embedding_weight']}) toward all-MiniLM-L6-v2's embedding."
+        )
+    return (
+        "Design: the original MiniLM is the frozen trunk (its mean-pooled output is the embedding); each task branches "
+        "off it with fine-tuned copies of the layers above "
+        + ", ".join(f"{t} {config[t]['branch_layer']} ({config[t]['method']})" for t in ("intent", "jailbreak", "pii"))
+        + "."
+    )
+
+
+def _before_after(report: dict[str, Any]) -> list[str]:
+    baseline = report.get("baseline")
+    if not baseline:
+        return []
+    rows = [
+        [name, _f(baseline["figures"].get(name)), _f(value), _f(target), "yes" if met else "**no**"]
+        for name, value, target, met in target_rows(report)
+    ]
+    return [
+        "",
+        f"Before: build `{baseline['build_key']}` ({baseline['design']}), same held-out splits:",
+        "",
+        *_table(["metric", "before", "now", "target", "met now"], rows),
+    ]
+
+
+def _cache_pair_lines(pairs: dict[str, Any] | None) -> list[str]:
+    """The semantic cache on the authored paraphrase / non-paraphrase pairs, original vs served embedding."""
+    if not pairs:
+        return []
+    lines = [
+        "## Semantic cache on held-out paraphrase pairs",
+        "",
+        "A hit is cosine >= the threshold; precision/recall of hits as paraphrase detection on the authored pair set "
+        "(`data/authored/paraphrase_pairs.jsonl`, never used for training or selection), all-MiniLM-L6-v2's own "
+        "embedding vs the served graph's, in the same run.",
+        "",
+    ]
+    rows = []
+    for threshold, by_model in pairs.items():
+        for model, r in by_model.items():
+            rows.append(
+                [
+                    threshold,
+                    model,
+                    str(r["n"]),
+                    _f(r["precision"]),
+                    _f(r["recall"]),
+                    _f(r["f1"]),
+                    _f(r["mean_cosine_positive"]),
+                    _f(r["mean_cosine_negative"]),
+                ]
+            )
+    lines += _table(
+        [
+            "threshold",
+            "embedding",
+            "pairs",
+            "hit precision",
+            "hit recall",
+            "F1",
+            "mean cos paraphrase",
+            "mean cos other",
+        ],
+        rows,
+    )
+    return [*lines, ""]
 
 
 def _table(header: list[str], rows: list[list[str]]) -> list[str]:
@@ -79,14 +167,9 @@ def render_markdown(report: dict[str, Any]) -> str:
     lines = [
         "# Classifier build report",
         "",
-        f"Build key `{report['build_key']}`. Design: the original MiniLM is the frozen trunk (its mean-pooled "
-        "output is the embedding); each task branches off it with fine-tuned copies of the layers above "
-        + ", ".join(
-            f"{t} {report['config'][t]['branch_layer']} ({report['config'][t]['method']})"
-            for t in ("intent", "jailbreak", "pii")
-        )
-        + f". Build time {report['timings']['total_s']:.0f} s on this "
-        "machine. All figures are on held-out test splits that training and model selection never saw.",
+        f"Build key `{report['build_key']}`. {_design_sentence(report)} Build time "
+        f"{report['timings']['total_s']:.0f} s on this machine. All figures are on held-out test splits that "
+        "training and model selection never saw.",
         "",
         "## Targets",
         "",
@@ -94,6 +177,7 @@ def render_markdown(report: dict[str, Any]) -> str:
             ["metric", "value", "target", "met"],
             [[n, _f(v), _f(t), "yes" if m else "**no**"] for n, v, t, m in target_rows(report)],
         ),
+        *_before_after(report),
         "",
         "## Intent (14 categories)",
         "",
@@ -194,8 +278,7 @@ def render_markdown(report: dict[str, Any]) -> str:
         "max |torch - onnxruntime| per output: "
         + ", ".join(f"{k} {v:.2e}" for k, v in onnx["torch_vs_ort"]["max_abs_diff"].items())
         + " (pii_tag_ids: mismatch rate).",
-        f"embedding vs sentence-transformers reference: max abs diff "
-        f"{onnx['embedding_vs_sentence_transformers']['max_abs_diff']:.2e} (tolerance 1e-5).",
+        _embedding_line(onnx["embedding_vs_sentence_transformers"]),
         (
             "int8 task tops (static: weights per channel, activation scales calibrated on training rows; MatMuls of "
             "the fine-tuned layers and heads; the trunk and so the "
@@ -208,6 +291,7 @@ def render_markdown(report: dict[str, Any]) -> str:
         else f"int8 not evaluated; in-process ORT {speed['fp32_seq_per_s']:.0f} seq/s fp32.",
         *_quantization_lines(report.get("quantization")),
         "",
+        *_cache_pair_lines(report.get("cache_pairs")),
         "## Data",
         "",
     ]
@@ -221,6 +305,16 @@ def render_markdown(report: dict[str, Any]) -> str:
         )
     lines += ["", "Timings (s): " + ", ".join(f"{k} {v:.0f}" for k, v in report["timings"].items()), ""]
     return "\n".join(lines)
+
+
+def _embedding_line(check: dict[str, Any]) -> str:
+    if "cosine_mean" in check:
+        return (
+            f"embedding vs all-MiniLM-L6-v2 (sentence-transformers reference) on {check['texts']} held-out prompts: "
+            f"mean cosine {check['cosine_mean']:.4f}, 5th percentile {check['cosine_p5']:.4f}, min "
+            f"{check['cosine_min']:.4f} (target: mean >= {check['target_mean']})."
+        )
+    return f"embedding vs sentence-transformers reference: max abs diff {check['max_abs_diff']:.2e} (tolerance 1e-5)."
 
 
 def _quantization_lines(choice: dict[str, Any] | None) -> list[str]:
