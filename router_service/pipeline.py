@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from collections.abc import Mapping
@@ -30,12 +31,19 @@ from router_service.tracing import (
     outgoing_headers,
 )
 
-__all__ = ["CacheScope", "Outcome", "RequestRouter"]
+__all__ = ["CacheScope", "Outcome", "RequestRouter", "in_embedding_space"]
 
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer("router_service")
 
 CACHE_CONTROL_HEADER = "x-vsr-cache-control"
+
+
+def in_embedding_space(body_fingerprint: str, build_key: str) -> str:
+    """The cache fingerprint scoped to the signals model's build: vectors of different builds live in different
+    embedding spaces (the one-pass model's embedding approximates all-MiniLM-L6-v2's, it does not equal it), so an
+    entry stored under one build is never compared with a query embedded by another."""
+    return hashlib.sha256(f"{body_fingerprint}:{build_key}".encode()).hexdigest()[:32]
 
 
 @dataclass(frozen=True)
@@ -167,7 +175,7 @@ class RequestRouter:
             prompt=the_plan.texts[the_plan.embedding_index],
             embedding=query.embedding,
             model=decision.model,
-            fingerprint=fingerprint(body),
+            fingerprint=in_embedding_space(fingerprint(body), self.signals.manifest.build_key),
             tenant=headers.get(cfg.triton_router.cache_tenant_header.lower()) or None,
         )
         if "no-store" not in control:
