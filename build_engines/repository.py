@@ -59,6 +59,11 @@ class ServingOptions:
     ragged_batching: bool = False
     """Let the dynamic batcher join requests of different sequence lengths (model.py pads them per execute).
     Off by default; `benchmarks/serving/run.py` measures both on mixed-length traffic."""
+    bucket_call_tokens: int = 0
+    """model.py cuts a batch of requests sorted by length into runs of similar length, one onnxruntime call each,
+    when that saves more padded token-rows than this (the fixed cost of a call); 0: one call, padded to the longest."""
+    preferred_batch_sizes: tuple[int, ...] = ()
+    """Batch sizes the dynamic batcher waits for (up to the queue delay) before it runs a smaller batch."""
 
 
 def _io(config: mc.ModelConfig, num_intents: int, ragged: bool = False) -> None:
@@ -84,9 +89,11 @@ def cpu_signals_config(num_intents: int, options: ServingOptions = ServingOption
     if options.dynamic_batching:
         config.dynamic_batching.SetInParent()  # present even when every field keeps its default
         config.dynamic_batching.max_queue_delay_microseconds = options.max_queue_delay_us
+        config.dynamic_batching.preferred_batch_size.extend(options.preferred_batch_sizes)
     config.parameters["intra_op_threads"].string_value = str(options.intra_op_threads)
     config.parameters["onnx_file"].string_value = options.onnx_file
     config.parameters["allow_spinning"].string_value = "1" if options.allow_spinning else "0"
+    config.parameters["bucket_call_tokens"].string_value = str(options.bucket_call_tokens)
     _warmup(config, (1, min(16, options.max_batch_size)), options.warmup_sequence_length)
     return config
 

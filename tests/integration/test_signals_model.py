@@ -196,3 +196,60 @@ async def test_client_asks_triton_for_pii_only_when_told(triton: int) -> None:
         assert a.intent == "biology"
     finally:
         await client.close()
+
+
+@pytest.fixture(scope="module")
+def ragged_triton(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
+    """gRPC port of a Triton serving the installed model with this checkout's model.py, ragged batching and
+    length buckets cut at every opportunity (a call costs 1 token-row), whatever the installed config says."""
+    if not (VERSION_DIR / "manifest.json").exists():
+        pytest.skip("model_repository/signals is not built: run `python -m build_engines build`")
+    from build_engines.repository import ServingOptions, cpu_signals_config, render_config
+    from semantic_router.components import local_triton
+
+    scratch = tmp_path_factory.mktemp("ragged")
+    version = scratch / "repo" / "signals" / "1"
+    version.mkdir(parents=True)
+    for item in VERSION_DIR.iterdir():
+        if item.name != "model.py":
+            (version / item.name).symlink_to(item.resolve())
+    (version / "model.py").write_bytes(
+        (Path(__file__).resolve().parents[2] / "build_engines" / "triton_model.py").read_bytes()
+    )
+    manifest = _manifest()
+    options = ServingOptions(
+        ragged_batching=True,
+        bucket_call_tokens=1,
+        max_queue_delay_us=20_000,  # let the concurrent requests below meet in one execute
+        onnx_file=manifest.get("serving", {}).get("onnx_file", "model.onnx"),  # type: ignore[attr-defined]
+    )
+    (version.parent / "config.pbtxt").write_text(render_config(cpu_signals_config(14, options)))
+    triton = local_triton(scratch / "repo", scratch)
+    triton.process.start()
+    try:
+        triton.process.wait_ready(120)
+        yield triton.grpc_port
+    finally:
+        triton.process.stop()
+
+
+def test_ragged_batches_in_length_buckets_split_back_correctly(ragged_triton: int) -> None:
+    # Requests of different lengths and row counts, some without PII: Triton joins them (ragged batching), the
+    # model sorts them by length into several session calls and hands each request its own rows and outputs.
+    work = [
+        (_batch(TEXTS[i : i + k]), OUTPUTS if (i + k) % 2 else WITHOUT_PII)
+        for i in range(len(TEXTS))
+        for k in (1, 2, 3)
+        if i + k <= len(TEXTS)
+    ]
+    with ThreadPoolExecutor(max_workers=len(work)) as pool:
+        served = list(pool.map(lambda w: _infer(ragged_triton, *w[0], w[1]), work))
+    for ((ids, mask), names), result in zip(work, served, strict=True):
+        assert set(result) == set(names)
+        _assert_close(result, _local(ids, mask))
+    from tritonclient.utils import InferenceServerException
+
+    ids, mask = _batch(TEXTS)
+    with pytest.raises(InferenceServerException):  # a bad request still fails alone
+        _infer(ragged_triton, ids, mask[:, :-1].copy())
+    _assert_close(_infer(ragged_triton, ids, mask), _local(ids, mask))

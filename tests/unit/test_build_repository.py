@@ -1,7 +1,9 @@
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from tritonclient.grpc import model_config_pb2 as mc
@@ -110,3 +112,40 @@ def test_engine_build_needs_tensorrt(tmp_path: Path) -> None:
         with pytest.raises(TensorRTUnavailable):
             build_engine(tmp_path / "model.onnx", tmp_path / "model.plan")
         pytest.skip("TensorRT is not installed here (only in NGC containers); the builder raised its clear error")
+
+
+def test_cpu_config_carries_the_batching_options() -> None:
+    options = ServingOptions(preferred_batch_sizes=(8, 16), max_queue_delay_us=500, bucket_call_tokens=64, instances=2)
+    config = parse_config(render_config(cpu_signals_config(14, options)))
+    assert list(config.dynamic_batching.preferred_batch_size) == [8, 16]
+    assert config.dynamic_batching.max_queue_delay_microseconds == 500
+    assert config.parameters["bucket_call_tokens"].string_value == "64"
+    assert config.instance_group[0].count == 2
+
+
+def _triton_model(monkeypatch: pytest.MonkeyPatch) -> Any:
+    """build_engines/triton_model.py, importable outside Triton (its backend utilities stubbed)."""
+    import importlib
+    import sys
+    import types
+
+    monkeypatch.setitem(sys.modules, "triton_python_backend_utils", types.ModuleType("triton_python_backend_utils"))
+    monkeypatch.delitem(sys.modules, "build_engines.triton_model", raising=False)
+    return importlib.import_module("build_engines.triton_model")
+
+
+def test_length_buckets_cut_where_padding_costs_more_than_a_call(monkeypatch: pytest.MonkeyPatch) -> None:
+    plan_runs = _triton_model(monkeypatch).plan_runs
+    widths = [12, 20, 28, 36, 44, 52, 60, 64]
+    assert plan_runs(widths, [1] * 8, 0) == [(0, 8)]  # 0: one call, padded to the longest
+    assert plan_runs([12, 64], [1, 1], 64) == [(0, 2)]  # splitting saves 52 token-rows, a call costs 64
+    assert plan_runs([12, 64], [1, 1], 20) == [(0, 1), (1, 2)]
+    assert plan_runs([30, 30, 30], [4, 4, 4], 1) == [(0, 3)]  # equal lengths: never cut
+    runs = plan_runs(widths, [2] * 8, 64)
+    assert runs[0][0] == 0 and runs[-1][1] == 8 and all(a[1] == b[0] for a, b in itertools.pairwise(runs))
+
+    def cost(cuts: list[tuple[int, int]]) -> int:
+        return sum(64 + 2 * (end - start) * widths[end - 1] for start, end in cuts)
+
+    assert cost(runs) < cost([(0, 8)])
+    assert cost(runs) <= min(cost([(0, k), (k, 8)]) for k in range(1, 8))
