@@ -14,11 +14,12 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from cache_service.errors import CacheError, InvalidRequestError, PayloadTooLargeError
 from cache_service.metrics import CacheMetrics
 from cache_service.models import InvalidateRequest, LookupRequest, StoreRequest, parse
-from cache_service.service import CacheService
+from cache_service.service import CacheService, LookupResult
 from cache_service.settings import CacheSettings
 
 __all__ = ["create_app", "error_body"]
@@ -53,6 +54,20 @@ async def _read_body(request: Request, limit: int) -> bytes:
     return bytes(body)
 
 
+class _App(Starlette):
+    """Starlette, with the lookup route served by a plain ASGI handler."""
+
+    def __init__(self, lookup: ASGIApp, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._lookup = lookup
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] == "/v1/cache/lookup" and scope["method"] == "POST":
+            await self._lookup(scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)
+
+
 def create_app(settings: CacheSettings, metrics: CacheMetrics | None = None) -> Starlette:
     service = CacheService(settings, metrics)
     limit = settings.max_body_bytes
@@ -75,15 +90,10 @@ def create_app(settings: CacheSettings, metrics: CacheMetrics | None = None) -> 
             }
         )
 
-    async def lookup(request: Request) -> Response:
-        req = parse(LookupRequest, await _read_body(request, limit))
-        result = await service.lookup(req)
+    def lookup_body(result: LookupResult) -> bytes:
         entry = result.entry
         if entry is None:
-            return Response(
-                _dumps({"hit": False, "similarity": result.similarity, "took_ms": round(result.took_ms, 3)}),
-                media_type="application/json",
-            )
+            return _dumps({"hit": False, "similarity": result.similarity, "took_ms": round(result.took_ms, 3)})
         head = _dumps(
             {
                 "hit": True,
@@ -97,8 +107,65 @@ def create_app(settings: CacheSettings, metrics: CacheMetrics | None = None) -> 
             }
         )
         # The stored response is JSON text written by this service: splice it in rather than re-parse it.
-        body = head[:-1] + b',"response":' + entry.response_json.encode("utf-8") + b"}"
-        return Response(body, media_type="application/json", background=BackgroundTask(service.touch, entry))
+        return head[:-1] + b',"response":' + entry.response_json.encode("utf-8") + b"}"
+
+    async def lookup(request: Request) -> Response:
+        req = parse(LookupRequest, await _read_body(request, limit))
+        result = await service.lookup(req)
+        entry = result.entry
+        if entry is None or result.touched:
+            return Response(lookup_body(result), media_type="application/json")
+        return Response(
+            lookup_body(result), media_type="application/json", background=BackgroundTask(service.touch, entry)
+        )
+
+    async def fast_lookup(scope: Scope, receive: Receive, send: Send) -> None:
+        """POST /v1/cache/lookup straight on ASGI: the same handler without Starlette's routing, Request and
+        Response objects (on the router's request path; ~0.1 ms of 2-core CPU per lookup)."""
+        headers = dict(scope["headers"])
+        try:
+            declared = headers.get(b"content-length")
+            if declared is not None:
+                try:
+                    declared_size = int(declared)
+                except ValueError as e:
+                    raise InvalidRequestError("invalid content-length header", code="invalid_body") from e
+                if declared_size > limit:
+                    raise PayloadTooLargeError(f"body of {declared_size} bytes is over the {limit}-byte limit")
+            chunks: list[bytes] = []
+            size = 0
+            while True:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    return
+                chunk = message.get("body", b"")
+                size += len(chunk)
+                if size > limit:
+                    raise PayloadTooLargeError(f"body is over the {limit}-byte limit")
+                chunks.append(chunk)
+                if not message.get("more_body", False):
+                    break
+            result = await service.lookup(parse(LookupRequest, b"".join(chunks)))
+            status, body = 200, lookup_body(result)
+        except CacheError as exc:
+            if exc.status_code >= 500:
+                log.debug("POST /v1/cache/lookup: %s", exc.message)
+            status, body = exc.status_code, _dumps(error_body(exc.message, exc.error_type, exc.code))
+            result = None
+        except Exception:
+            log.exception("unexpected error in POST /v1/cache/lookup")
+            status, body = 500, _dumps(error_body("internal error", "server_error", "internal_error"))
+            result = None
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+        if result is not None and result.entry is not None and not result.touched:
+            await service.touch(result.entry)
 
     async def store(request: Request) -> Response:
         req = parse(StoreRequest, await _read_body(request, limit))
@@ -134,7 +201,8 @@ def create_app(settings: CacheSettings, metrics: CacheMetrics | None = None) -> 
         log.exception("unexpected error in %s %s", request.method, request.url.path)
         return JSONResponse(error_body("internal error", "server_error", "internal_error"), status_code=500)
 
-    app = Starlette(
+    app = _App(
+        fast_lookup,
         routes=[
             Route("/health", health, methods=["GET"]),
             Route("/v1/cache/lookup", lookup, methods=["POST"]),

@@ -37,6 +37,8 @@ class LookupResult:
     similarity: float | None
     exact: bool
     took_ms: float
+    touched: bool = False
+    """A hit's TTL and LRU score were already refreshed (in the lookup's own Redis round trip)."""
 
     @property
     def hit(self) -> bool:
@@ -68,6 +70,12 @@ class CacheService:
         self.index_ready = False
         self._migrated = False
         self.last_error: str | None = None
+        # bound once: labels() per call is a dict lookup under a lock
+        self._m_lookup = self.metrics.duration.labels(operation="lookup")
+        self._m_exact = self.metrics.duration.labels(operation="exact")
+        self._m_search = self.metrics.duration.labels(operation="search")
+        self._m_exact_hits = self.metrics.hit_kinds.labels(kind="exact")
+        self._m_semantic_hits = self.metrics.hit_kinds.labels(kind="semantic")
         self.counts: dict[str, int] = dict.fromkeys(
             ("lookups", "hits", "exact_hits", "misses", "stores", "evicted", "errors"), 0
         )
@@ -145,34 +153,32 @@ class CacheService:
             self._wakeup.set()  # the janitor re-creates it now rather than at its next tick
 
     async def lookup(self, req: LookupRequest) -> LookupResult:
+        """The exact-match fast path, else the KNN search in scope. A hit's TTL and LRU score are refreshed in
+        the same Redis round trip (`lookup_script`) or, on the two-round-trip path, by `touch` after the
+        response (`result.touched` is then False)."""
         self._check_prompt(req.prompt)
         vec = self._vector(req.embedding)
         s = self.settings
-        scope = Scope(req.model, req.fingerprint, req.tenant)
         eid = entry_id(req.prompt, model=req.model, fingerprint=req.fingerprint, tenant=req.tenant)
         threshold = s.default_threshold if req.threshold is None else req.threshold
-        duration = self.metrics.duration
+        ef = req.ef_runtime or s.ef_runtime
         t0 = time.perf_counter()
         try:
             with redis_errors("lookup"):
                 async with asyncio.timeout(s.lookup_timeout_s):
-                    probe = await self.repo.probe(eid)
-                    t1 = time.perf_counter()
-                    duration.labels(operation="exact").observe(t1 - t0)
-                    if probe.entry is not None:
-                        result = LookupResult(probe.entry, 1.0, True, 0.0)
-                    elif probe.scope_size == 0:  # nothing stored in this scope: no search needed
-                        result = LookupResult(None, None, False, 0.0)
-                    else:
-                        found = await self.repo.search(
-                            vec,
-                            scope,
-                            ef_runtime=req.ef_runtime or s.ef_runtime,
-                            exhaustive=self.repo.exhaustive(probe.scope_size, probe.total),
+                    if s.lookup_script:
+                        found = await self.repo.lookup(
+                            eid,
+                            vec.astype("<f4", copy=False).tobytes(),
+                            Scope(req.model, req.fingerprint, req.tenant),
+                            threshold=threshold,
+                            ef_runtime=ef,
                         )
-                        duration.labels(operation="search").observe(time.perf_counter() - t1)
-                        hit = found.similarity is not None and found.similarity >= threshold
-                        result = LookupResult(found.entry if hit else None, found.similarity, False, 0.0)
+                        sim = found.similarity
+                        hit = found.entry is not None and sim is not None and (found.exact or sim >= threshold)
+                        result = LookupResult(found.entry if hit else None, found.similarity, found.exact, 0.0, True)
+                    else:
+                        result = await self._lookup_two_trips(eid, vec, req, threshold, ef, t0)
         except CacheError as e:
             self._failed("lookup", e)
             raise
@@ -180,17 +186,37 @@ class CacheService:
         if not self.redis_ok:  # back after an outage: let the janitor check the index right away
             self.redis_ok = True
             self._wakeup.set()
-        duration.labels(operation="lookup").observe(took)
+        self._m_lookup.observe(took)
         self.counts["lookups"] += 1
         if result.hit:
             self.counts["hits"] += 1
             self.counts["exact_hits"] += result.exact
             self.metrics.hits.inc()
-            self.metrics.hit_kinds.labels(kind="exact" if result.exact else "semantic").inc()
+            (self._m_exact_hits if result.exact else self._m_semantic_hits).inc()
         else:
             self.counts["misses"] += 1
             self.metrics.misses.inc()
-        return LookupResult(result.entry, result.similarity, result.exact, took * 1000)
+        return LookupResult(result.entry, result.similarity, result.exact, took * 1000, result.touched)
+
+    async def _lookup_two_trips(
+        self, eid: str, vec: npt.NDArray[np.float32], req: LookupRequest, threshold: float, ef: int, t0: float
+    ) -> LookupResult:
+        probe = await self.repo.probe(eid)
+        t1 = time.perf_counter()
+        self._m_exact.observe(t1 - t0)
+        if probe.entry is not None:
+            return LookupResult(probe.entry, 1.0, True, 0.0, False)
+        if probe.scope_size == 0:  # nothing stored in this scope: no search needed
+            return LookupResult(None, None, False, 0.0, False)
+        found = await self.repo.search(
+            vec,
+            Scope(req.model, req.fingerprint, req.tenant),
+            ef_runtime=ef,
+            exhaustive=self.repo.exhaustive(probe.scope_size, probe.total),
+        )
+        self._m_search.observe(time.perf_counter() - t1)
+        hit = found.similarity is not None and found.similarity >= threshold
+        return LookupResult(found.entry if hit else None, found.similarity, False, 0.0, False)
 
     async def touch(self, entry: Entry) -> None:
         """Refresh TTL and LRU position after a hit; runs after the response went out; failures are logged."""

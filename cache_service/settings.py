@@ -35,6 +35,10 @@ class CacheSettings:
     exact_search_max: int = 1000
     """Scopes with at most this many entries are searched exactly (brute force over the scope, < 1 ms);
     larger ones through HNSW."""
+    lookup_script: bool = True
+    """One Redis round trip per lookup (a server-side script: exact read, KNN search, refresh of a hit). False:
+    the exact read and the search as two round trips and the refresh as a third after the response (for Redis
+    deployments that forbid scripts; ~0.3-0.5 ms slower)."""
     default_threshold: float = 0.8
     """Cosine SIMILARITY in [0, 1] a lookup needs to hit when the request names none; higher is stricter."""
     ttl_seconds: int = 3600

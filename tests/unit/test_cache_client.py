@@ -109,3 +109,59 @@ async def test_close_cancels_background_stores(black_hole: int) -> None:
     t0 = time.perf_counter()
     await client.close()
     assert time.perf_counter() - t0 < 1.0
+
+
+MISS = b'{"hit":false,"similarity":null,"took_ms":0.1}'
+
+
+async def _answering_server(close_after: int) -> tuple[asyncio.Server, list[int]]:
+    """An HTTP server answering every request with a miss, closing each connection after `close_after` answers
+    (as a server whose keep-alive timeout passed would); returns the server and a per-connection answer count."""
+    answered: list[int] = []
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        answered.append(0)
+        n = len(answered) - 1
+        try:
+            while answered[n] < close_after:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+                await reader.readexactly(length)
+                writer.write(
+                    b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n" % len(MISS)
+                )
+                writer.write(MISS)
+                answered[n] += 1
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    return server, answered
+
+
+async def test_lookups_reuse_one_connection() -> None:
+    server, answered = await _answering_server(close_after=1_000)
+    client = CacheClient(f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}", timeout_s=1.0)
+    try:
+        for _ in range(5):
+            assert await client.lookup(**KW) is None
+            assert client.last_outcome is Outcome.MISS
+        assert answered == [5]
+    finally:
+        await client.close()
+        server.close()
+
+
+async def test_a_connection_closed_by_the_server_is_replaced() -> None:
+    server, answered = await _answering_server(close_after=1)
+    client = CacheClient(f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}", timeout_s=1.0)
+    try:
+        for _ in range(3):
+            assert await client.lookup(**KW) is None
+            assert client.last_outcome is Outcome.MISS, client.outcomes
+            await asyncio.sleep(0.05)
+        assert answered == [1, 1, 1]
+    finally:
+        await client.close()
+        server.close()

@@ -368,3 +368,53 @@ async def test_stop_ends_the_janitor_even_as_it_wakes(redis_server: RedisServer,
     await service.stop()
     assert janitor.done()
     assert time.monotonic() - t0 < 2.0
+
+
+@pytest.mark.parametrize("lookup_script", [True, False], ids=["one-round-trip", "two-round-trips"])
+@pytest.mark.parametrize("exact_search_max", [0, 1000], ids=["hnsw", "brute-force"])
+async def test_lookup_paths_agree_and_refresh_hits(
+    serve_cache: ServeCache, lookup_script: bool, exact_search_max: int
+) -> None:
+    """The one-round-trip lookup (server-side script) answers as the exact read + search does, and refreshes
+    a hit's TTL and LRU score (in the lookup itself; the two-round-trip path after the response)."""
+    rng = np.random.default_rng(11)
+    vecs = [unit(rng.standard_normal(384)) for _ in range(6)]
+    scope: dict[str, Any] = {"model": "m/x y", "fingerprint": "f", "tenant": "t"}
+    async with (
+        serve_cache(ttl_seconds=100, lookup_script=lookup_script, exact_search_max=exact_search_max) as cache,
+        client_for(cache) as client,
+    ):
+        for i, v in enumerate(vecs):
+            assert await client.store(prompt=f"p{i}", embedding=v, response=completion(str(i)), **scope)
+        lru = cache.settings.lru_key
+        key = cache.key(entry_id("p3", **scope))
+        await cache.redis.expire(key, 10)
+        before = await cache.redis.zscore(lru, entry_id("p3", **scope))
+        hit = await client.lookup(prompt="p3, reworded", embedding=at_similarity(vecs[3], 0.9), threshold=0.85, **scope)
+        assert hit is not None and not hit.exact and hit.response["choices"][0]["message"]["content"] == "3"
+        assert hit.similarity == pytest.approx(0.9, abs=1e-5) and hit.entry_id == entry_id("p3", **scope)
+        if not lookup_script:
+            await asyncio.sleep(0.2)  # that refresh runs after the response
+        assert await cache.redis.ttl(key) > 90
+        assert (await cache.redis.zscore(lru, entry_id("p3", **scope)) or 0) > (before or 0)
+        # below the threshold: the nearest similarity comes back, nothing is refreshed
+        await cache.redis.expire(key, 10)
+        miss = await client.lookup(prompt="p3?", embedding=at_similarity(vecs[3], 0.9), threshold=0.95, **scope)
+        assert miss is None and client.last_outcome is Outcome.MISS
+        await asyncio.sleep(0.2)
+        assert await cache.redis.ttl(key) <= 10
+        # the exact fast path: whatever the vector
+        exact = await client.lookup(prompt="  p5 ", embedding=vecs[0], threshold=1.0, **scope)
+        assert exact is not None and exact.exact and exact.similarity == 1.0
+        # another scope finds nothing; an empty scope needs no search
+        assert await client.lookup(prompt="p3", embedding=vecs[3], **{**scope, "tenant": None}) is None
+        assert cache.service.counts == {**cache.service.counts, "hits": 2, "exact_hits": 1, "misses": 2}
+
+
+async def test_lookup_reloads_its_script_after_a_script_flush(serve_cache: ServeCache) -> None:
+    v = unit(np.random.default_rng(12).standard_normal(384))
+    scope: dict[str, Any] = {"model": "m", "fingerprint": "f", "tenant": None}
+    async with serve_cache() as cache, client_for(cache) as client:
+        assert await client.store(prompt="p", embedding=v, response=completion("x"), **scope)
+        await cache.redis.script_flush()  # as after a Redis restart
+        assert await client.lookup(prompt="q", embedding=v, **scope) is not None
