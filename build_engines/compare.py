@@ -34,6 +34,7 @@ VARIANTS: tuple[Variant, ...] = (
     Variant("one pass: default (see config.py)", _DEFAULT),
     Variant("one pass: frozen encoder, heads only", _DEFAULT.with_shared(frozen_layers=6, method="full")),
     Variant("one pass: 3 frozen + 3 shared layers", _DEFAULT.with_shared(frozen_layers=3)),
+    Variant("one pass: 2 frozen + 4 shared layers", _DEFAULT.with_shared(frozen_layers=2)),
     Variant("one pass: shared layers fully fine-tuned", _DEFAULT.with_shared(method="full")),
     Variant("branches: one top per task (14 layer passes)", _BRANCHES),
     Variant("branches, every task fine-tuned fully", _DEFAULT.with_method("full")),
