@@ -10,7 +10,9 @@ each request's length), and each request gets only the outputs it asked for.
 
 A run in which no request asks for the PII outputs uses a second session: the same graph cut to the other
 outputs (`onnx.utils.Extractor`), without the PII branch's layers. onnxruntime computes every node of a graph
-whatever outputs a call fetches, so only a graph without those nodes saves their time (~30% of the pass).
+whatever outputs a call fetches, so only a graph without those nodes saves their time (~30% of the pass). With
+buckets on, the requests of a batch that need no PII are run apart from the others when the PII branch's share of
+their padded token-rows (the share of the graph's weights only it uses) is more than a call costs.
 """
 
 from __future__ import annotations
@@ -94,7 +96,7 @@ class TritonPythonModel:
         self.session = ort.InferenceSession(str(model_file), options, providers=["CPUExecutionProvider"])
         self.outputs = [o["name"] for o in config["output"]]
         self.without_pii_outputs = [o for o in self.outputs if o not in PII_OUTPUTS]
-        self.without_pii = _pruned_session(model_file, self.without_pii_outputs, options)
+        self.without_pii, self.pii_share = _pruned_session(model_file, self.without_pii_outputs, options)
 
     def _item(self, index: int, request: Any) -> _Item:
         ids, mask = (pb_utils.get_input_tensor_by_name(request, name).as_numpy() for name in INPUTS)
@@ -113,11 +115,21 @@ class TritonPythonModel:
                 items.append(self._item(i, request))
             except ValueError as e:
                 responses[i] = pb_utils.InferenceResponse(output_tensors=[], error=pb_utils.TritonError(str(e)))
-        if items:
-            items.sort(key=lambda item: item.width)
-            for start, end in plan_runs([it.width for it in items], [it.rows for it in items], self.call_tokens):
-                self._run(items[start:end], responses)
+        for group in self._groups(items):
+            group.sort(key=lambda item: item.width)
+            for start, end in plan_runs([it.width for it in group], [it.rows for it in group], self.call_tokens):
+                self._run(group[start:end], responses)
         return responses
+
+    def _groups(self, items: list[_Item]) -> list[list[_Item]]:
+        """The requests that need no PII apart from the others (they then run the graph without the PII branch)
+        when that saves more than a call costs; with buckets off, all together."""
+        lean = [it for it in items if not it.wanted & PII_OUTPUTS]
+        full = [it for it in items if it.wanted & PII_OUTPUTS]
+        if not lean or not full or self.without_pii is None or self.call_tokens <= 0:
+            return [items] if items else []
+        saved = self.pii_share * sum(it.rows * it.width for it in lean)
+        return [full, lean] if saved > self.call_tokens else [items]
 
     def _run(self, items: list[_Item], responses: list[Any]) -> None:
         """One session call over `items` (sorted by width), padded to the longest; a response per item."""
@@ -155,18 +167,27 @@ class TritonPythonModel:
         self.without_pii = None
 
 
-def _pruned_session(model_file: Path, outputs: list[str], options: ort.SessionOptions) -> ort.InferenceSession | None:
-    """A session over the graph cut to `outputs`, warmed once; None (with a log line) when it cannot be built,
-    and then every batch runs the whole graph."""
+def _pruned_session(
+    model_file: Path, outputs: list[str], options: ort.SessionOptions
+) -> tuple[ort.InferenceSession | None, float]:
+    """A session over the graph cut to `outputs`, warmed once, and the share of the whole graph's weights it
+    leaves out (a row's compute is proportional to the weights it passes through); None (with a log line) when it
+    cannot be built, and then every batch runs the whole graph."""
     try:
         import onnx
         from onnx.utils import Extractor
 
-        graph = Extractor(onnx.load(str(model_file))).extract_model(list(INPUTS), outputs)
+        whole = onnx.load(str(model_file))
+        graph = Extractor(whole).extract_model(list(INPUTS), outputs)
+
+        def weights(model: Any) -> int:
+            return sum(int(np.prod(init.dims)) for init in model.graph.initializer)
+
+        share = 1.0 - weights(graph) / max(1, weights(whole))
         session = ort.InferenceSession(graph.SerializeToString(), options, providers=["CPUExecutionProvider"])
         row = np.array([[101, 102]], dtype=np.int64)
         session.run(outputs, {"input_ids": row, "attention_mask": np.ones_like(row)})
     except Exception as e:  # an optimisation only: never fail the model load over it
         log.warning("no PII-free graph (%r): every batch runs the whole graph", e)
-        return None
-    return session
+        return None, 0.0
+    return session, share

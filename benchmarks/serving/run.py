@@ -23,7 +23,6 @@ import io
 import json
 import os
 import resource
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -89,26 +88,29 @@ class RawOnnxruntime:
         for _ in range(2):
             self.session.run(OUTPUTS, feed)
         latencies: list[float] = []
-        started = time.perf_counter()
+        cpu, started = time.process_time(), time.perf_counter()
         while time.perf_counter() - started < seconds or len(latencies) < 3:
             t = time.perf_counter()
             self.session.run(OUTPUTS, feed)
             latencies.append(time.perf_counter() - t)
-        total = time.perf_counter() - started
+        total, cpu = time.perf_counter() - started, time.process_time() - cpu
         run = {
             "batch": batch,
             "seq_per_s": batch * len(latencies) / total,
+            "rows_per_cpu_s": batch * len(latencies) / cpu,  # robust to other tenants taking cores away
+            "cores": cpu / total,
             "p50_ms": 1000 * float(np.percentile(latencies, 50)),
             "p99_ms": 1000 * float(np.percentile(latencies, 99)),
         }
         print(
-            f"  raw onnxruntime batch {batch:>2}: {run['seq_per_s']:7.1f} seq/s  p50 {run['p50_ms']:7.1f} ms",
+            f"  raw onnxruntime batch {batch:>2}: {run['seq_per_s']:7.1f} seq/s  p50 {run['p50_ms']:7.1f} ms"
+            f"  {run['rows_per_cpu_s']:6.1f} rows per CPU-second",
             flush=True,
         )
         return run
 
 
-def _repository(model_dir: Path, scratch: Path, options: ServingOptions) -> Path:
+def _repository(model_dir: Path, scratch: Path, options: ServingOptions, model_py: bytes | None = None) -> Path:
     """The model's files (linked) with this checkout's model.py and the given config; the installed one is left
     alone."""
     target = scratch / "repo" / MODEL_NAME
@@ -116,7 +118,7 @@ def _repository(model_dir: Path, scratch: Path, options: ServingOptions) -> Path
     for item in (model_dir / "1").iterdir():
         if item.name != "model.py":
             (target / "1" / item.name).symlink_to(item.resolve())
-    shutil.copyfile(PACKAGE_DIR / "triton_model.py", target / "1" / "model.py")  # this checkout's model.py
+    (target / "1" / "model.py").write_bytes(model_py or (PACKAGE_DIR / "triton_model.py").read_bytes())
     manifest = json.loads((model_dir / "1" / "manifest.json").read_text())
     (target / "config.pbtxt").write_text(render_config(cpu_signals_config(len(manifest["labels"]["intent"]), options)))
     return target.parent
@@ -145,10 +147,11 @@ class Server:
     lengths: list[int]
     levels: list[int]
     scratch: Path
+    model_py: bytes | None = None  # None: this checkout's build_engines/triton_model.py
     local: Any = None
 
     def start(self, model_dir: Path) -> None:
-        repository = _repository(model_dir, self.scratch, self.options)
+        repository = _repository(model_dir, self.scratch, self.options, self.model_py)
         _input_data(model_dir, self.scratch / "input.json", self.lengths)
         self.local = local_triton(repository, self.scratch, model=MODEL_NAME, only_that_model=False)
         self.local.process.start()
@@ -190,10 +193,12 @@ class Server:
         server = psutil.Process(self.local.process.pid)
         server_cpu, client_cpu, wall, before = _server_cpu(server), _children_cpu(), time.perf_counter(), self.stats()
         result = subprocess.run(command, capture_output=True, text=True, timeout=600)
-        wall, after = time.perf_counter() - wall, self.stats()
+        wall, after, server_cpu = time.perf_counter() - wall, self.stats(), _server_cpu(server) - server_cpu
         extra = {  # cores busy on average over the whole perf_analyzer run (its warm-up trials included)
             "client_cores": (_children_cpu() - client_cpu) / wall,
-            "triton_cores": (_server_cpu(server) - server_cpu) / wall,
+            "triton_cores": server_cpu / wall,
+            # rows served per CPU-second of tritonserver + stub over the whole run: robust to other tenants
+            "rows_per_cpu_s": (after["inferences"] - before["inferences"]) / max(server_cpu, 1e-9),
             # rows per model execution over the whole run: how well the dynamic batcher filled the batches
             "mean_batch": (after["inferences"] - before["inferences"])
             / max(1, after["executions"] - before["executions"]),
@@ -216,6 +221,7 @@ class Server:
         print(
             f"  {self.name} concurrency {level:>2}: {run['req_per_s']:7.1f} req/s  p50 {run['p50_ms']:7.1f} ms"
             f"  p99 {run['p99_ms']:7.1f} ms  mean batch {extra['mean_batch']:.1f}"
+            f"  {extra['rows_per_cpu_s']:6.1f} rows per CPU-second"
             f"  cores: perf_analyzer {extra['client_cores']:.2f}, tritonserver+stub {extra['triton_cores']:.2f}",
             flush=True,
         )
@@ -324,7 +330,26 @@ def _markdown(result: dict[str, Any], notes: str) -> str:
         f"- dynamic-batching gain at concurrency 16-32 vs 1: {t['triton_gain']:.2f}x; raw batch-32 vs batch-1 gain: "
         f"{t['raw_gain']:.2f}x; share of the raw gain: {_share(t['gain_share'], t['raw_gain'])}",
     ]
+    lines += [
+        "",
+        "Per config, at its best level vs raw ORT at its best batch; batching gain = best of concurrency 16-32 over "
+        f"concurrency 1 (raw: batch 32 over 1 = {t['raw_gain']:.2f}x in throughput, {t['raw_gain_per_cpu_s']:.2f}x "
+        "in rows per CPU-second). Throughput ratios favour whoever gets more of a shared host's cores; the rows "
+        "per CPU-second ones do not:",
+        "",
+        "| config | req/s vs raw | rows per CPU-second vs raw | batching gain (share of raw's) "
+        "| gain in rows per CPU-second (share) |",
+        "|---|---|---|---|---|",
+    ]
+    for name, c in t["per_config"].items():
+        share = "-" if c["gain_share"] is None else f"{c['gain_share']:.2f}"
+        cpu_share = "-" if c["gain_share_per_cpu_s"] is None else f"{c['gain_share_per_cpu_s']:.2f}"
+        lines.append(
+            f"| {name} | {c['vs_raw']:.2f} | {c['vs_raw_per_cpu_s']:.2f} | {c['gain']:.2f}x ({share}) "
+            f"| {c['gain_per_cpu_s']:.2f}x ({cpu_share}) |"
+        )
     if "mixed_best" in t:
+        lines.append("")
         lines.append(
             "- mixed lengths, best over the levels: "
             + ", ".join(f"{name} {value:.1f} req/s" for name, value in t["mixed_best"].items())
@@ -362,6 +387,12 @@ def main() -> None:
         "(e.g. instances2='{\"instances\": 2}'); repeatable",
     )
     parser.add_argument("--no-batching", action=argparse.BooleanOptionalAction, default=True)
+    parser.add_argument(
+        "--before",
+        metavar="GIT_REF",
+        help="also serve the fixed-length runs with the model.py of this commit and its defaults (ragged batching "
+        "and length buckets off): before / after in the same run",
+    )
     parser.add_argument("--interval-ms", type=int, default=4000)
     parser.add_argument("--raw-seconds", type=float, default=4.0)
     parser.add_argument(
@@ -393,6 +424,17 @@ def main() -> None:
     fixed, mixed = [args.seq_len], [int(x) for x in args.mixed_lengths.split(",") if x]
     mixed_concurrency = [int(x) for x in args.mixed_concurrency.split(",")]
     plan: list[tuple[str, ServingOptions, list[int], list[int]]] = [("served", served, fixed, concurrency)]
+    model_py: dict[str, bytes] = {}
+    if args.before:
+        name = f"before ({args.before})"
+        model_py[name] = subprocess.run(
+            ["git", "show", f"{args.before}:build_engines/triton_model.py"],
+            check=True,
+            capture_output=True,
+            cwd=REPO_ROOT,
+        ).stdout
+        before = dataclasses.replace(served, ragged_batching=False, bucket_call_tokens=0, preferred_batch_sizes=())
+        plan.append((name, dataclasses.replace(before, max_queue_delay_us=0, instances=1), fixed, concurrency))
     if args.no_batching:
         plan.append(("no batching", dataclasses.replace(served, dynamic_batching=False), fixed, concurrency))
     for name, overrides in args.variant:
@@ -412,7 +454,9 @@ def main() -> None:
     rounds: dict[str, list[list[dict[str, Any]]]] = {name: [] for name, *_ in plan}
     raw_rounds: list[list[dict[str, Any]]] = []
     with tempfile.TemporaryDirectory() as scratch:
-        servers = [Server(n, o, lens, lv, Path(scratch) / f"s{i}") for i, (n, o, lens, lv) in enumerate(plan)]
+        servers = [
+            Server(n, o, lens, lv, Path(scratch) / f"s{i}", model_py.get(n)) for i, (n, o, lens, lv) in enumerate(plan)
+        ]
         try:
             for server in servers:  # one at a time: their model loads would otherwise fight for the cores
                 server.scratch.mkdir()
@@ -463,6 +507,27 @@ def main() -> None:
         # Undefined when raw ORT itself gains (next to) nothing from batching: there is no gain to share.
         "gain_share": (triton_gain - 1) / (raw_gain - 1) if raw_gain >= _MIN_RAW_GAIN else None,
     }
+    raw_cpu = {r["batch"]: r["rows_per_cpu_s"] for r in raw}
+    raw_cpu_gain = raw_cpu[32] / raw_cpu[1]
+    targets["per_config"] = {}
+    for name, _, lens, _ in plan:
+        if lens != fixed:
+            continue
+        config_runs = [r for r in results[name] if r["req_per_s"] == r["req_per_s"]]
+        at = {r["concurrency"]: r for r in config_runs}
+        gain = max(r["req_per_s"] for r in config_runs if 16 <= r["concurrency"] <= 32) / at[1]["req_per_s"]
+        cpu_gain = (
+            max(r["rows_per_cpu_s"] for r in config_runs if 16 <= r["concurrency"] <= 32) / at[1]["rows_per_cpu_s"]
+        )
+        targets["per_config"][name] = {
+            "vs_raw": best(config_runs)["req_per_s"] / max(raw_by_batch.values()),
+            "vs_raw_per_cpu_s": max(r["rows_per_cpu_s"] for r in config_runs) / max(raw_cpu.values()),
+            "gain": gain,
+            "gain_share": (gain - 1) / (raw_gain - 1) if raw_gain >= _MIN_RAW_GAIN else None,
+            "gain_per_cpu_s": cpu_gain,
+            "gain_share_per_cpu_s": (cpu_gain - 1) / (raw_cpu_gain - 1) if raw_cpu_gain >= _MIN_RAW_GAIN else None,
+        }
+    targets["raw_gain_per_cpu_s"] = raw_cpu_gain
     if mixed:
         targets["mixed_best"] = {name: best(results[name])["req_per_s"] for name, _, lens, _ in plan if lens == mixed}
     result: dict[str, Any] = {

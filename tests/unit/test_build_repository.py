@@ -46,12 +46,17 @@ def test_cpu_config_round_trips_and_meets_the_contract() -> None:
     assert config.max_batch_size == 64
     assert config.instance_group[0].kind == mc.ModelInstanceGroup.KIND_CPU
     assert config.parameters["intra_op_threads"].string_value == "2"
-    assert not any(i.allow_ragged_batch for i in config.input)
-
-
-def test_cpu_config_with_ragged_batching_marks_both_inputs() -> None:
-    config = parse_config(render_config(cpu_signals_config(14, ServingOptions(ragged_batching=True))))
+    # the router's batches are padded each to its own longest row: ragged batching lets Triton join them, and
+    # model.py runs them in length buckets
     assert all(i.allow_ragged_batch for i in config.input)
+    assert int(config.parameters["bucket_call_tokens"].string_value) > 0
+
+
+def test_cpu_config_without_ragged_batching() -> None:
+    config = parse_config(render_config(cpu_signals_config(14, ServingOptions(ragged_batching=False))))
+    assert not any(i.allow_ragged_batch for i in config.input)
+    gpu = parse_config(render_config(gpu_signals_config(14)))
+    assert not any(i.allow_ragged_batch for i in gpu.input)  # a TensorRT plan takes one padded tensor
 
 
 def test_cpu_config_without_dynamic_batching() -> None:
@@ -149,3 +154,26 @@ def test_length_buckets_cut_where_padding_costs_more_than_a_call(monkeypatch: py
 
     assert cost(runs) < cost([(0, 8)])
     assert cost(runs) <= min(cost([(0, k), (k, 8)]) for k in range(1, 8))
+
+
+def test_requests_without_pii_run_apart_when_the_branch_costs_more_than_a_call(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import numpy as np
+
+    module = _triton_model(monkeypatch)
+    model = module.TritonPythonModel()
+    model.without_pii, model.call_tokens = object(), 16
+
+    def item(index: int, width: int, wanted: tuple[str, ...]) -> Any:
+        ids = np.ones((1, width), np.int64)
+        return module._Item(index, ids, ids, frozenset(wanted))
+
+    full, lean = item(0, 40, ("embedding", "pii_tag_ids")), item(1, 40, ("embedding",))
+    model.pii_share = 0.3  # a PII branch of its own (40 token-rows x 0.3 = 12 < 16 < 80 x 0.3 = 24)
+    assert model._groups([full, lean]) == [[full, lean]]
+    lean2 = item(2, 40, ("intent_probs",))
+    assert model._groups([full, lean, lean2]) == [[full], [lean, lean2]]
+    model.pii_share = 0.001  # PII head on a shared trunk: nothing to save
+    assert model._groups([full, lean, lean2]) == [[full, lean, lean2]]
+    assert model._groups([]) == []
