@@ -60,6 +60,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         access_log=False,
         lifespan="on",
         timeout_graceful_shutdown=5,
+        # the router keeps its lookup connections open between requests: a quiet minute need not cost a reconnect
+        timeout_keep_alive=60,
     )
 
 
