@@ -95,6 +95,12 @@ def rows_for_keys(labelled: list[tuple[str, str]]) -> list[dict[str, Any]]:
     return rows
 
 
+def _served_graph(directory: Path) -> Path:
+    """The graph the build serves (int8 or fp32, per its manifest)."""
+    manifest = json.loads((directory / "manifest.json").read_text(encoding="utf-8"))
+    return directory / str(manifest.get("serving", {}).get("onnx_file", "model.onnx"))
+
+
 def measure_speed(
     rows: list[dict[str, Any]],
     seq_len: int = 64,
@@ -103,10 +109,10 @@ def measure_speed(
     seconds: float = 3.0,
     rounds: int = 3,
 ) -> None:
-    """In-process onnxruntime seq/s of each row's graph, interleaved round by round so that every graph sees
+    """In-process onnxruntime seq/s of each row's SERVED graph, interleaved round by round so that every graph sees
     the same machine load; the best round counts. Adds `speed` to each row."""
     outputs = list(output_specs(14))
-    sessions = [session(build_dir(r["build_key"]) / "model.onnx", threads) for r in rows]
+    sessions = [session(_served_graph(build_dir(r["build_key"])), threads) for r in rows]
     best: list[dict[int, float]] = [{b: 0.0 for b in batches} for _ in rows]
     for _ in range(rounds):
         for batch in batches:
