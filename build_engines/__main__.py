@@ -1,4 +1,4 @@
-"""`python -m build_engines {build,evaluate,export,tensorrt,install-repo,compare}`."""
+"""`python -m build_engines {build,evaluate,export,tensorrt,install-repo,compare,speed-twin}`."""
 
 from __future__ import annotations
 
@@ -109,6 +109,16 @@ def cmd_compare(args: argparse.Namespace) -> None:
     print(compare(args.only, Path(args.output or REPORTS_DIR), keys))
 
 
+def cmd_speed_twin(_: argparse.Namespace) -> None:
+    from build_engines.compare import write_speed_twin
+    from build_engines.paraphrase import load_pairs
+    from build_engines.paths import REPORTS_DIR
+
+    baseline = json.loads((REPORTS_DIR / "baseline.json").read_text(encoding="utf-8"))
+    texts = [t for pair in load_pairs()[:150] for t in (pair.a, pair.b)]
+    print(f"speed twin of {baseline['build_key']} at {write_speed_twin(baseline, texts)}")
+
+
 def cmd_install(args: argparse.Namespace) -> None:
     from build_engines.pipeline import install_from_cache
 
@@ -174,6 +184,11 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--cached", action="append", metavar="KEY=LABEL", help="tabulate a cached build instead")
     p.add_argument("--output", help="folder for design_comparison.{json,md} (default: build_engines/reports)")
     p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser(
+        "speed-twin", help="a latency twin of the previous default build (reports/baseline.json) for the benchmarks"
+    )
+    p.set_defaults(func=cmd_speed_twin)
 
     p = sub.add_parser("install-repo", help="install the cached build into the model repository")
     _add_config_flags(p)

@@ -12,14 +12,14 @@ from typing import Any
 
 import numpy as np
 
-from build_engines.cache import build_dir, is_complete
+from build_engines.cache import COMPLETE_MARKER, build_dir, is_complete
 from build_engines.config import TASKS, BuildConfig
 from build_engines.export_onnx import session
 from build_engines.pipeline import build
 from build_engines.report import embedding_cosine, target_rows
 from build_engines.repository import output_specs
 
-__all__ = ["VARIANTS", "Variant", "compare", "measure_speed", "rows_for_keys", "write_comparison"]
+__all__ = ["VARIANTS", "Variant", "compare", "measure_speed", "rows_for_keys", "write_comparison", "write_speed_twin"]
 
 
 @dataclass(frozen=True)
@@ -195,3 +195,54 @@ def compare(names: list[str] | None, output: Path, keys: list[tuple[str, str]] |
             rows.append(_row(variant.name, outcome.directory))
     measure_speed(rows)
     return write_comparison(rows, output)
+
+
+def write_speed_twin(baseline: dict[str, Any], calibration_texts: list[str]) -> Path:
+    """A LATENCY twin of the previous default build (`reports/baseline.json`), for the serving and router benchmarks
+    where that build is not in the cache: the branch design with the same layers, ops and served precision (int8
+    task tops, the PII top's FFN down-projections fp32), the task layers copied from all-MiniLM-L6-v2 and the heads
+    set to answer benign and no-PII, so that every request takes the routed path. Its outputs mean nothing; its
+    cost per request is the previous build's. Written to the build cache as `<key>-speed-twin`."""
+    import torch
+
+    from build_engines.config import BuildConfig
+    from build_engines.data.labels import INTENT_LABELS, JAILBREAK_LABELS, bio_tags
+    from build_engines.encoder import encode, load_encoder, load_tokenizer
+    from build_engines.export_onnx import export_signals, quantize_int8
+    from build_engines.heads import SignalsModel, TaskTop
+
+    config = BuildConfig(design="branches")
+    key = f"{baseline['build_key']}-speed-twin"
+    out = build_dir(key)
+    out.mkdir(parents=True, exist_ok=True)
+    encoder = load_encoder()
+    tags = bio_tags()
+    tops = {
+        "intent": TaskTop(encoder, config.intent.branch_layer, len(INTENT_LABELS), "sequence"),
+        "jailbreak": TaskTop(encoder, config.jailbreak.branch_layer, len(JAILBREAK_LABELS), "sequence"),
+        "pii": TaskTop(encoder, config.pii.branch_layer, len(tags), "token"),
+    }
+    with torch.no_grad():
+        for top in tops.values():
+            top.head.weight.mul_(0.01)
+            top.head.bias.fill_(-10.0)
+            top.head.bias[0] = 10.0  # "benign" / "O" / the first category
+            top.eval()
+    model = SignalsModel(encoder, tops["intent"], tops["jailbreak"], tops["pii"])
+    fp32 = export_signals(model, out / "model.onnx")
+    rows = [e.ids for e in encode(load_tokenizer(), calibration_texts)]
+    quantize_int8(fp32, out / "model.int8.onnx", rows, ("intent", "jailbreak", "pii"), ffn_down_float=("pii",))
+    load_tokenizer().save(str(out / "tokenizer.json"))
+    manifest = {
+        "labels": {"intent": list(INTENT_LABELS), "jailbreak": list(JAILBREAK_LABELS), "pii": list(tags)},
+        "max_seq_length": 512,
+        "embedding_dim": 384,
+        "build_key": key,
+        "base_model": "all-MiniLM-L6-v2",
+        "thresholds": {"jailbreak": baseline.get("jailbreak_threshold", 0.7)},
+        "design": {"speed_twin_of": baseline["build_key"], "note": "latency twin: outputs are not a classifier's"},
+        "serving": {"onnx_file": "model.int8.onnx"},
+    }
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    (out / COMPLETE_MARKER).write_text(key + "\n", encoding="utf-8")
+    return out
