@@ -286,7 +286,9 @@ def pii_result(
 
 
 def is_jailbreak(cfg: RouterConfig, sig: TextSignals) -> bool:
-    return cfg.prompt_guard.enabled and sig.jailbreak_confidence >= cfg.prompt_guard.threshold
+    return cfg.prompt_guard.enabled and sig.jailbreak_confidence >= cfg.jailbreak_threshold(
+        None, sig.jailbreak_threshold
+    )
 
 
 def security_result(cfg: RouterConfig, sig: TextSignals, elapsed_ms: int) -> SecurityResponse:

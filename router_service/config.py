@@ -159,7 +159,8 @@ class PromptGuardConfig(_Section):
 
     VSR_MODEL_KEYS = _MODEL_FILE_KEYS | {"jailbreak_mapping_path"}
     enabled: bool = False
-    threshold: Probability = 0.7
+    threshold: Probability | None = None
+    """Unset: the operating point the signals model's build chose on validation (its manifest)."""
     model_id: str | None = None
     use_cpu: bool | None = None
     use_modernbert: bool | None = None
@@ -564,10 +565,13 @@ class RouterConfig(_Section):
             return category.jailbreak_enabled
         return self.prompt_guard.enabled
 
-    def jailbreak_threshold(self, category: Category | None) -> float:
+    def jailbreak_threshold(self, category: Category | None, model_threshold: float = 0.7) -> float:
+        """The category's override, else `prompt_guard.threshold`, else the model build's own operating point."""
         if category is not None and category.jailbreak_threshold is not None:
             return category.jailbreak_threshold
-        return self.prompt_guard.threshold
+        if self.prompt_guard.threshold is not None:
+            return self.prompt_guard.threshold
+        return model_threshold
 
     def pii_enabled(self, category: Category | None) -> bool:
         """Per category when set, else on when `classifier.pii_model` is configured (VSR semantics)."""
