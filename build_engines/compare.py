@@ -79,7 +79,11 @@ def _row(name: str, directory: Path) -> dict[str, Any]:
             "pii_token_f1": _kept(training["pii"]),
         },
         "embedding_cosine": embedding_cosine(report),
-        "test": {name: value for name, value, _, _ in target_rows(report) if "presidio" not in name},
+        "test": {
+            name: value
+            for name, value, _, _ in target_rows(report)
+            if "presidio" not in name and "embedding" not in name  # the embedding has a column of its own
+        },
         "intent_weak_sources": weak,
     }
 
@@ -91,8 +95,31 @@ def rows_for_keys(labelled: list[tuple[str, str]]) -> list[dict[str, Any]]:
         directory = build_dir(key)
         if not is_complete(directory):
             raise FileNotFoundError(f"no complete build {key} in {directory}")
-        rows.append(_row(label, directory))
+        rows.append(_row(label, directory) if (directory / "report.json").exists() else _twin_row(label, directory))
     return rows
+
+
+def _twin_row(name: str, directory: Path) -> dict[str, Any]:
+    """A speed twin (`write_speed_twin`): the previous build's held-out figures from reports/baseline.json, the
+    twin's graph for the speed columns; no validation figures (the build they came from is not in the cache)."""
+    from build_engines.paths import REPORTS_DIR
+
+    manifest = json.loads((directory / "manifest.json").read_text(encoding="utf-8"))
+    baseline = json.loads((REPORTS_DIR / "baseline.json").read_text(encoding="utf-8"))
+    if manifest.get("design", {}).get("speed_twin_of") != baseline["build_key"]:
+        raise FileNotFoundError(f"{directory} has no report.json and is not a speed twin of the baseline build")
+    nan = float("nan")
+    return {
+        "variant": name,
+        "design": baseline["design"],
+        "config": {},
+        "build_key": manifest["build_key"],
+        "build_s": nan,
+        "validation": {"intent_macro_f1": nan, "jailbreak_f1": nan, "pii_token_f1": nan},
+        "embedding_cosine": baseline["figures"].get("embedding mean cosine to all-MiniLM-L6-v2", 1.0),
+        "test": {k: v for k, v in baseline["figures"].items() if "presidio" not in k and "embedding" not in k},
+        "intent_weak_sources": {},
+    }
 
 
 def _served_graph(directory: Path) -> Path:
