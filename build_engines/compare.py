@@ -101,7 +101,7 @@ def rows_for_keys(labelled: list[tuple[str, str]]) -> list[dict[str, Any]]:
 
 def _twin_row(name: str, directory: Path) -> dict[str, Any]:
     """A speed twin (`write_speed_twin`): the previous build's held-out figures from reports/baseline.json, the
-    twin's graph for the speed columns; no validation figures (the build they came from is not in the cache)."""
+    twin's graph for the speed columns."""
     from build_engines.paths import REPORTS_DIR
 
     manifest = json.loads((directory / "manifest.json").read_text(encoding="utf-8"))
@@ -115,7 +115,7 @@ def _twin_row(name: str, directory: Path) -> dict[str, Any]:
         "config": {},
         "build_key": manifest["build_key"],
         "build_s": nan,
-        "validation": {"intent_macro_f1": nan, "jailbreak_f1": nan, "pii_token_f1": nan},
+        "validation": baseline.get("validation") or {"intent_macro_f1": nan, "jailbreak_f1": nan, "pii_token_f1": nan},
         "embedding_cosine": baseline["figures"].get("embedding mean cosine to all-MiniLM-L6-v2", 1.0),
         "test": {k: v for k, v in baseline["figures"].items() if "presidio" not in k and "embedding" not in k},
         "intent_weak_sources": {},
