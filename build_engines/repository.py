@@ -63,7 +63,7 @@ class ServingOptions:
     """model.py cuts a batch of requests sorted by length into runs of similar length, one onnxruntime call each,
     when that saves more padded token-rows than this (the fixed cost of a call); 0: one call, padded to the longest.
     16 measured best of 16/64 on mixed lengths (benchmarks/serving; a 1-row call costs ~5 ms + ~0.4 ms a token on
-    2 cores, i.e. ~14 token-rows); with 0 ragged batching lost to equal-shapes-only batching there by half."""
+    2 cores, i.e. ~14 token-rows); with 0 (one call, padded) ragged batching lost ~30% to equal-shapes-only there."""
     preferred_batch_sizes: tuple[int, ...] = ()
     """Batch sizes the dynamic batcher waits for (up to the queue delay) before it runs a smaller batch."""
 

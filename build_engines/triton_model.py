@@ -12,7 +12,7 @@ A run in which no request asks for the PII outputs uses a second session: the sa
 outputs (`onnx.utils.Extractor`), without the PII branch's layers. onnxruntime computes every node of a graph
 whatever outputs a call fetches, so only a graph without those nodes saves their time (~30% of the pass). With
 buckets on, the requests of a batch that need no PII are run apart from the others when the PII branch's share of
-their padded token-rows (the share of the graph's weights only it uses) is more than a call costs.
+their padded token-rows (the share of the graph's nodes only it uses) is more than a call costs.
 """
 
 from __future__ import annotations
@@ -170,20 +170,17 @@ class TritonPythonModel:
 def _pruned_session(
     model_file: Path, outputs: list[str], options: ort.SessionOptions
 ) -> tuple[ort.InferenceSession | None, float]:
-    """A session over the graph cut to `outputs`, warmed once, and the share of the whole graph's weights it
-    leaves out (a row's compute is proportional to the weights it passes through); None (with a log line) when it
-    cannot be built, and then every batch runs the whole graph."""
+    """A session over the graph cut to `outputs`, warmed once, and the share of the whole graph's nodes it leaves
+    out (a proxy of the time it saves: the layers are alike; 0.30 for a PII branch of 4 of 14 layer passes, ~0.01
+    for a PII head on a shared trunk); None (with a log line) when it cannot be built, and then every batch runs the
+    whole graph."""
     try:
         import onnx
         from onnx.utils import Extractor
 
         whole = onnx.load(str(model_file))
         graph = Extractor(whole).extract_model(list(INPUTS), outputs)
-
-        def weights(model: Any) -> int:
-            return sum(int(np.prod(init.dims)) for init in model.graph.initializer)
-
-        share = 1.0 - weights(graph) / max(1, weights(whole))
+        share = 1.0 - len(graph.graph.node) / max(1, len(whole.graph.node))
         session = ort.InferenceSession(graph.SerializeToString(), options, providers=["CPUExecutionProvider"])
         row = np.array([[101, 102]], dtype=np.int64)
         session.run(outputs, {"input_ids": row, "attention_mask": np.ones_like(row)})
