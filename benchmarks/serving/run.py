@@ -2,6 +2,11 @@
 raw in-process onnxruntime on the same graph at the same batch sizes, interleaved in rounds.
 
     .venv/bin/python benchmarks/serving/run.py [--rounds 2] [--seq-len 64] [--concurrency 1,2,4,8,16,32]
+        [--model-dir model_repository/signals] [--before GIT_REF] [--variant NAME=JSON] [--interval-ms 4000]
+
+On a shared host run it with `nice -n 10` and compare the "rows per CPU-second" figures: rows served per CPU-second
+of tritonserver + its stub vs rows per CPU-second of the raw session, which other tenants' load does not move the
+way it moves throughput.
 
 Every Triton config of the run is started once and kept up; each round then measures, level by level, raw
 onnxruntime at batch = concurrency and every Triton config at that concurrency, so slow and fast phases of a

@@ -223,7 +223,8 @@ def ragged_triton(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
         max_queue_delay_us=20_000,  # let the concurrent requests below meet in one execute
         onnx_file=manifest.get("serving", {}).get("onnx_file", "model.onnx"),  # type: ignore[attr-defined]
     )
-    (version.parent / "config.pbtxt").write_text(render_config(cpu_signals_config(14, options)))
+    intents = len(manifest["labels"]["intent"])  # type: ignore[index]
+    (version.parent / "config.pbtxt").write_text(render_config(cpu_signals_config(intents, options)))
     triton = local_triton(scratch / "repo", scratch)
     triton.process.start()
     try:
