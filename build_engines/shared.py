@@ -246,7 +246,7 @@ def train_shared(
         groups.append({"params": body_params, "lr": lr})
     optimizer = torch.optim.AdamW(groups, weight_decay=0.01)
     rng = random.Random(seed)
-    repeats: dict[Task, int] = {"intent": settings.intent_repeats, "jailbreak": 1, "pii": 1}
+    repeats: dict[Task, int] = {"intent": settings.intent_repeats, "jailbreak": 1, "pii": settings.pii_repeats}
 
     def epoch_plan() -> list[tuple[Task, list[int]]]:
         plan: list[tuple[Task, list[int]]] = []
