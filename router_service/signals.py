@@ -275,7 +275,9 @@ def _entities(
     text: str, enc: Encoding, tag_ids: npt.NDArray[Any], tag_probs: npt.NDArray[Any], labels: Sequence[str]
 ) -> list[PiiEntity]:
     """BIO token tags to character spans, decoded exactly as the build's evaluation decodes them (so the served
-    quality is the reported one); an entity's confidence is its weakest token's."""
+    quality is the reported one); an entity's confidence is the mean of its tokens' tag probabilities (the
+    `aggregation_strategy="simple"` rule of Hugging Face's token-classification pipeline), so one uncertain sub-word
+    in a long span (an SSN is six word pieces) does not hide an entity every other piece is sure of."""
     offsets = [(0, 0) if special else off for off, special in zip(enc.offsets, enc.special_tokens_mask, strict=True)]
     tags = [labels[int(t)] if int(t) < len(labels) else "O" for t in tag_ids[: len(offsets)]]
     entities = []
@@ -284,6 +286,6 @@ def _entities(
         if span.end <= span.start:
             continue
         probs = [float(tag_probs[i]) for i, (a, b) in enumerate(offsets) if a < b and a < span.end and b > span.start]
-        confidence = min(probs) if probs else 0.0
+        confidence = sum(probs) / len(probs) if probs else 0.0
         entities.append(PiiEntity(span.entity_type, span.start, span.end, text[span.start : span.end], confidence))
     return entities
