@@ -45,6 +45,20 @@ if [ -f build_engines/perf_analyzer.py ]; then
   "$VPY" -c 'from build_engines.perf_analyzer import ensure_perf_analyzer; print("setup: perf_analyzer at", ensure_perf_analyzer())'
 fi
 
+# prometheus + promtool (alert rules, the dashboard's queries over a live stack) and docker-compose (validates
+# docker-compose.yml without an engine), from Debian where apt runs as root; the tests that need them skip otherwise
+if ! command -v promtool >/dev/null || ! command -v docker-compose >/dev/null; then
+  if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+    echo "setup: installing prometheus and docker-compose (Debian packages)"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get install -y -qq --no-install-recommends prometheus docker-compose >/dev/null 2>&1 \
+      || { apt-get update -qq && apt-get install -y -qq --no-install-recommends prometheus docker-compose >/dev/null; } \
+      || echo "setup: apt-get could not install prometheus/docker-compose (their tests skip)"
+  else
+    echo "setup: no root apt-get here: prometheus/promtool and docker-compose not installed (their tests skip)"
+  fi
+fi
+
 # models: cached by a hash of data and code; installs model_repository/
 "$VPY" -m build_engines build
 echo "setup: done"
