@@ -81,20 +81,47 @@ def cmd_export(args: argparse.Namespace) -> None:
 
 def cmd_tensorrt(args: argparse.Namespace) -> None:
     from build_engines.data.labels import INTENT_LABELS
-    from build_engines.tensorrt_build import EngineSpec, TensorRTUnavailable, build_engine, write_gpu_repository
+    from build_engines.tensorrt_build import (
+        EngineSpec,
+        IncompatibleGraph,
+        TensorRTUnavailable,
+        build_engine,
+        write_gpu_repository,
+    )
 
     repository = Path(args.repository)
+    try:
+        spec = EngineSpec(
+            max_batch=args.max_batch,
+            max_sequence=args.max_sequence,
+            opt_batch=min(args.opt_batch, args.max_batch),
+            opt_sequence=min(args.opt_sequence, args.max_sequence),
+            fp16=not args.fp32,
+            int8=args.int8,
+        )
+    except ValueError as e:
+        sys.exit(f"tensorrt: {e}")
     if args.config_only:
-        write_gpu_repository(repository, len(INTENT_LABELS), max_batch_size=args.max_batch)
+        write_gpu_repository(repository, len(INTENT_LABELS), max_batch_size=args.max_batch, spec=spec)
         print(f"GPU model configs written under {repository}")
         return
     directory = Path(args.artefacts) if args.artefacts else _cached_build(args)
-    spec = EngineSpec(max_batch=args.max_batch, max_sequence=args.max_sequence, fp16=not args.fp32, int8=args.int8)
+    onnx = directory / ("model.int8.onnx" if args.int8 else "model.onnx")
+    missing = [p.name for p in (onnx, directory / "tokenizer.json", directory / "manifest.json") if not p.exists()]
+    if missing:
+        sys.exit(
+            f"tensorrt: {directory} lacks {', '.join(missing)}; export a build there first with "
+            f"`python -m build_engines export --output {directory}` (model_repository/ holds only the served graph)"
+        )
+    manifest = json.loads((directory / "manifest.json").read_text(encoding="utf-8"))
+    longest = int(manifest.get("max_seq_length", 512))
+    if longest > spec.max_sequence:
+        sys.exit(f"tensorrt: the router sends up to {longest} tokens (manifest); --max-sequence is {spec.max_sequence}")
     try:
-        plan = build_engine(directory / "model.onnx", repository / "signals" / "1" / "model.plan", spec)
-    except TensorRTUnavailable as e:
-        sys.exit(str(e))
-    write_gpu_repository(repository, len(INTENT_LABELS), directory, max_batch_size=args.max_batch)
+        plan = build_engine(onnx, repository / "signals" / "1" / "model.plan", spec)
+    except (TensorRTUnavailable, IncompatibleGraph) as e:
+        sys.exit(f"tensorrt: {e}")
+    write_gpu_repository(repository, len(INTENT_LABELS), directory, max_batch_size=args.max_batch, spec=spec)
     print(f"GPU model repository at {repository} with {plan}")
 
 
@@ -146,7 +173,8 @@ def _add_config_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--key", help="use this build key instead of the one of the current code, data and flags")
 
 
-def main(argv: list[str] | None = None) -> None:
+def build_parser() -> argparse.ArgumentParser:
+    """The CLI's parser (also used by the deployment tests to check the commands of compose and Kubernetes)."""
     parser = argparse.ArgumentParser(prog="python -m build_engines", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -172,10 +200,17 @@ def main(argv: list[str] | None = None) -> None:
     _add_config_flags(p)
     p.add_argument("--artefacts", help="folder with model.onnx, tokenizer.json, manifest.json (default: the cache)")
     p.add_argument("--repository", default=str(GPU_REPOSITORY_DIR))
-    p.add_argument("--max-batch", type=int, default=64)
-    p.add_argument("--max-sequence", type=int, default=512)
+    p.add_argument("--max-batch", type=int, default=64, help="largest batch of every profile and of the config")
+    p.add_argument("--max-sequence", type=int, default=512, help="longest sequence of every profile")
+    p.add_argument("--opt-batch", type=int, default=16, help="batch the short-prompt profile is tuned for")
+    p.add_argument("--opt-sequence", type=int, default=64, help="sequence the short-prompt profile is tuned for")
     p.add_argument("--fp32", action="store_true", help="no FP16 kernels")
-    p.add_argument("--int8", action="store_true", help="also allow INT8 kernels (needs calibration; see docs)")
+    p.add_argument(
+        "--int8",
+        action="store_true",
+        help="build model.int8.onnx with INT8 enabled; refused unless its Q/DQ nodes are signed int8 with zero "
+        "points 0 (TensorRT explicit quantisation)",
+    )
     p.add_argument("--config-only", action="store_true", help="write config.pbtxt files without building a plan")
     p.set_defaults(func=cmd_tensorrt)
 
@@ -195,7 +230,11 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--repository", default=str(MODEL_REPOSITORY_DIR))
     p.set_defaults(func=cmd_install)
 
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
