@@ -30,6 +30,7 @@ _FLAGS: dict[str, tuple[str, type]] = {
     "--lookup-timeout-s": ("lookup_timeout_s", float),
     "--janitor-interval-s": ("janitor_interval_s", float),
     "--log-level": ("log_level", str),
+    "--run-dir": ("run_dir", str),
 }
 
 

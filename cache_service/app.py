@@ -6,6 +6,7 @@ import json
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 from starlette.applications import Starlette
@@ -16,7 +17,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from cache_service.errors import CacheError, InvalidRequestError, PayloadTooLargeError
+from cache_service.auth import AuthFailure, check_bearer, resolve_admin_token
+from cache_service.errors import AuthError, CacheError, InvalidRequestError, PayloadTooLargeError
 from cache_service.metrics import CacheMetrics
 from cache_service.models import InvalidateRequest, LookupRequest, StoreRequest, parse
 from cache_service.service import CacheService, LookupResult
@@ -71,6 +73,14 @@ class _App(Starlette):
 def create_app(settings: CacheSettings, metrics: CacheMetrics | None = None) -> Starlette:
     service = CacheService(settings, metrics)
     limit = settings.max_body_bytes
+    run_dir = Path(settings.run_dir) if settings.run_dir else None
+    admin_token = resolve_admin_token(settings.admin_token or None, run_dir)
+
+    def require_admin(request: Request) -> None:
+        try:
+            check_bearer(request.headers, admin_token)
+        except AuthFailure as e:
+            raise AuthError(e.status, e.message) from e
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -168,11 +178,13 @@ def create_app(settings: CacheSettings, metrics: CacheMetrics | None = None) -> 
             await service.touch(result.entry)
 
     async def store(request: Request) -> Response:
+        require_admin(request)
         req = parse(StoreRequest, await _read_body(request, limit))
         eid, evicted = await service.store(req)
         return JSONResponse({"stored": True, "entry_id": eid, "evicted": evicted})
 
     async def invalidate(request: Request) -> Response:
+        require_admin(request)
         req = parse(InvalidateRequest, await _read_body(request, limit))
         return JSONResponse({"deleted": await service.invalidate(req)})
 
@@ -186,7 +198,10 @@ def create_app(settings: CacheSettings, metrics: CacheMetrics | None = None) -> 
         assert isinstance(exc, CacheError)
         if exc.status_code >= 500:
             log.debug("%s %s: %s", request.method, request.url.path, exc.message)
-        return JSONResponse(error_body(exc.message, exc.error_type, exc.code), status_code=exc.status_code)
+        headers = {"www-authenticate": "Bearer"} if exc.status_code == 401 else None
+        return JSONResponse(
+            error_body(exc.message, exc.error_type, exc.code), status_code=exc.status_code, headers=headers
+        )
 
     async def on_http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)

@@ -31,6 +31,7 @@ import httptools
 import httpx
 import numpy.typing as npt
 
+from cache_service.auth import bearer_headers
 from cache_service.codec import encode_embedding
 
 __all__ = ["CacheClient", "CacheHit", "CircuitBreaker", "Outcome"]
@@ -257,6 +258,7 @@ class CacheClient:
         on_outcome: OutcomeHook | None = None,
         http_client: httpx.AsyncClient | None = None,
         lookup_via_httpx: bool = False,
+        admin_token: str | None = None,
     ) -> None:
         if timeout_s <= 0 or store_timeout_s <= 0 or max_pending_stores < 1:
             raise ValueError("timeouts must be > 0 and max_pending_stores >= 1")
@@ -267,6 +269,8 @@ class CacheClient:
         self.outcomes: Counter[Outcome] = Counter()
         self.last_outcome: Outcome | None = None
         self._on_outcome = on_outcome
+        self._write_headers = {**_JSON, **bearer_headers(admin_token)}
+        """Stores and invalidations need the deployment's admin token (cache_service.auth)."""
         self._owns_http = http_client is None
         self._http = http_client or httpx.AsyncClient(
             base_url=base_url.rstrip("/"),
@@ -387,7 +391,7 @@ class CacheClient:
             if ttl_seconds is not None:
                 payload["ttl_seconds"] = ttl_seconds
             async with asyncio.timeout(self.store_timeout_s):
-                resp = await self._http.post("/v1/cache/store", content=_dumps(payload), headers=_JSON)
+                resp = await self._http.post("/v1/cache/store", content=_dumps(payload), headers=self._write_headers)
             if resp.status_code >= 500:
                 outcome = Outcome.UNAVAILABLE
             elif resp.status_code >= 400:
@@ -442,7 +446,7 @@ class CacheClient:
             resp = await self._http.post(
                 "/v1/cache/invalidate",
                 content=_dumps({k: v for k, v in payload.items() if v is not None}),
-                headers=_JSON,
+                headers=self._write_headers,
                 timeout=30.0,
             )
             if resp.status_code != 200:

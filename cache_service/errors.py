@@ -8,6 +8,7 @@ from contextlib import contextmanager
 import redis.exceptions
 
 __all__ = [
+    "AuthError",
     "CacheError",
     "CacheTimeoutError",
     "CacheUnavailableError",
@@ -49,6 +50,17 @@ class PayloadTooLargeError(InvalidRequestError):
 
     def __init__(self, message: str) -> None:
         super().__init__(message, code="payload_too_large")
+
+
+class AuthError(CacheError):
+    """A write or admin request without the admin token (401) or with a wrong one (403)."""
+
+    error_type = "authentication_error"
+    code = "invalid_admin_token"
+
+    def __init__(self, status_code: int, message: str) -> None:
+        super().__init__(message)
+        self.status_code = status_code
 
 
 class CacheUnavailableError(CacheError):

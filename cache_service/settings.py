@@ -60,6 +60,11 @@ class CacheSettings:
     janitor_interval_s: float = 5.0
     """How often the service checks the index (re-creating it after a Redis restart) and trims the LRU set."""
     log_level: str = "info"
+    admin_token: str = ""
+    """Token the store and invalidate endpoints require (`Authorization: Bearer`). Empty: the
+    SEMANTIC_ROUTER_ADMIN_TOKEN variable, else the run directory's `admin_token` file (created when missing)."""
+    run_dir: str = ""
+    """Where the generated admin token lives; empty: SEMANTIC_ROUTER_RUN_DIR, else ./.run."""
 
     def __post_init__(self) -> None:
         problems: list[str] = []

@@ -19,14 +19,16 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from cache_service.auth import AuthFailure, check_bearer, resolve_admin_token
 from cache_service.client import CacheClient
 from router_service import api, metrics
 from router_service.config import RouterConfig
 from router_service.config_store import ConfigStore
-from router_service.errors import RouterError
+from router_service.errors import ConfigError, InvalidRequest, RouterError
 from router_service.extproc import serve_extproc
 from router_service.pipeline import RequestRouter
 from router_service.proxy import ChatProxy
+from router_service.ratelimit import retry_after_header
 from router_service.responses import models_list, openai_error
 from router_service.settings import Settings
 from router_service.signals import SignalClient
@@ -38,14 +40,28 @@ __all__ = ["create_app"]
 log = logging.getLogger(__name__)
 
 
-def _error_response(status: int, message: str, kind: str, code: str, param: str | None = None) -> Response:
+def _error_response(
+    status: int,
+    message: str,
+    kind: str,
+    code: str,
+    param: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> Response:
     status, payload = openai_error(status, message, kind, code, param)
-    return Response(payload, status, media_type="application/json")
+    return Response(payload, status, headers, media_type="application/json")
 
 
 async def _router_error(_: Request, exc: Exception) -> Response:
     assert isinstance(exc, RouterError)
-    return _error_response(exc.status, exc.message, exc.error_type, exc.code, getattr(exc, "param", None))
+    headers = {"retry-after": retry_after_header(exc.retry_after_s)} if exc.retry_after_s is not None else None
+    return _error_response(exc.status, exc.message, exc.error_type, exc.code, getattr(exc, "param", None), headers)
+
+
+async def _auth_error(_: Request, exc: Exception) -> Response:
+    assert isinstance(exc, AuthFailure)
+    headers = {"www-authenticate": "Bearer"} if exc.status == 401 else None
+    return _error_response(exc.status, exc.message, "authentication_error", "invalid_admin_token", headers=headers)
 
 
 async def _http_error(_: Request, exc: Exception) -> Response:
@@ -101,6 +117,10 @@ def create_app(settings: Settings) -> Starlette:
         log.error("config reload rejected, keeping the running config: %s", exc)
 
     store = ConfigStore(settings.config, on_reload_error=on_reload_error, on_reload=on_reload)
+    admin_token = resolve_admin_token(store.current.triton_router.admin_token, settings.run_dir)
+
+    def require_admin(request: Request) -> None:
+        check_bearer(request.headers, admin_token)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
@@ -111,10 +131,16 @@ def create_app(settings: Settings) -> Starlette:
             max_batch=settings.max_batch,
             window_ms=settings.batch_window_ms,
             timeout_s=settings.triton_timeout_s,
+            max_pending_rows=settings.max_pending_rows,
         )
         await signals.start()
         cache = (
-            CacheClient(settings.cache_url, timeout_s=settings.cache_timeout_s, on_outcome=_cache_outcome)
+            CacheClient(
+                settings.cache_url,
+                timeout_s=settings.cache_timeout_s,
+                on_outcome=_cache_outcome,
+                admin_token=admin_token,
+            )
             if settings.cache_url
             else None
         )
@@ -187,8 +213,18 @@ def create_app(settings: Settings) -> Starlette:
             }
         )
 
-    async def config(_: Request) -> Response:
+    async def config(request: Request) -> Response:
+        require_admin(request)
         return Response(json.dumps(store.current.redacted(), default=str), media_type="application/json")
+
+    async def reload_config(request: Request) -> Response:
+        """Re-read the config file now (it is also watched); a bad file is a 400 and the running config stays."""
+        require_admin(request)
+        try:
+            changed = store.reload_checked()  # on the loop: the reload callback schedules a task on it
+        except ConfigError as e:
+            raise InvalidRequest(f"{e.message}\nthe running config is kept", "config") from e
+        return JSONResponse({"reloaded": changed, "config": str(store.path)})
 
     async def openapi(_: Request) -> Response:
         return JSONResponse(api.openapi_document())
@@ -211,6 +247,7 @@ def create_app(settings: Settings) -> Starlette:
             Route("/models", models),
             Route("/info/models", info_models),
             Route("/config", config),
+            Route("/config/reload", reload_config, methods=["POST"]),
             Route("/openapi.json", openapi),
             Route("/v1/chat/completions", chat, methods=["POST"]),
             *api.routes(lambda: store.current, _LazySignals()),  # type: ignore[arg-type]
@@ -218,6 +255,7 @@ def create_app(settings: Settings) -> Starlette:
         lifespan=lifespan,
         exception_handlers={
             RouterError: _router_error,
+            AuthFailure: _auth_error,
             HTTPException: _http_error,
             Exception: _unexpected,
         },

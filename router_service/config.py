@@ -422,6 +422,30 @@ class FailurePolicy(_Section):
     pii: Policy = "closed"
 
 
+class RateLimitConfig(_Section):
+    """Per-tenant request rate limit of the chat path (both transports), a token bucket per tenant.
+
+    The tenant is the value of `tenant_header` (default: `triton_router.cache_tenant_header`); requests without
+    it share one bucket. Over the limit: HTTP 429, OpenAI error `rate_limit_exceeded`, `Retry-After` in seconds.
+    The header is trusted as sent: put the router behind a gateway that sets it from authentication.
+    Each router replica counts on its own (N replicas admit up to N times the rate)."""
+
+    enabled: bool = False
+    requests_per_second: Annotated[float, Field(gt=0)] = 10.0
+    burst: Annotated[int, Field(ge=1)] = 20
+    """Requests a quiet tenant may send at once."""
+    tenant_header: NonEmptyStr | None = None
+    max_tenants: Annotated[int, Field(ge=1)] = 10_000
+    """Buckets kept in memory (least recently seen dropped first; a dropped tenant starts with a full bucket)."""
+
+    @field_validator("tenant_header")
+    @classmethod
+    def _header_name(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+", value):
+            raise ValueError("must be an HTTP header name")
+        return value.lower() if value is not None else None
+
+
 class TritonRouterConfig(_Section):
     """Our own settings (VSR's `router:` section means something else and is kept as-is)."""
 
@@ -433,7 +457,12 @@ class TritonRouterConfig(_Section):
     log_prompts: bool = False
     """Prompts are user data: never logged unless the operator opts in."""
     cache_tenant_header: NonEmptyStr = "x-user-id"
-    """Request header whose value scopes semantic-cache entries to one tenant/user."""
+    """Request header whose value scopes semantic-cache entries to one tenant/user. Trusted as sent: only behind a
+    gateway that sets it (and strips a client's own) is it an isolation boundary."""
+    admin_token: str | None = None
+    """Token for GET /config and POST /config/reload (`Authorization: Bearer`). The SEMANTIC_ROUTER_ADMIN_TOKEN
+    variable wins over it; with neither, the run directory's `admin_token` file (created when missing)."""
+    rate_limit: RateLimitConfig = RateLimitConfig()
 
     @field_validator("cache_tenant_header")
     @classmethod

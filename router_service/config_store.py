@@ -82,6 +82,15 @@ class ConfigStore:
         candidate = self._read()
         return self._apply(candidate)
 
+    def reload_checked(self) -> bool:
+        """Re-read the file now; True when a new config went live, False when it is unchanged. An invalid file
+        raises its ConfigError (and the running config stays)."""
+        candidate = self._read()
+        if candidate.error is not None:
+            self._notify(self._on_reload_error, candidate.error)
+            raise candidate.error
+        return self._apply(candidate)
+
     async def watch(self, stop_event: asyncio.Event | None = None) -> None:
         """Reload whenever the file changes, until cancelled or `stop_event` is set.
 

@@ -10,7 +10,15 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-__all__ = ["ClassifierUnavailable", "ConfigError", "InvalidRequest", "RouterError", "UpstreamUnavailable"]
+__all__ = [
+    "ClassifierOverloaded",
+    "ClassifierUnavailable",
+    "ConfigError",
+    "InvalidRequest",
+    "RateLimited",
+    "RouterError",
+    "UpstreamUnavailable",
+]
 
 
 class RouterError(Exception):
@@ -24,6 +32,8 @@ class RouterError(Exception):
     status: int = 500
     error_type: str = "server_error"
     code: str = "internal_error"
+    retry_after_s: float | None = None
+    """Seconds a client should wait before retrying (sent as `Retry-After`); None: no such header."""
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -76,6 +86,25 @@ class ClassifierUnavailable(RouterError):
     status = 503
     error_type = "server_error"
     code = "classifier_unavailable"
+
+
+class ClassifierOverloaded(ClassifierUnavailable):
+    """The classification queue is full: the request is shed at once instead of queueing to Triton's timeout."""
+
+    code = "classifier_overloaded"
+    retry_after_s = 1.0
+
+
+class RateLimited(RouterError):
+    """The tenant is over its request rate (`triton_router.rate_limit`)."""
+
+    status = 429
+    error_type = "requests"
+    code = "rate_limit_exceeded"
+
+    def __init__(self, message: str, retry_after_s: float) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
 
 
 class UpstreamUnavailable(RouterError):

@@ -18,8 +18,10 @@ from envoy.type.v3 import http_status_pb2
 
 from router_service.accounting import ResponseTracker
 from router_service.decision import Blocked, Routed, load_body
-from router_service.errors import InvalidRequest
-from router_service.pipeline import Outcome, RequestRouter
+from router_service.errors import InvalidRequest, RouterError
+from router_service.pipeline import CACHE_CONTROL_HEADER, Outcome, RequestRouter
+from router_service.prompt_paths import GUARDED_PATHS, as_chat
+from router_service.ratelimit import retry_after_header
 from router_service.responses import models_list, openai_error, render_block, render_cached
 
 __all__ = ["ExtProcServer", "serve_extproc"]
@@ -66,6 +68,14 @@ def _error(
     kind = "invalid_request_error" if status < 500 else "server_error"
     status, body = openai_error(status, message, kind, code, param)
     return _immediate(status, body, {"content-type": "application/json", **(headers or {})}, code)
+
+
+def _router_error(e: RouterError) -> pb.ProcessingResponse:
+    status, body = openai_error(e.status, e.message, e.error_type, e.code)
+    headers = {"content-type": "application/json"}
+    if e.retry_after_s is not None:
+        headers["retry-after"] = retry_after_header(e.retry_after_s)
+    return _immediate(status, body, headers, e.code)
 
 
 @dataclass
@@ -124,6 +134,10 @@ class ExtProcServer(pb_grpc.ExternalProcessorServicer):  # type: ignore[misc]
             if headers.end_of_stream:  # no body at all: nothing to route, and nothing an upstream could answer
                 return _error(400, "request body is empty: send a chat completion request as JSON", "invalid_json")
             return pb.ProcessingResponse(request_headers=pb.HeadersResponse())
+        if stream.path in GUARDED_PATHS and stream.method == "POST":
+            if headers.end_of_stream:
+                return _error(400, "request body is empty: send a JSON request", "invalid_json")
+            return pb.ProcessingResponse(request_headers=pb.HeadersResponse())
         if stream.path in _CHAT_PATHS:  # as the direct proxy answers: only POST is a chat completion
             message = f"{stream.method or 'this method'} is not allowed here: use POST"
             return _error(405, message, "method_not_allowed", headers={"allow": "POST"})
@@ -141,6 +155,8 @@ class ExtProcServer(pb_grpc.ExternalProcessorServicer):  # type: ignore[misc]
         )
 
     async def _on_request_body(self, stream: _Stream, body: pb.HttpBody) -> pb.ProcessingResponse:
+        if stream.path in GUARDED_PATHS and stream.method == "POST":
+            return await self._on_prompt_body(stream, body)
         if stream.path not in _CHAT_PATHS:
             return pb.ProcessingResponse(request_body=pb.BodyResponse())
         try:
@@ -153,6 +169,8 @@ class ExtProcServer(pb_grpc.ExternalProcessorServicer):  # type: ignore[misc]
             outcome = await self.router.route(parsed, stream.headers)
         except InvalidRequest as e:
             return _error(400, e.message, "invalid_request", param=e.param)
+        except RouterError as e:  # refused before any decision: the tenant's rate limit
+            return _router_error(e)
         stream.outcome = outcome
         decision = outcome.decision
         if isinstance(decision, Blocked):
@@ -177,6 +195,42 @@ class ExtProcServer(pb_grpc.ExternalProcessorServicer):  # type: ignore[misc]
                                 "content-length": str(len(new_body)),
                             }
                         ),
+                    ),
+                    body_mutation=pb.BodyMutation(body=new_body),
+                    clear_route_cache=True,
+                )
+            )
+        )
+
+    async def _on_prompt_body(self, stream: _Stream, body: pb.HttpBody) -> pb.ProcessingResponse:
+        """/v1/completions and /v1/responses: guarded and routed as a chat request would be (`prompt_paths`)."""
+        try:
+            parsed = load_body(body.body)
+        except (ValueError, RecursionError) as e:
+            return _error(400, f"request body is not valid JSON: {e}", "invalid_json")
+        if not isinstance(parsed, dict):
+            return _error(400, "request body must be a JSON object", "invalid_body")
+        headers = {**stream.headers, CACHE_CONTROL_HEADER: "no-cache, no-store"}  # no cache on these paths
+        try:
+            outcome = await self.router.route(as_chat(GUARDED_PATHS[stream.path], parsed), headers)
+        except InvalidRequest as e:
+            return _error(400, e.message, "invalid_request", param=e.param)
+        except RouterError as e:
+            return _router_error(e)
+        decision = outcome.decision
+        if isinstance(decision, Blocked):
+            status, bheaders, payload, ctype = render_block(
+                decision, self.router.config, stream=False, model=outcome.plan.requested_model, as_error=True
+            )
+            return _immediate(status, payload, {**bheaders, "content-type": ctype}, f"blocked_{decision.reason}")
+        assert isinstance(decision, Routed)
+        stream.outcome = outcome
+        new_body = json.dumps({**parsed, "model": decision.model}, ensure_ascii=False).encode()
+        return pb.ProcessingResponse(
+            request_body=pb.BodyResponse(
+                response=pb.CommonResponse(
+                    header_mutation=pb.HeaderMutation(
+                        set_headers=_set_headers({**decision.upstream_headers, "content-length": str(len(new_body))}),
                     ),
                     body_mutation=pb.BodyMutation(body=new_body),
                     clear_route_cache=True,

@@ -146,3 +146,25 @@ def model_label(cfg: RouterConfig, name: str) -> str:
             if name in (score.model, score.lora_name):
                 return name
     return "other"
+
+
+CLASSIFIER_PENDING_ROWS = Gauge(
+    "semantic_router_classifier_pending_rows",
+    "Texts queued for or waiting on Triton (the classification queue the router bounds)",
+    registry=REGISTRY,
+)
+CLASSIFICATION_SHED = Counter(
+    "semantic_router_classification_shed",
+    "Requests whose texts the full classification queue refused (their failure policy then applied)",
+    registry=REGISTRY,
+)
+REQUESTS_UNCLASSIFIED = Counter(
+    "semantic_router_requests_unclassified",
+    "Requests decided without signals, by why (overloaded: shed; unavailable: Triton failed or timed out) and what "
+    "the failure policy did (routed: passed unclassified; refused: 503)",
+    ["reason", "outcome"],
+    registry=REGISTRY,
+)
+RATE_LIMITED = Counter(
+    "semantic_router_rate_limited", "Chat requests refused by the per-tenant rate limit (429)", registry=REGISTRY
+)

@@ -7,7 +7,7 @@ import hashlib
 import logging
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from opentelemetry import trace
@@ -19,7 +19,8 @@ from router_service import metrics
 from router_service.config import RouterConfig
 from router_service.config_store import ConfigStore
 from router_service.decision import Blocked, Plan, Routed, TextSignals, decide, plan
-from router_service.errors import ClassifierUnavailable
+from router_service.errors import ClassifierOverloaded, ClassifierUnavailable, RateLimited
+from router_service.ratelimit import TenantRateLimiter, retry_after_header
 from router_service.signals import SignalClient
 from router_service.tools import ToolIndex
 from router_service.tracing import (
@@ -95,6 +96,7 @@ class RequestRouter:
         self.signals = signals
         self.cache = cache
         self.tool_index = tool_index
+        self._limiter: TenantRateLimiter | None = None
 
     @property
     def config(self) -> RouterConfig:
@@ -104,6 +106,7 @@ class RequestRouter:
         """Decide what to do with one chat request. Raises InvalidRequest for a malformed body."""
         started = time.perf_counter()
         cfg = self.store.current
+        self._check_rate(cfg, headers)
         with tracer.start_as_current_span(
             SPAN_REQUEST, context=incoming_context(headers), kind=trace.SpanKind.SERVER
         ) as root:
@@ -112,6 +115,7 @@ class RequestRouter:
             root.set_attribute("routing.original_model", the_plan.requested_model)
             timings: dict[str, float] = {}
             signals: list[TextSignals] | None = None
+            unclassified: ClassifierUnavailable | None = None
             if the_plan.texts:
                 t0 = time.perf_counter()
                 with tracer.start_as_current_span(SPAN_CLASSIFICATION) as span:
@@ -119,6 +123,9 @@ class RequestRouter:
                     try:
                         signals = await self.signals.classify(list(the_plan.texts), pii=bool(the_plan.pii_indices))
                     except ClassifierUnavailable as e:
+                        unclassified = e
+                        if isinstance(e, ClassifierOverloaded):
+                            metrics.CLASSIFICATION_SHED.inc()
                         log.warning("classifier unavailable, applying failure policy: %s", e)
                         span.record_exception(e)
                         span.set_status(trace.StatusCode.ERROR, "classifier unavailable")
@@ -128,6 +135,8 @@ class RequestRouter:
             with tracer.start_as_current_span(SPAN_ROUTING_DECISION) as span:
                 decision = decide(cfg, the_plan, body, signals, self.tool_index)
                 span.set_attributes(_decision_attributes(decision))
+            if unclassified is not None:
+                decision = _unclassified(decision, unclassified)
             outcome = Outcome(decision=decision, plan=the_plan, timings_ms=timings)
             record_decision(cfg, the_plan, decision)
             if isinstance(decision, Routed):
@@ -137,6 +146,19 @@ class RequestRouter:
         metrics.ROUTING_LATENCY.observe(timings["total"] / 1000)
         self._log(cfg, outcome, headers)
         return outcome
+
+    def _check_rate(self, cfg: RouterConfig, headers: Mapping[str, str]) -> None:
+        """Raise RateLimited when the request's tenant is over `triton_router.rate_limit`."""
+        limits = cfg.triton_router.rate_limit
+        if not limits.enabled:
+            return
+        if self._limiter is None or self._limiter.config != limits:  # a reload that changes the limits resets them
+            self._limiter = TenantRateLimiter(limits)
+        header = limits.tenant_header or cfg.triton_router.cache_tenant_header
+        wait = self._limiter.acquire(headers.get(header, ""))
+        if wait is not None:
+            metrics.RATE_LIMITED.inc()
+            raise RateLimited(f"rate limit exceeded for this tenant ({limits.requests_per_second:g} requests/s)", wait)
 
     @staticmethod
     def _log(cfg: RouterConfig, outcome: Outcome, headers: Mapping[str, str]) -> None:
@@ -199,6 +221,19 @@ class RequestRouter:
             return
         metrics.CACHE_HITS.inc()
         outcome.cache_hit = hit.response
+
+
+def _unclassified(decision: Routed | Blocked, error: ClassifierUnavailable) -> Routed | Blocked:
+    """Count a request decided without signals, and give a refusal the `Retry-After` of its cause."""
+    reason = "overloaded" if isinstance(error, ClassifierOverloaded) else "unavailable"
+    refused = isinstance(decision, Blocked) and decision.reason == "classifier_unavailable"
+    metrics.REQUESTS_UNCLASSIFIED.labels(reason=reason, outcome="refused" if refused else "routed").inc()
+    if not refused:
+        return decision
+    assert isinstance(decision, Blocked)
+    retry = retry_after_header(error.retry_after_s or 1.0)
+    headers = {**decision.headers, "retry-after": retry}
+    return replace(decision, headers=headers, detail={**decision.detail, "cause": reason})
 
 
 _BLOCK_ERROR_REASONS = {"jailbreak": "jailbreak_block", "pii": "pii_policy_denied"}

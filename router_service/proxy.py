@@ -18,8 +18,9 @@ from starlette.responses import Response, StreamingResponse
 from router_service import metrics
 from router_service.accounting import ResponseTracker
 from router_service.decision import Blocked, Routed, load_body
-from router_service.errors import InvalidRequest, UpstreamUnavailable
+from router_service.errors import InvalidRequest, RouterError, UpstreamUnavailable
 from router_service.pipeline import RequestRouter
+from router_service.ratelimit import retry_after_header
 from router_service.responses import openai_error, render_block, render_cached
 from router_service.tracing import SPAN_UPSTREAM, outgoing_headers
 
@@ -75,6 +76,8 @@ class ChatProxy:
             outcome = await self.router.route(body, headers)
         except InvalidRequest as e:
             return _error(400, e.message, "invalid_request", request_id, e.param)
+        except RouterError as e:  # refused before any decision: the tenant's rate limit
+            return _router_error(e, request_id)
         decision = outcome.decision
         cfg = self.router.config
         if isinstance(decision, Blocked):
@@ -185,3 +188,11 @@ def _error(status: int, message: str, code: str, request_id: str, param: str | N
     kind = "invalid_request_error" if status < 500 else "server_error"
     status, payload = openai_error(status, message, kind, code, param)
     return Response(payload, status, {"x-request-id": request_id}, media_type="application/json")
+
+
+def _router_error(e: RouterError, request_id: str) -> Response:
+    status, payload = openai_error(e.status, e.message, e.error_type, e.code)
+    headers = {"x-request-id": request_id}
+    if e.retry_after_s is not None:
+        headers["retry-after"] = retry_after_header(e.retry_after_s)
+    return Response(payload, status, headers, media_type="application/json")

@@ -53,8 +53,10 @@ def render_block(
     model: str,
     request_id: str | None = None,
     created: int | None = None,
+    as_error: bool = False,
 ) -> tuple[int, dict[str, str], bytes, str]:
-    """(status, headers, body, content type) for a blocked request.
+    """(status, headers, body, content type) for a blocked request. `as_error`: the OpenAI error form whatever
+    the config says (for paths whose clients cannot read a chat completion).
 
     `triton_router.block_response: openai_error` (default): 403 with an OpenAI error, also for streaming
     requests (clients check the status before reading a stream). `content_filter`: VSR's form, HTTP 200 with
@@ -68,7 +70,7 @@ def render_block(
     if blocked.reason == "classifier_unavailable":
         status, body = openai_error(503, blocked.message, "server_error", code)
         return status, headers, body, JSON
-    if cfg.triton_router.block_response == "openai_error":
+    if as_error or cfg.triton_router.block_response == "openai_error":
         status, body = openai_error(403, blocked.message, "invalid_request_error", code)
         return status, headers, body, JSON
     rid = request_id or f"chatcmpl-{uuid.uuid4().hex}"

@@ -31,6 +31,10 @@ class Settings:
     cache_timeout_s: float = 0.02
     upstream_timeout_s: float = 300.0
     max_body_bytes: int = 10 * 1024 * 1024
+    max_pending_rows: int = 128
+    """The classification queue's bound (texts queued for or waiting on Triton); past it requests are shed."""
+    run_dir: Path | None = None
+    """Where the generated admin token lives (cache_service.auth); None: SEMANTIC_ROUTER_RUN_DIR, else ./.run."""
 
 
 def _env(name: str, default: str | None) -> str | None:
@@ -52,6 +56,8 @@ def parse_settings(argv: list[str] | None = None) -> Settings:
     p.add_argument("--batch-window-ms", type=float, default=float(_env("batch_window_ms", "2.0") or 2.0))
     p.add_argument("--max-batch", type=int, default=int(_env("max_batch", "32") or 32))
     p.add_argument("--cache-timeout-s", type=float, default=float(_env("cache_timeout_s", "0.02") or 0.02))
+    p.add_argument("--max-pending-rows", type=int, default=int(_env("max_pending_rows", "128") or 128))
+    p.add_argument("--run-dir", default=_env("run_dir", None), help="where the generated admin token is kept")
     a = p.parse_args(argv)
     return Settings(
         config=Path(a.config),
@@ -66,4 +72,6 @@ def parse_settings(argv: list[str] | None = None) -> Settings:
         batch_window_ms=a.batch_window_ms,
         max_batch=a.max_batch,
         cache_timeout_s=a.cache_timeout_s,
+        max_pending_rows=a.max_pending_rows,
+        run_dir=Path(a.run_dir) if a.run_dir else None,
     )

@@ -29,7 +29,7 @@ from tritonclient.utils import InferenceServerException
 from build_engines.bio import bio_to_spans, trim_span
 from router_service import metrics
 from router_service.decision import PiiEntity, TextSignals, without_lone_surrogates
-from router_service.errors import ClassifierUnavailable
+from router_service.errors import ClassifierOverloaded, ClassifierUnavailable
 
 __all__ = ["SignalClient", "SignalManifest", "load_manifest"]
 
@@ -87,6 +87,7 @@ class SignalClient:
         timeout_s: float = 1.0,
         max_seq_length: int | None = None,
         memo_size: int = 2048,
+        max_pending_rows: int = 128,
     ) -> None:
         model_dir = model_repository / model_name
         self.manifest = load_manifest(model_dir)
@@ -105,6 +106,10 @@ class SignalClient:
         # Bounded memo of recent texts: repeated prompts (retries, cache hits, multi-turn history) skip Triton.
         self._memo: OrderedDict[str, TextSignals] = OrderedDict()
         self._memo_size = memo_size
+        # The classification queue's bound: texts queued or in flight. Past it a request is shed at once
+        # (ClassifierOverloaded) instead of waiting for Triton's timeout behind a queue it cannot beat.
+        self.max_pending_rows = max_pending_rows
+        self._pending_rows = 0
 
     async def start(self) -> None:
         if self._flusher is None:
@@ -125,8 +130,16 @@ class SignalClient:
 
     async def classify(self, texts: Sequence[str], *, pii: bool = True) -> list[TextSignals]:
         """Signals for each text, in order; with `pii=False` their `pii` may be None (not computed).
-        Raises ClassifierUnavailable when Triton fails or times out."""
+        Raises ClassifierUnavailable when Triton fails or times out, ClassifierOverloaded (a subclass) at once when
+        `max_pending_rows` texts are already queued or in flight (a request alone is always admitted)."""
         results: list[TextSignals | None] = [self._memo_get(t, pii) for t in texts]
+        new = sum(1 for r in results if r is None)
+        if new and self._pending_rows and self._pending_rows + new > self.max_pending_rows:
+            raise ClassifierOverloaded(
+                f"the classification queue is full ({self._pending_rows} texts pending, bound {self.max_pending_rows})"
+            )
+        self._pending_rows += new
+        metrics.CLASSIFIER_PENDING_ROWS.set(self._pending_rows)
         loop = asyncio.get_running_loop()
         waiting: list[tuple[int, asyncio.Future[TextSignals]]] = []
         for i, text in enumerate(texts):
@@ -193,6 +206,13 @@ class SignalClient:
             task.add_done_callback(self._inflight.discard)
 
     async def _infer_batch(self, batch: list[_Pending]) -> None:
+        try:
+            await self._answer_batch(batch)
+        finally:  # the rows leave the bound when Triton is done with them, not when a caller stops waiting
+            self._pending_rows = max(0, self._pending_rows - len(batch))
+            metrics.CLASSIFIER_PENDING_ROWS.set(self._pending_rows)
+
+    async def _answer_batch(self, batch: list[_Pending]) -> None:
         texts = [p.text for p in batch]
         try:
             signals = await self._infer(texts, pii=any(p.pii for p in batch))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -21,6 +22,7 @@ import httpx
 from semantic_router.components import ComponentError
 from semantic_router.paths import DEFAULT_CONFIG, REPO_ROOT
 from semantic_router.stack import Ports, Stack, StackSettings, read_state, stop_from_state
+from semantic_router.supervisor import read_supervisor_state
 
 __all__ = ["main", "run_demo"]
 
@@ -97,6 +99,29 @@ def _settings(args: argparse.Namespace) -> StackSettings:
     return StackSettings(config=Path(args.config).resolve(), run_dir=Path(args.run_dir).resolve(), ports=ports)
 
 
+def _detach(args: argparse.Namespace, settings: StackSettings) -> int:
+    """Run the launcher (which supervises the stack) in the background; return once the stack is up."""
+    settings.run_dir.mkdir(parents=True, exist_ok=True)
+    log_path = settings.run_dir / "logs" / "launcher.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    argv = [sys.executable, "-m", "semantic_router", "stack", "up", "--config", str(settings.config)]
+    argv += ["--run-dir", str(settings.run_dir), "--port-offset", str(args.port_offset)]
+    with log_path.open("ab") as log:
+        child = subprocess.Popen(
+            argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+        )
+    print(f"starting the stack in the background (launcher log {log_path})", file=sys.stderr)
+    while read_state(settings.run_dir) is None:
+        if child.poll() is not None:
+            print(f"stack up failed:\n{log_path.read_text(errors='replace')[-3000:]}", file=sys.stderr)
+            return 1
+        time.sleep(0.5)
+    if args.demo:
+        run_demo(settings.ports.envoy)
+    print("detached; stop with `semantic-router stack down` (or `make down`)", file=sys.stderr)
+    return 0
+
+
 def _up(args: argparse.Namespace) -> int:
     settings = _settings(args)
     existing = read_state(settings.run_dir)
@@ -106,6 +131,8 @@ def _up(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 1
+    if args.detach:
+        return _detach(args, settings)
     stack = Stack(settings)
     print(f"starting the stack (config {settings.config}, logs in {settings.run_dir / 'logs'})", file=sys.stderr)
     stop = threading.Event()
@@ -127,18 +154,14 @@ def _up(args: argparse.Namespace) -> int:
         print(f"  demo backend (not an LLM) '{backend.name}' on 127.0.0.1:{backend.port}", file=sys.stderr)
     if args.demo:
         run_demo(p.envoy)
-    if args.detach:
-        print("detached; stop with `semantic-router stack down` (or `make down`)", file=sys.stderr)
-        return 0
-    print("\nrunning; Ctrl-C stops everything", file=sys.stderr)
+    print(
+        f"\nrunning; a component that exits is restarted (see {settings.run_dir / 'logs' / 'supervisor.log'}); "
+        "Ctrl-C stops everything",
+        file=sys.stderr,
+    )
     try:
         while not stop.wait(1.0):
-            dead = stack.dead()
-            if dead:
-                print(f"component(s) exited: {', '.join(dead)} — stopping the stack", file=sys.stderr)
-                for name in dead:
-                    print(stack.by_name[name].log_tail(), file=sys.stderr)
-                break
+            pass
     except KeyboardInterrupt:
         pass
     print("stopping…", file=sys.stderr)
@@ -165,6 +188,7 @@ def _status(args: argparse.Namespace) -> int:
         "router": f"http://127.0.0.1:{ports['router_http']}/health",
         "envoy": f"http://127.0.0.1:{ports['envoy_admin']}/ready",
     }
+    supervised = read_supervisor_state(Path(args.run_dir).resolve())
     healthy = True
     for name, url in checks.items():
         try:
@@ -172,8 +196,19 @@ def _status(args: argparse.Namespace) -> int:
         except httpx.HTTPError:
             ok = False
         healthy &= ok
-        print(f"{name:<8} {'healthy' if ok else 'DOWN':<8} {url}")
+        print(f"{name:<8} {'healthy' if ok else 'DOWN':<8} {url}{_restarts(supervised.get(name))}")
+    for name, entry in supervised.items():
+        if name not in checks:
+            print(f"{name:<8} {entry.get('state', '?')!s:<8} pid {entry.get('pid')}{_restarts(entry)}")
     return 0 if healthy else 1
+
+
+def _restarts(entry: dict[str, object] | None) -> str:
+    if not entry or not entry.get("restarts"):
+        return ""
+    when = entry.get("last_exit_at")
+    stamp = time.strftime("%H:%M:%S", time.localtime(float(when))) if isinstance(when, int | float) else "?"
+    return f"  (restarted {entry['restarts']}x, last exit status {entry.get('last_exit_code')} at {stamp})"
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -282,8 +282,11 @@ class ManagedProcess:
     cwd: Path | None = None
     ready: Callable[[], bool] | None = None
     proc: subprocess.Popen[bytes] | None = field(default=None, init=False)
+    held: bool = field(default=False, init=False)
+    """Stopped on purpose (`stop`): a supervisor leaves it down until the next `start`."""
 
     def start(self) -> ManagedProcess:
+        self.held = False
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = self.log_path.open("ab")
         try:
@@ -327,6 +330,7 @@ class ManagedProcess:
             return "(no log)"
 
     def stop(self, timeout_s: float = 10.0) -> None:
+        self.held = True
         if self.proc is None or self.proc.poll() is not None:
             return
         stop_process_group(self.proc.pid, timeout_s)

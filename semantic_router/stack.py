@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -15,6 +16,8 @@ from pathlib import Path
 
 import yaml
 
+from cache_service.auth import ENV_VAR as ADMIN_TOKEN_ENV
+from cache_service.auth import RUN_DIR_ENV_VAR, resolve_admin_token
 from semantic_router.components import (
     ComponentError,
     ManagedProcess,
@@ -29,6 +32,7 @@ from semantic_router.components import (
 )
 from semantic_router.paths import REPO_ROOT, cache_dir
 from semantic_router.render_envoy import render as render_envoy
+from semantic_router.supervisor import Supervisor, read_supervisor_state
 
 __all__ = ["DemoBackend", "Ports", "Stack", "StackSettings", "read_state", "stop_from_state"]
 
@@ -62,6 +66,8 @@ class StackSettings:
     with_cache: bool = True
     demo_backends: bool = True
     router_env: dict[str, str] = field(default_factory=dict)
+    supervise: bool = True
+    """Restart a component that exits, with backoff (semantic_router.supervisor)."""
 
 
 @dataclass(frozen=True)
@@ -88,6 +94,8 @@ class Stack:
         self.processes: list[ManagedProcess] = []
         self.demo: list[DemoBackend] = []
         self.by_name: dict[str, ManagedProcess] = {}
+        self.admin_token = ""
+        self.supervisor: Supervisor | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------------------
 
@@ -97,6 +105,9 @@ class Stack:
         self._check_ports_free()
         self.s.run_dir.mkdir(parents=True, exist_ok=True)
         py = sys.executable
+        # One admin token for the router and the cache service: the env var if set, else the run folder's file.
+        self.admin_token = resolve_admin_token(None, self.s.run_dir)
+        service_env = {**os.environ, ADMIN_TOKEN_ENV: self.admin_token, RUN_DIR_ENV_VAR: str(self.s.run_dir)}
         try:
             if self.s.with_cache:
                 self._start(
@@ -135,6 +146,7 @@ class Stack:
                         *_cache_limits(self.s.config),
                     ],
                     lambda: wait_http_ok(f"http://127.0.0.1:{p.cache}/health", 0.2),
+                    env=service_env,
                     timeout=60,
                 )
             if self.s.demo_backends:
@@ -172,7 +184,7 @@ class Stack:
                 "router",
                 router_argv,
                 lambda: wait_http_ok(f"http://127.0.0.1:{p.router_http}/health", 0.2),
-                env={**os.environ, **self.s.router_env},
+                env={**service_env, **self.s.router_env},
                 timeout=90,
             )
             envoy_cfg = self._render_envoy()
@@ -185,9 +197,14 @@ class Stack:
         except BaseException:
             self.down()
             raise
+        if self.s.supervise:
+            self.supervisor = Supervisor(self.processes, self.s.run_dir).start()
         self._write_state()
 
     def down(self) -> None:
+        if self.supervisor is not None:
+            self.supervisor.stop()
+            self.supervisor = None
         for proc in reversed(self.processes):
             proc.stop()
         self.processes.clear()
@@ -267,6 +284,8 @@ class Stack:
             "processes": [{"name": proc.name, "pid": proc.pid} for proc in self.processes],
             "demo_backends": [asdict(d) for d in self.demo],
             "logs": str(self.s.run_dir / "logs"),
+            "launcher_pid": os.getpid(),
+            "supervised": self.supervisor is not None,
         }
         (self.s.run_dir / "stack.json").write_text(json.dumps(state, indent=2))
 
@@ -284,11 +303,30 @@ def stop_from_state(run_dir: Path) -> list[str]:
     state = read_state(run_dir)
     if state is None:
         return []
-    stopped = []
     procs = state.get("processes")
     assert isinstance(procs, list)
+    launcher = state.get("launcher_pid")
+    if isinstance(launcher, int) and launcher != os.getpid() and _alive(launcher):
+        # The launcher supervises the stack: stop it first (it takes the stack down in order) so that nothing
+        # is restarted behind our back; whatever is left after its grace period is stopped below.
+        os.kill(launcher, signal.SIGTERM)
+        deadline = time.monotonic() + 60
+        while _alive(launcher) and time.monotonic() < deadline:
+            time.sleep(0.2)
+    pids = {name: int(s["pid"]) for name, s in read_supervisor_state(run_dir).items() if "pid" in s}  # type: ignore[call-overload]
+    stopped = []
     for entry in reversed(procs):
-        stop_process_group(int(entry["pid"]))
+        stop_process_group(pids.get(str(entry["name"]), int(entry["pid"])))
         stopped.append(str(entry["name"]))
     (run_dir / "stack.json").unlink(missing_ok=True)
     return stopped
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

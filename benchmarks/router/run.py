@@ -39,6 +39,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+from cache_service.auth import resolve_admin_token  # noqa: E402
 from semantic_router.components import free_port, local_envoy  # noqa: E402
 from semantic_router.paths import DEFAULT_CONFIG  # noqa: E402
 from semantic_router.stack import Ports, Stack, StackSettings  # noqa: E402
@@ -217,7 +218,8 @@ class ConfigSwitch:
 
     async def use(self, pii_free: bool) -> None:
         self.path.write_text(yaml.safe_dump(self.variants[pii_free]))
-        async with httpx.AsyncClient(timeout=5) as client:
+        admin = {"authorization": f"Bearer {resolve_admin_token(None, self.path.parent)}"}  # the stack's run folder
+        async with httpx.AsyncClient(timeout=5, headers=admin) as client:
             for _ in range(200):
                 models = (await client.get(f"{self.api_url}/config")).json()["model_config"].values()
                 if all((m.get("pii_policy") or {}).get("allow_by_default") is True for m in models) is pii_free:

@@ -68,6 +68,11 @@ class RunningStack:
     def router_url(self) -> str:
         return f"http://127.0.0.1:{self.ports.router_http}"
 
+    @property
+    def admin_headers(self) -> dict[str, str]:
+        """`Authorization` for the admin endpoints (GET /config, the cache's store/invalidate)."""
+        return {"authorization": f"Bearer {self.stack.admin_token}"}
+
     def backend_requests(self, endpoint: str) -> list[dict[str, object]]:
         r = httpx.get(f"http://127.0.0.1:{self.backends[endpoint]}/_demo/requests", timeout=5)
         r.raise_for_status()

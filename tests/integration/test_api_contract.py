@@ -53,7 +53,7 @@ def set_config(stack: RunningStack) -> Iterator[Callable[[Callable[[dict[str, An
         stack.config_path.write_text(text)
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
-            shown = httpx.get(f"{stack.router_url}/config", timeout=5).json()
+            shown = httpx.get(f"{stack.router_url}/config", headers=stack.admin_headers, timeout=5).json()
             if shown["api"]["batch_classification"]["max_batch_size"] == want:
                 return
             time.sleep(0.2)

@@ -153,7 +153,7 @@ def test_bad_config_keeps_the_running_one(stack: RunningStack) -> None:
             model="qwen3-1.7b", messages=[{"role": "user", "content": "still there?"}]
         )
         assert raw.http_response.status_code == 200
-        shown = httpx.get(f"{stack.router_url}/config", timeout=5).json()
+        shown = httpx.get(f"{stack.router_url}/config", headers=stack.admin_headers, timeout=5).json()
         assert shown["default_model"] == "qwen3-1.7b"
     finally:
         # The running config never changed, so restoring the file is not a reload.

@@ -227,5 +227,6 @@ def test_exporter_sends_the_configured_headers_and_config_hides_them(
     assert _chat(traced_stack.envoy_url, MATH).status_code == 200
     collector[0].trace(CLIENT_TRACE, {"semantic_router.request.received"})
     assert collector[0].metadata and all(m.get("x-collector-auth") == "s3cret" for m in collector[0].metadata)
-    shown = httpx.get(f"{traced_stack.router_url}/config", timeout=5).json()["observability"]["tracing"]["exporter"]
+    config = httpx.get(f"{traced_stack.router_url}/config", headers=traced_stack.admin_headers, timeout=5).json()
+    shown = config["observability"]["tracing"]["exporter"]
     assert shown["headers"] == {"X-Collector-Auth": "***"}

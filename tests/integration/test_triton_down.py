@@ -28,7 +28,7 @@ def _reload_until(stack: RunningStack, text: str, jailbreak_policy: str) -> None
     stack.config_path.write_text(text)
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
-        shown = httpx.get(f"{stack.router_url}/config", timeout=5).json()
+        shown = httpx.get(f"{stack.router_url}/config", headers=stack.admin_headers, timeout=5).json()
         if shown["triton_router"]["failure_policy"]["jailbreak"] == jailbreak_policy:
             return
         time.sleep(0.2)

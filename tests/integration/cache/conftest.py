@@ -26,6 +26,10 @@ from tests.integration.conftest import RedisServer
 
 Encoder = Callable[[list[str]], npt.NDArray[np.float32]]
 
+TEST_ADMIN_TOKEN = "cache-tests-admin-token"
+"""The admin token the tests' cache services require for store and invalidate."""
+ADMIN_HEADERS = {"authorization": f"Bearer {TEST_ADMIN_TOKEN}"}
+
 
 @pytest.fixture(scope="session")
 def encode() -> Encoder:
@@ -117,6 +121,7 @@ def unique_settings(redis_url: str, **overrides: Any) -> CacheSettings:
         # Behaviour tests: generous Redis budgets, so a slow moment on a noisy machine is not a silent miss.
         "lookup_timeout_s": 5.0,
         "store_timeout_s": 10.0,
+        "admin_token": TEST_ADMIN_TOKEN,
     }
     return CacheSettings(**{**base, **overrides})
 

@@ -18,8 +18,10 @@ import numpy as np
 import pytest
 import redis
 
+from cache_service.auth import ENV_VAR as ADMIN_TOKEN_ENV
 from cache_service.client import CacheClient, Outcome
 from semantic_router.components import ManagedProcess, free_port, wait_http_ok
+from tests.integration.cache.conftest import TEST_ADMIN_TOKEN
 from tests.integration.conftest import RedisServer
 
 pytestmark = pytest.mark.integration
@@ -54,7 +56,12 @@ def cache_process(private_redis: RedisServer, tmp_path: Path) -> Iterator[str]:
     ]
     url = f"http://127.0.0.1:{port}"
     proc = ManagedProcess(
-        "cache", argv, tmp_path / "cache.log", cwd=ROOT, ready=lambda: wait_http_ok(f"{url}/health", 0.2)
+        "cache",
+        argv,
+        tmp_path / "cache.log",
+        env={**os.environ, ADMIN_TOKEN_ENV: TEST_ADMIN_TOKEN},
+        cwd=ROOT,
+        ready=lambda: wait_http_ok(f"{url}/health", 0.2),
     ).start()
     proc.wait_ready(60)
     yield url
@@ -74,11 +81,13 @@ RESPONSE = {"object": "chat.completion", "choices": [{"index": 0, "message": {"c
 def _patient(url: str) -> CacheClient:
     """A client with generous budgets, for the phases that wait for a healthy cache (a noisy machine must not turn
     them into timeouts); the fault phases use the router's 20 ms budget."""
-    return CacheClient(url, timeout_s=2.0, store_timeout_s=5.0, failure_threshold=1_000_000)
+    return CacheClient(
+        url, timeout_s=2.0, store_timeout_s=5.0, failure_threshold=1_000_000, admin_token=TEST_ADMIN_TOKEN
+    )
 
 
 def _fast(url: str) -> CacheClient:
-    return CacheClient(url, timeout_s=0.02, failure_threshold=3, cooldown_s=0.3)
+    return CacheClient(url, timeout_s=0.02, failure_threshold=3, cooldown_s=0.3, admin_token=TEST_ADMIN_TOKEN)
 
 
 async def _until_hit(client: CacheClient, deadline_s: float) -> float:

@@ -20,7 +20,14 @@ from cache_service.codec import encode_embedding, entry_id
 from cache_service.scope import fingerprint, prompt_text
 from cache_service.service import CacheService
 from cache_service.sse import assemble_stream, replay_sse
-from tests.integration.cache.conftest import Encoder, RunningCache, ServeCache, unique_settings
+from tests.integration.cache.conftest import (
+    ADMIN_HEADERS,
+    TEST_ADMIN_TOKEN,
+    Encoder,
+    RunningCache,
+    ServeCache,
+    unique_settings,
+)
 from tests.integration.conftest import RedisServer
 
 pytestmark = pytest.mark.integration
@@ -50,7 +57,9 @@ def completion(text: str) -> dict[str, Any]:
 def client_for(cache: RunningCache) -> CacheClient:
     # Generous budgets and a breaker that never opens: these tests check behaviour, and a slow moment on a noisy
     # machine must not turn a store or lookup into a silent miss. The 20 ms budget is checked in test_cache_faults.
-    return CacheClient(cache.url, timeout_s=10.0, store_timeout_s=10.0, failure_threshold=1_000_000)
+    return CacheClient(
+        cache.url, timeout_s=10.0, store_timeout_s=10.0, failure_threshold=1_000_000, admin_token=TEST_ADMIN_TOKEN
+    )
 
 
 def unit(v: npt.ArrayLike) -> npt.NDArray[np.float32]:
@@ -221,7 +230,7 @@ async def test_invalidate(serve_cache: ServeCache) -> None:
     async with (
         serve_cache() as cache,
         client_for(cache) as client,
-        httpx.AsyncClient(base_url=cache.url) as http,
+        httpx.AsyncClient(base_url=cache.url, headers=ADMIN_HEADERS) as http,
     ):
         stored = []
         for i, (model, tenant) in enumerate([("a", None), ("a", "t1"), ("b", None), ("b", "t1"), ("b", "t2")]):
@@ -256,7 +265,7 @@ async def test_bad_input_is_4xx_openai_error(serve_cache: ServeCache) -> None:
         ("/v1/cache/lookup", b"x" * (5 * 1024 * 1024), 413),
         ("/v1/cache/nope", ok, 404),
     ]
-    async with serve_cache() as cache, httpx.AsyncClient(base_url=cache.url) as http:
+    async with serve_cache() as cache, httpx.AsyncClient(base_url=cache.url, headers=ADMIN_HEADERS) as http:
         for path, body, status in cases:
             content = body if isinstance(body, bytes) else json.dumps(body).encode()
             r = await http.post(path, content=content, headers={"content-type": "application/json"})
@@ -418,3 +427,24 @@ async def test_lookup_reloads_its_script_after_a_script_flush(serve_cache: Serve
         assert await client.store(prompt="p", embedding=v, response=completion("x"), **scope)
         await cache.redis.script_flush()  # as after a Redis restart
         assert await client.lookup(prompt="q", embedding=v, **scope) is not None
+
+
+async def test_store_and_invalidate_need_the_admin_token(serve_cache: ServeCache) -> None:
+    v = unit(np.random.default_rng(11).standard_normal(384))
+    store = {"prompt": "p", "embedding": encode_embedding(v), "model": "m", "fingerprint": "f", "response": {}}
+    async with serve_cache() as cache, httpx.AsyncClient(base_url=cache.url) as http:
+        for path, body in [("/v1/cache/store", store), ("/v1/cache/invalidate", {"all": True})]:
+            r = await http.post(path, json=body)
+            assert r.status_code == 401 and r.headers["www-authenticate"] == "Bearer", r.text
+            assert r.json()["error"]["code"] == "invalid_admin_token"
+            r = await http.post(path, json=body, headers={"authorization": "Bearer wrong"})
+            assert r.status_code == 403, r.text
+            assert (await http.post(path, json=body, headers=ADMIN_HEADERS)).status_code == 200
+        # lookups (the router's request path) and health stay open
+        lookup = {k: store[k] for k in ("prompt", "embedding", "model", "fingerprint")}
+        assert (await http.post("/v1/cache/lookup", json=lookup)).status_code == 200
+        assert (await http.get("/health")).status_code == 200
+        # a client without the token cannot store: it reports a rejection, never raises
+        async with CacheClient(cache.url, timeout_s=5.0, store_timeout_s=5.0) as anonymous:
+            assert not await anonymous.store(prompt="q", embedding=v, model="m", fingerprint="f", response={})
+            assert anonymous.last_outcome is Outcome.REJECTED

@@ -1,0 +1,190 @@
+"""Pure parts of the reliability and security work: the admin token, the per-tenant rate limiter, the guarded
+completions/responses views, and the stack supervisor (on a real child process)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from cache_service.auth import ENV_VAR, AuthFailure, check_bearer, resolve_admin_token
+from router_service.config import RateLimitConfig
+from router_service.errors import InvalidRequest
+from router_service.prompt_paths import as_chat
+from router_service.ratelimit import TenantRateLimiter, retry_after_header
+from semantic_router.components import ManagedProcess
+from semantic_router.supervisor import Supervisor, read_supervisor_state
+
+# --- admin token ---------------------------------------------------------------------------------------------
+
+
+def test_admin_token_is_generated_once_into_the_run_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(ENV_VAR, raising=False)
+    first = resolve_admin_token(None, tmp_path)
+    assert len(first) >= 32
+    assert resolve_admin_token(None, tmp_path) == first  # the second process reads the same file
+    assert (tmp_path / "admin_token").stat().st_mode & 0o777 == 0o600
+    assert list(tmp_path.iterdir()) == [tmp_path / "admin_token"]  # no temporary file left behind
+
+
+def test_admin_token_env_wins_over_config_and_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(ENV_VAR, raising=False)
+    assert resolve_admin_token("from-config", tmp_path) == "from-config"
+    monkeypatch.setenv(ENV_VAR, "from-env")
+    assert resolve_admin_token("from-config", tmp_path) == "from-env"
+    assert not (tmp_path / "admin_token").exists()
+
+
+@pytest.mark.parametrize(
+    ("headers", "status"),
+    [
+        ({}, 401),
+        ({"authorization": "Basic x"}, 401),
+        ({"authorization": "Bearer "}, 401),
+        ({"authorization": "Bearer no"}, 403),
+    ],
+)
+def test_bearer_check_refuses(headers: dict[str, str], status: int) -> None:
+    with pytest.raises(AuthFailure) as err:
+        check_bearer(headers, "s3cret")
+    assert err.value.status == status
+
+
+def test_bearer_check_accepts_the_token() -> None:
+    check_bearer({"authorization": "Bearer s3cret"}, "s3cret")
+    check_bearer({"authorization": "bearer s3cret"}, "s3cret")
+
+
+# --- rate limit ----------------------------------------------------------------------------------------------
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_rate_limit_is_per_tenant_with_burst_and_refill() -> None:
+    clock = _Clock()
+    limiter = TenantRateLimiter(RateLimitConfig(enabled=True, requests_per_second=2, burst=3), clock)
+    assert [limiter.acquire("a") for _ in range(3)] == [None, None, None]
+    wait = limiter.acquire("a")
+    assert wait == pytest.approx(0.5)
+    assert retry_after_header(wait) == "1"
+    assert limiter.acquire("b") is None  # another tenant has its own bucket
+    clock.now += 0.5
+    assert limiter.acquire("a") is None  # one token back after 1 / rate seconds
+    assert limiter.acquire("a") is not None
+
+
+def test_rate_limit_buckets_are_bounded() -> None:
+    limiter = TenantRateLimiter(RateLimitConfig(enabled=True, max_tenants=100), _Clock())
+    for i in range(1000):
+        limiter.acquire(f"tenant-{i}")
+    assert len(limiter) == 100
+
+
+# --- completions / responses as chat -------------------------------------------------------------------------
+
+
+def test_completions_prompts_become_user_messages() -> None:
+    view = as_chat("completions", {"model": "MoM", "prompt": ["a", "b"], "stream": True})
+    assert view == {
+        "model": "MoM",
+        "messages": [{"role": "user", "content": "a"}, {"role": "user", "content": "b"}],
+        "stream": True,
+    }
+
+
+def test_responses_input_items_become_messages() -> None:
+    body = {
+        "model": "MoM",
+        "instructions": "be brief",
+        "input": [
+            {"role": "developer", "content": "rules"},
+            {
+                "type": "message",
+                "role": "user",
+                "content": [{"type": "input_text", "text": "hi"}, {"type": "input_image"}],
+            },
+            {"type": "function_call_output", "call_id": "1", "output": "42"},
+        ],
+    }
+    assert as_chat("responses", body)["messages"] == [
+        {"role": "system", "content": "be brief"},
+        {"role": "system", "content": "rules"},
+        {"role": "user", "content": "hi"},
+    ]
+    assert as_chat("responses", {"model": "m", "input": "x"})["messages"] == [{"role": "user", "content": "x"}]
+
+
+@pytest.mark.parametrize(
+    ("kind", "body"),
+    [
+        ("completions", {"model": "m"}),
+        ("completions", {"model": "m", "prompt": [1, 2, 3]}),
+        ("completions", {"model": "m", "prompt": 5}),
+        ("responses", {"model": "m", "input": 5}),
+        ("responses", {"model": "m", "input": [5]}),
+        ("responses", {"model": "m", "input": [{"role": "alien", "content": "x"}]}),
+        ("responses", {"model": "m", "input": [{"role": "user", "content": [{"type": "input_text", "text": 5}]}]}),
+        ("responses", {"model": "m", "input": []}),
+    ],
+)
+def test_bad_completions_and_responses_bodies_are_invalid_requests(kind: str, body: dict[str, object]) -> None:
+    with pytest.raises(InvalidRequest):
+        as_chat(kind, body)
+
+
+# --- supervisor ----------------------------------------------------------------------------------------------
+
+
+def _wait(predicate: object, timeout_s: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():  # type: ignore[operator]
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_supervisor_restarts_a_killed_process_and_leaves_a_stopped_one(tmp_path: Path) -> None:
+    proc = ManagedProcess("sleeper", [sys.executable, "-c", "import time; time.sleep(60)"], tmp_path / "logs" / "s.log")
+    proc.start()
+    first_pid = proc.pid
+    sup = Supervisor([proc], tmp_path, poll_s=0.05, first_backoff_s=0.1).start()
+    try:
+        os.kill(first_pid, signal.SIGKILL)
+        assert _wait(lambda: proc.alive() and proc.pid != first_pid)
+        assert _wait(lambda: read_supervisor_state(tmp_path).get("sleeper", {}).get("restarts") == 1)
+        state = read_supervisor_state(tmp_path)["sleeper"]
+        assert state["last_exit_code"] == -signal.SIGKILL
+        assert state["pid"] == proc.pid
+        assert "restarted" in (tmp_path / "logs" / "supervisor.log").read_text()
+        proc.stop()  # on purpose: stays down
+        time.sleep(0.5)
+        assert not proc.alive()
+    finally:
+        sup.stop()
+        proc.stop()
+
+
+def test_supervisor_backs_off_exponentially(tmp_path: Path) -> None:
+    proc = ManagedProcess("crasher", [sys.executable, "-c", "raise SystemExit(3)"], tmp_path / "logs" / "c.log")
+    proc.start()
+    sup = Supervisor([proc], tmp_path, poll_s=0.02, first_backoff_s=0.2, max_backoff_s=0.8).start()
+    try:
+        time.sleep(2.0)
+        restarts = int(read_supervisor_state(tmp_path)["crasher"]["restarts"])  # type: ignore[call-overload]
+        # 0.2 + 0.4 + 0.8 + 0.8 ... : about 3-4 restarts in 2 s, not 100
+        assert 2 <= restarts <= 5, restarts
+        assert read_supervisor_state(tmp_path)["crasher"]["last_exit_code"] == 3
+    finally:
+        sup.stop()
+        proc.stop()
