@@ -95,6 +95,35 @@ def create_app(name: str, *, token_delay_s: float = 0.0, history: int = 64) -> S
 
         return StreamingResponse(events(), media_type="text/event-stream", headers=headers)
 
+    async def other(request: Request) -> Response:
+        """/v1/completions and /v1/responses: a labelled canned answer in each endpoint's own shape."""
+        body = await request.json()
+        seen.append({"headers": dict(request.headers), "body": body, "path": request.url.path})
+        model = str(body.get("model", ""))
+        text = _reply_text(name, model, "")
+        if request.url.path.endswith("/completions"):
+            choice = {"index": 0, "text": text, "finish_reason": "stop"}
+            return JSONResponse(
+                {
+                    "id": f"cmpl-demo-{uuid.uuid4().hex[:12]}",
+                    "object": "text_completion",
+                    "model": model,
+                    "choices": [choice],
+                },
+                headers={"x-demo-backend": name},
+            )
+        item = {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": text}]}
+        return JSONResponse(
+            {
+                "id": f"resp-demo-{uuid.uuid4().hex[:12]}",
+                "object": "response",
+                "model": model,
+                "status": "completed",
+                "output": [item],
+            },
+            headers={"x-demo-backend": name},
+        )
+
     async def models(_: Request) -> Response:
         return JSONResponse({"object": "list", "data": [{"id": name, "object": "model", "owned_by": "demo"}]})
 
@@ -111,6 +140,8 @@ def create_app(name: str, *, token_delay_s: float = 0.0, history: int = 64) -> S
     return Starlette(
         routes=[
             Route("/v1/chat/completions", chat, methods=["POST"]),
+            Route("/v1/completions", other, methods=["POST"]),
+            Route("/v1/responses", other, methods=["POST"]),
             Route("/v1/models", models),
             Route("/health", health),
             Route("/_demo/requests", requests_seen),
