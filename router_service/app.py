@@ -152,7 +152,9 @@ def create_app(settings: Settings) -> Starlette:
         state.update(signals=signals, router=router, cache=cache)
         router.tool_index = await _build_tool_index(store.current, signals)
         state["proxy"] = ChatProxy(router, http, settings.max_body_bytes)
-        grpc_server = await serve_extproc(router, settings.host, settings.grpc_port)
+        grpc_server = await serve_extproc(
+            router, settings.host, settings.grpc_port, http=http, upstream_timeout_s=settings.upstream_timeout_s
+        )
         watcher = asyncio.create_task(store.watch(), name="config-watch")
         poller = asyncio.create_task(_poll_cache_entries(cache), name="cache-entries") if cache is not None else None
         # Everything built so far (tokenizer, tool index, config, gRPC/HTTP clients) lives as long as the process:

@@ -10,17 +10,21 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
+import httpx
 from envoy.config.core.v3 import base_pb2
 from envoy.extensions.filters.http.ext_proc.v3 import processing_mode_pb2
 from envoy.service.ext_proc.v3 import external_processor_pb2 as pb
 from envoy.service.ext_proc.v3 import external_processor_pb2_grpc as pb_grpc
 from envoy.type.v3 import http_status_pb2
+from google.protobuf import duration_pb2
 
+from router_service import metrics
 from router_service.accounting import ResponseTracker
 from router_service.decision import Blocked, Routed, load_body
 from router_service.errors import InvalidRequest, RouterError
 from router_service.pipeline import CACHE_CONTROL_HEADER, Outcome, RequestRouter
 from router_service.prompt_paths import GUARDED_PATHS, as_chat
+from router_service.proxy import forward_headers, passthrough_headers
 from router_service.ratelimit import retry_after_header
 from router_service.responses import models_list, openai_error, render_block, render_cached
 
@@ -90,8 +94,13 @@ class _Stream:
 
 
 class ExtProcServer(pb_grpc.ExternalProcessorServicer):  # type: ignore[misc]
-    def __init__(self, router: RequestRouter) -> None:
+    def __init__(
+        self, router: RequestRouter, http: httpx.AsyncClient | None = None, upstream_timeout_s: float = 300.0
+    ) -> None:
         self.router = router
+        self.http = http
+        """For failover: the next candidate is fetched by the router itself (Envoy cannot rewrite a retry's body)."""
+        self.upstream_timeout_s = upstream_timeout_s
 
     async def Process(
         self,
@@ -106,6 +115,13 @@ class ExtProcServer(pb_grpc.ExternalProcessorServicer):  # type: ignore[misc]
                     yield self._on_request_headers(stream, req.request_headers)
                 elif kind == "request_body":
                     yield await self._on_request_body(stream, req.request_body)
+                elif kind == "response_headers" and self._failed_upstream(stream, req.response_headers):
+                    # Before the first byte reached the client: answer from the next candidate instead. The
+                    # fetch may take as long as a generation, so the message deadline is extended first.
+                    yield pb.ProcessingResponse(
+                        override_message_timeout=duration_pb2.Duration(seconds=int(self.upstream_timeout_s))
+                    )
+                    yield await self._fail_over(stream, req.response_headers)
                 elif kind == "response_headers":
                     yield self._on_response_headers(stream, req.response_headers)
                     self._finish_if_done(stream)  # after the reply: bookkeeping is off the response's path
@@ -240,6 +256,69 @@ class ExtProcServer(pb_grpc.ExternalProcessorServicer):  # type: ignore[misc]
 
     # -- response phase ----------------------------------------------------------------------------------
 
+    def _failed_upstream(self, stream: _Stream, headers: pb.HttpHeaders) -> bool:
+        """Record the chosen endpoint's health; True when it failed (5xx, or Envoy's own 503 for a refused,
+        reset or timed-out connection) and the decision has another candidate to try."""
+        outcome = stream.outcome
+        if outcome is None or not isinstance(outcome.decision, Routed) or stream.path not in _CHAT_PATHS:
+            return False
+        status = int(_header_map(headers.headers).get(":status", "0") or 0)
+        endpoint = outcome.decision.endpoint
+        if status < 500:
+            self.router.health.record_success(endpoint)
+            return False
+        self.router.health.record_failure(endpoint)
+        model = metrics.model_label(self.router.config, outcome.decision.model)
+        metrics.REQUEST_ERRORS.labels(model=model, reason="upstream_unavailable").inc()
+        log.warning("upstream %s (%s) answered %d before its first byte", outcome.decision.model, endpoint, status)
+        return self.http is not None and bool(outcome.decision.candidates)
+
+    async def _fail_over(self, stream: _Stream, headers: pb.HttpHeaders) -> pb.ProcessingResponse:
+        """Try the decision's further candidates in order (as the direct proxy does); the first that answers
+        below 500 is the response, sent whole. All failed: 502 `upstream_unavailable`, as the direct proxy."""
+        assert stream.outcome is not None and isinstance(stream.outcome.decision, Routed) and self.http is not None
+        outcome, decision = stream.outcome, stream.outcome.decision
+        request_id = stream.headers.get("x-request-id", "")
+        forward = {**forward_headers(stream.headers, request_id), **outcome.upstream_trace_headers}
+        last_error = f"{decision.model} failed"
+        for model, endpoint in decision.candidates:
+            if not self.router.health.healthy(endpoint):
+                last_error = f"{model} ({endpoint}) is skipped after repeated failures"
+                continue
+            try:
+                resp = await self.http.post(
+                    f"http://{endpoint}/v1/chat/completions",
+                    json=dict(decision.body, model=model),
+                    headers=forward,
+                    timeout=self.upstream_timeout_s,
+                )
+            except httpx.HTTPError as e:
+                resp = None
+                last_error = f"{type(e).__name__}: {e}"
+            if resp is None or resp.status_code >= 500:
+                if resp is not None:
+                    last_error = f"HTTP {resp.status_code}"
+                self.router.health.record_failure(endpoint)
+                label = metrics.model_label(self.router.config, model)
+                metrics.REQUEST_ERRORS.labels(model=label, reason="upstream_unavailable").inc()
+                log.warning("failover candidate %s (%s) failed: %s", model, endpoint, last_error)
+                continue
+            self.router.health.record_success(endpoint)
+            metrics.FAILOVERS.labels(transport="extproc").inc()
+            stream.tracker = None  # this response is accounted here, and never cached under the first choice's key
+            tracker = ResponseTracker(model=model)
+            tracker.on_headers(resp.status_code, resp.headers.get("content-type", ""))
+            tracker.on_chunk(resp.content)
+            tracker.finish(self.router.config, self.router.cache, None)
+            out = {
+                **passthrough_headers(resp.headers.raw),
+                **outcome.response_headers,
+                "x-vsr-selected-model": model,
+                "x-vsr-failover": "true",
+            }
+            return _immediate(resp.status_code, resp.content, out, "failover")
+        return _error(502, f"all candidate backends failed: {last_error}", "upstream_unavailable")
+
     def _on_response_headers(self, stream: _Stream, headers: pb.HttpHeaders) -> pb.ProcessingResponse:
         resp = _header_map(headers.headers)
         add: dict[str, str] = {}
@@ -276,9 +355,15 @@ class ExtProcServer(pb_grpc.ExternalProcessorServicer):  # type: ignore[misc]
         tracker.finish(self.router.config, self.router.cache, outcome.store_scope)
 
 
-async def serve_extproc(router: RequestRouter, host: str, port: int) -> grpc.aio.Server:
+async def serve_extproc(
+    router: RequestRouter,
+    host: str,
+    port: int,
+    http: httpx.AsyncClient | None = None,
+    upstream_timeout_s: float = 300.0,
+) -> grpc.aio.Server:
     server = grpc.aio.server(options=[("grpc.max_receive_message_length", 64 * 1024 * 1024)])
-    pb_grpc.add_ExternalProcessorServicer_to_server(ExtProcServer(router), server)
+    pb_grpc.add_ExternalProcessorServicer_to_server(ExtProcServer(router, http, upstream_timeout_s), server)
     server.add_insecure_port(f"{host}:{port}")
     await server.start()
     return server

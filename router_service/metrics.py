@@ -168,3 +168,15 @@ REQUESTS_UNCLASSIFIED = Counter(
 RATE_LIMITED = Counter(
     "semantic_router_rate_limited", "Chat requests refused by the per-tenant rate limit (429)", registry=REGISTRY
 )
+ENDPOINT_EJECTED = Gauge(
+    "semantic_router_endpoint_ejected",
+    "1 while the router skips a backend endpoint after repeated failures (its passive health breaker is open)",
+    ["endpoint"],
+    registry=REGISTRY,
+)
+FAILOVERS = Counter(
+    "semantic_router_failovers",
+    "Requests answered by a later candidate after the chosen backend failed before its first byte (or was skipped)",
+    ["transport"],
+    registry=REGISTRY,
+)

@@ -19,6 +19,7 @@ from router_service import metrics
 from router_service.config import RouterConfig
 from router_service.config_store import ConfigStore
 from router_service.decision import Blocked, Plan, Routed, TextSignals, decide, plan
+from router_service.endpoint_health import EndpointHealth
 from router_service.errors import ClassifierOverloaded, ClassifierUnavailable, RateLimited
 from router_service.ratelimit import TenantRateLimiter, retry_after_header
 from router_service.signals import SignalClient
@@ -32,7 +33,7 @@ from router_service.tracing import (
     outgoing_headers,
 )
 
-__all__ = ["CacheScope", "Outcome", "RequestRouter", "in_embedding_space"]
+__all__ = ["CacheScope", "Outcome", "RequestRouter", "in_embedding_space", "skip_unhealthy", "with_candidate"]
 
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer("router_service")
@@ -97,6 +98,7 @@ class RequestRouter:
         self.cache = cache
         self.tool_index = tool_index
         self._limiter: TenantRateLimiter | None = None
+        self.health = EndpointHealth()
 
     @property
     def config(self) -> RouterConfig:
@@ -137,6 +139,8 @@ class RequestRouter:
                 span.set_attributes(_decision_attributes(decision))
             if unclassified is not None:
                 decision = _unclassified(decision, unclassified)
+            if isinstance(decision, Routed):
+                decision = skip_unhealthy(decision, self.health)
             outcome = Outcome(decision=decision, plan=the_plan, timings_ms=timings)
             record_decision(cfg, the_plan, decision)
             if isinstance(decision, Routed):
@@ -221,6 +225,36 @@ class RequestRouter:
             return
         metrics.CACHE_HITS.inc()
         outcome.cache_hit = hit.response
+
+
+def skip_unhealthy(decision: Routed, health: EndpointHealth) -> Routed:
+    """The decision moved to its first candidate whose endpoint's breaker is closed (unchanged when the chosen one
+    is healthy, or when none is: then the chosen one is tried anyway)."""
+    if health.healthy(decision.endpoint):
+        return decision
+    chain = [(decision.model, decision.endpoint), *decision.candidates]
+    for i, (model, endpoint) in enumerate(chain[1:], start=1):
+        if health.healthy(endpoint):
+            return with_candidate(decision, model, endpoint, tuple(chain[i + 1 :]))
+    return decision
+
+
+def with_candidate(decision: Routed, model: str, endpoint: str, rest: tuple[tuple[str, str], ...]) -> Routed:
+    """`decision` sent to another candidate: body `model`, upstream and response headers follow (as the direct
+    proxy's failover sets them), `x-vsr-failover: true`."""
+    return replace(
+        decision,
+        model=model,
+        endpoint=endpoint,
+        body=dict(decision.body, model=model),
+        upstream_headers={
+            **decision.upstream_headers,
+            "x-vsr-destination-endpoint": endpoint,
+            "x-selected-model": model,
+        },
+        response_headers={**decision.response_headers, "x-vsr-selected-model": model, "x-vsr-failover": "true"},
+        candidates=rest,
+    )
 
 
 def _unclassified(decision: Routed | Blocked, error: ClassifierUnavailable) -> Routed | Blocked:

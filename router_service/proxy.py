@@ -24,7 +24,7 @@ from router_service.ratelimit import retry_after_header
 from router_service.responses import openai_error, render_block, render_cached
 from router_service.tracing import SPAN_UPSTREAM, outgoing_headers
 
-__all__ = ["ChatProxy"]
+__all__ = ["ChatProxy", "forward_headers", "passthrough_headers"]
 
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer("router_service")
@@ -47,8 +47,13 @@ _HOP_BY_HOP = {
 }
 
 
-def _forward_headers(headers: dict[str, str], request_id: str) -> dict[str, str]:
-    out = {k: v for k, v in headers.items() if k.lower() not in _HOP_BY_HOP}
+def forward_headers(headers: dict[str, str], request_id: str) -> dict[str, str]:
+    """The client's headers as sent upstream: no hop-by-hop headers, no HTTP/2 pseudo-headers, no routing header."""
+    out = {
+        k: v
+        for k, v in headers.items()
+        if k.lower() not in _HOP_BY_HOP and not k.startswith(":") and k.lower() != "x-vsr-destination-endpoint"
+    }
     out["x-request-id"] = request_id
     return out
 
@@ -97,12 +102,13 @@ class ChatProxy:
             span = tracer.start_span(SPAN_UPSTREAM, context=outcome.trace_context, kind=trace.SpanKind.CLIENT)
             span.set_attributes({"model.name": model, "routing.endpoint": endpoint, "routing.attempt": attempt})
             forward = {
-                **_forward_headers(headers, request_id),
+                **forward_headers(headers, request_id),
                 **outgoing_headers(trace.set_span_in_context(span, outcome.trace_context)),
             }
             try:
                 upstream = await self._open(endpoint, upstream_body, forward)
             except UpstreamUnavailable as e:
+                self.router.health.record_failure(endpoint)
                 last_error = str(e)
                 metrics.REQUEST_ERRORS.labels(
                     model=metrics.model_label(cfg, model), reason="upstream_unavailable"
@@ -112,7 +118,9 @@ class ChatProxy:
                 span.set_status(trace.StatusCode.ERROR, "upstream unavailable")
                 span.end()
                 continue
+            self.router.health.record_success(endpoint)
             if attempt:
+                metrics.FAILOVERS.labels(transport="proxy").inc()
                 resp_headers["x-vsr-selected-model"] = model
                 resp_headers["x-vsr-failover"] = "true"
             span.set_attribute("http.status_code", upstream.status_code)
@@ -138,7 +146,7 @@ class ChatProxy:
         """Stream the upstream's answer through; `span` (the upstream call's) ends with the stream."""
         tracker = ResponseTracker(model=model)
         tracker.on_headers(upstream.status_code, upstream.headers.get("content-type", ""))
-        passthrough = _passthrough(upstream.headers.raw)
+        passthrough = passthrough_headers(upstream.headers.raw)
         router = self.router
 
         async def body() -> AsyncIterator[bytes]:
@@ -167,7 +175,7 @@ class ChatProxy:
         )
 
 
-def _passthrough(raw: list[tuple[bytes, bytes]]) -> dict[str, str]:
+def passthrough_headers(raw: list[tuple[bytes, bytes]]) -> dict[str, str]:
     """The upstream's end-to-end headers, their bytes exactly (latin-1 maps each byte to one character and back);
     a repeated header is joined with ", " as HTTP allows."""
     out: dict[str, str] = {}

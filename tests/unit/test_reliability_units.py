@@ -13,7 +13,10 @@ import pytest
 
 from cache_service.auth import ENV_VAR, AuthFailure, check_bearer, resolve_admin_token
 from router_service.config import RateLimitConfig
+from router_service.decision_types import CachePolicy, Routed
+from router_service.endpoint_health import EndpointHealth
 from router_service.errors import InvalidRequest
+from router_service.pipeline import skip_unhealthy
 from router_service.prompt_paths import as_chat
 from router_service.ratelimit import TenantRateLimiter, retry_after_header
 from semantic_router.components import ManagedProcess
@@ -188,3 +191,53 @@ def test_supervisor_backs_off_exponentially(tmp_path: Path) -> None:
     finally:
         sup.stop()
         proc.stop()
+
+
+# --- passive endpoint health ---------------------------------------------------------------------------------
+
+
+def test_endpoint_breaker_opens_after_repeated_failures_and_half_opens_after_cooldown() -> None:
+    clock = _Clock()
+    health = EndpointHealth(failure_threshold=2, cooldown_s=5.0, clock=clock)
+    health.record_failure("a:1")
+    assert health.healthy("a:1")  # one failure is not a pattern
+    health.record_failure("a:1")
+    assert not health.healthy("a:1")
+    assert health.healthy("b:1")
+    clock.now += 5.0
+    assert health.healthy("a:1")  # half-open: one probe goes through ...
+    assert not health.healthy("a:1")  # ... the others still skip it
+    health.record_success("a:1")
+    assert health.healthy("a:1")
+
+
+def _routed(model: str, endpoint: str, candidates: tuple[tuple[str, str], ...]) -> Routed:
+    return Routed(
+        model=model,
+        endpoint=endpoint,
+        category="math",
+        confidence=0.9,
+        reasoning=False,
+        injected_system_prompt=False,
+        body={"model": model, "messages": []},
+        upstream_headers={"x-vsr-destination-endpoint": endpoint, "x-selected-model": model},
+        response_headers={"x-vsr-selected-model": model},
+        candidates=candidates,
+        cache=CachePolicy(enabled=False, threshold=0.8),
+    )
+
+
+def test_an_ejected_endpoint_is_skipped_for_the_next_healthy_candidate() -> None:
+    health = EndpointHealth(failure_threshold=1, cooldown_s=60)
+    decision = _routed("big", "10.0.0.1:8000", (("mid", "10.0.0.2:8000"), ("small", "10.0.0.3:8000")))
+    assert skip_unhealthy(decision, health) is decision
+    health.record_failure("10.0.0.1:8000")
+    moved = skip_unhealthy(decision, health)
+    assert (moved.model, moved.endpoint, moved.candidates) == ("mid", "10.0.0.2:8000", (("small", "10.0.0.3:8000"),))
+    assert moved.body["model"] == "mid"
+    assert moved.upstream_headers == {"x-vsr-destination-endpoint": "10.0.0.2:8000", "x-selected-model": "mid"}
+    assert moved.response_headers["x-vsr-selected-model"] == "mid"
+    assert moved.response_headers["x-vsr-failover"] == "true"
+    for endpoint in ("10.0.0.2:8000", "10.0.0.3:8000"):
+        health.record_failure(endpoint)
+    assert skip_unhealthy(decision, health) is decision  # none healthy: try the first choice anyway
