@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from router_service.proxy import _passthrough, _wire
+from router_service.proxy import _wire, passthrough_headers
 
 
 def test_passthrough_keeps_bytes_joins_repeats_and_drops_hop_by_hop() -> None:
@@ -14,7 +14,7 @@ def test_passthrough_keeps_bytes_joins_repeats_and_drops_hop_by_hop() -> None:
         (b"Connection", b"keep-alive"),
         (b"Transfer-Encoding", b"chunked"),
     ]
-    out = _passthrough(raw)
+    out = passthrough_headers(raw)
     assert out == {
         "content-type": "application/json",
         "x-upstream": "caf\u00e9 \u6a21\u578b".encode().decode("latin-1"),
