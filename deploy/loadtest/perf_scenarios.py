@@ -49,6 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--perf-analyzer", default="perf_analyzer")
     p.add_argument("--interval-ms", type=int, default=4000)
     p.add_argument("--no-batching-run", action=argparse.BooleanOptionalAction, default=True)
+    p.add_argument("--only", action="append", help="run only scenarios whose name contains this (repeatable)")
+    p.add_argument("--max-concurrency", type=int, help="skip concurrency levels above this (a quick smoke run)")
     return p
 
 
@@ -82,6 +84,19 @@ def _http(url: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
     return parsed
 
 
+def without_batching(config: dict[str, Any]) -> dict[str, Any]:
+    """The served config with one request per execution: no dynamic batcher (and so no ragged batches)."""
+    plain = {k: v for k, v in config.items() if k != "dynamic_batching"}
+    plain["input"] = [{**i, "allow_ragged_batch": False} for i in config.get("input", [])]
+    return plain
+
+
+def _stats(http_url: str) -> tuple[int, int]:
+    """Cumulative (executions, inferences) of the model, from Triton's statistics API."""
+    stats = _http(f"{http_url}/v2/models/{MODEL}/stats")["model_stats"][0]
+    return int(stats["execution_count"]), int(stats["inference_count"])
+
+
 def reload_model(http_url: str, config: dict[str, Any]) -> None:
     _http(f"{http_url}/v2/repository/models/{MODEL}/load", {"parameters": {"config": json.dumps(config)}})
     for _ in range(600):
@@ -102,12 +117,24 @@ def perf(args: argparse.Namespace, data: Path, level: int, scratch: Path) -> dic
         *("--measurement-interval", str(args.interval_ms), "--stability-percentage", "50", "--max-trials", "10"),
         *("-f", str(report)),
     ]
+    before = _stats(args.http_url)
     result = subprocess.run(command, capture_output=True, text=True, timeout=900)
+    after = _stats(args.http_url)
+    executions = max(1, after[0] - before[0])
+    mean_batch = (after[1] - before[1]) / executions  # rows per model execution: the dynamic batcher at work
     if result.returncode != 0:
-        raise RuntimeError(f"perf_analyzer failed:\n{result.stdout[-2000:]}\n{result.stderr[-2000:]}")
+        if "stable measurement" not in result.stdout:
+            raise RuntimeError(f"perf_analyzer failed:\n{result.stdout[-2000:]}\n{result.stderr[-2000:]}")
+        nan = float("nan")
+        return dict.fromkeys(("req_per_s", "p50_ms", "p99_ms", "queue_ms", "compute_ms"), nan) | {
+            "concurrency": level,
+            "mean_batch": mean_batch,
+            "unstable": True,
+        }
     row = next(csv.DictReader(report.read_text().splitlines()))
     return {
         "concurrency": level,
+        "mean_batch": mean_batch,
         "req_per_s": float(row["Inferences/Second"]),
         "p50_ms": float(row["p50 latency"]) / 1000,
         "p99_ms": float(row["p99 latency"]) / 1000,
@@ -143,13 +170,14 @@ def markdown(result: dict[str, Any]) -> str:
         "",
         f"GPU: {result['gpu']}. Engine: {json.dumps(result['engine'].get('spec', {}))}.",
         "",
-        "| config | scenario | concurrency | req/s | p50 ms | p99 ms | queue ms | compute ms |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| config | scenario | concurrency | req/s | p50 ms | p99 ms | queue ms | compute ms | mean batch |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for run in result["runs"]:
         lines.append(
             f"| {run['config']} | {run['scenario']} | {run['concurrency']} | {run['req_per_s']:.1f} | "
-            f"{run['p50_ms']:.2f} | {run['p99_ms']:.2f} | {run['queue_ms']:.2f} | {run['compute_ms']:.2f} |"
+            f"{run['p50_ms']:.2f} | {run['p99_ms']:.2f} | {run['queue_ms']:.2f} | {run['compute_ms']:.2f} | "
+            f"{run['mean_batch']:.1f} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -168,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     configs: list[tuple[str, dict[str, Any]]] = [("dynamic batching", served)]
     if args.no_batching_run:
-        configs.append(("no batching", {k: v for k, v in served.items() if k != "dynamic_batching"}))
+        configs.append(("no batching", without_batching(served)))
     with tempfile.TemporaryDirectory() as tmp:
         scratch = Path(tmp)
         try:
@@ -176,8 +204,10 @@ def main(argv: list[str] | None = None) -> int:
                 if config is not served:
                     reload_model(args.http_url, config)
                 for name, lengths, levels in scenarios():
+                    if args.only and not any(part in name for part in args.only):
+                        continue
                     data = input_file(token_rows(args.tokenizer, lengths), scratch / "input.json")
-                    for level in levels:
+                    for level in (x for x in levels if args.max_concurrency is None or x <= args.max_concurrency):
                         run = {"config": config_name, "scenario": name, **perf(args, data, level, scratch)}
                         print(json.dumps(run), flush=True)
                         result["runs"].append(run)
