@@ -1,0 +1,32 @@
+"""The fault suite's short form (benchmarks/reliability/faults.py runs every fault): steady traffic through Envoy
+while Redis, the cache service and one backend are killed and restarted and Triton and Redis are frozen; no request
+hangs, none gets a wrong answer (undocumented error, bypassed guard, bad cache hit), and answers are all correct
+again within 5 s of the part coming back."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from benchmarks.reliability.faults import faults_for, report, run_faults
+from tests.integration.conftest import RunningStack
+
+pytestmark = pytest.mark.integration
+
+SHORT = ("redis-kill", "redis-freeze", "cache-kill", "backend-kill", "triton-freeze")
+
+
+def test_faults_under_traffic(stack: RunningStack) -> None:
+    backend = sorted(stack.backends)[0]
+    faults = [f for f in faults_for(backend) if f.name in SHORT]
+    results = asyncio.run(
+        run_faults(stack.stack.by_name, stack.envoy_url, faults, hold_s=2.0, settle_s=5.0, concurrency=3, log=print)
+    )
+    table = report(results, "tests/integration/test_faults.py")
+    print(table)
+    for r in results:
+        assert r.sent > 0 and r.ok > 0, table
+        assert r.wrong == 0 and r.hung == 0, table
+        assert r.recovery_s is not None and r.recovery_s <= 5.0, table
+    assert not stack.stack.dead()
