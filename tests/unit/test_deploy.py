@@ -330,3 +330,37 @@ def test_image_pins_match_requirements(name: str) -> None:
     assert image, "no pins parsed"
     for package, version in image.items():
         assert main.get(package) == version, f"{package}: {name} {version} vs requirements.txt {main.get(package)}"
+
+
+# Every command of the README's Deploy section, and where it is exercised (or why it cannot be here).
+README_DEPLOY_COMMANDS = {
+    ".venv/bin/python -m build_engines export --output deploy/artefacts": "tests/deploy/test_tensorrt.py (export)",
+    "cp deploy/compose/env.example .env": "test_docker_compose_config_validates (the example's keys)",
+    "docker compose up -d": "test_docker_compose_config_validates; starting needs a Docker engine and a GPU",
+    "docker compose --profile vllm up -d": "test_docker_compose_config_validates (--profile vllm)",
+    "docker compose --profile loadtest run --rm loadtest": "tests/deploy/test_loadtest.py runs its script",
+    "kubectl create namespace semantic-router": "needs a cluster",
+    "kubectl -n semantic-router create secret generic semantic-router-admin "
+    '--from-literal=token="$(openssl rand -hex 32)"': "test_k8s.py::test_tokens_come_from_a_secret (name and key)",
+    "kubectl kustomize deploy/k8s/overlays/gpu | kubectl apply -f -": "tests/deploy/test_k8s.py renders it",
+}
+
+
+def test_readme_deploy_commands_are_the_tested_ones() -> None:
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("## Deploy") :]
+    section = section[: section.index("\n## ", 1)]
+    commands = []
+    for block in re.findall(r"```bash\n(.*?)```", section, re.S):
+        commands += [re.sub(r"\s+#.*$", "", line).strip() for line in block.splitlines() if line.strip()]
+    assert commands == list(README_DEPLOY_COMMANDS), "a README deploy command changed: update its test and this list"
+
+
+def test_env_example_has_the_secrets_compose_requires() -> None:
+    keys = {
+        line.split("=", 1)[0]
+        for line in (ROOT / "deploy" / "compose" / "env.example").read_text().splitlines()
+        if line and not line.startswith("#")
+    }
+    required = set(re.findall(r"\$\{([A-Z_]+):\?", (ROOT / "docker-compose.yml").read_text()))
+    assert required == {"SEMANTIC_ROUTER_ADMIN_TOKEN", "GRAFANA_ADMIN_PASSWORD"} and required <= keys
