@@ -147,7 +147,7 @@ def test_batch_limit_default_and_configured(
 
 
 def test_pii_options_are_honoured(stack: RunningStack) -> None:
-    text = "Email jane.doe@example.com or call her, SSN 123-45-6789"
+    text = "Email jane.doe@example.com, her SSN is 123-45-6789."
     every = _classify(stack, "pii", {"text": text})
     types = {e["type"] for e in every["entities"]}
     assert "US_SSN" in types

@@ -192,7 +192,7 @@ def test_pii_violation_blocks_explicit_strict_model(stack: RunningStack) -> None
         f"{stack.envoy_url}/v1/chat/completions",
         json={
             "model": "qwen3-32b",
-            "messages": [{"role": "user", "content": "Call John Smith at 415-555-0134, SSN 123-45-6789."}],
+            "messages": [{"role": "user", "content": "Call John Smith, his SSN is 123-45-6789."}],
         },
         timeout=30,
     )
