@@ -81,7 +81,7 @@ def prometheus(stack: RunningStack, tmp_path_factory: pytest.TempPathFactory) ->
 
 def _chat(stack: RunningStack, text: str, *, lookup: bool = True) -> httpx.Response:
     body = {"model": "MoM", "messages": [{"role": "user", "content": text}]}
-    headers = {} if lookup else {"x-vsr-cache-control": "no-cache"}  # reach the backend every round
+    headers = {} if lookup else {"x-vsr-cache-control": "no-store"}  # backend every round; leaves no entries
     return httpx.post(f"{stack.envoy_url}/v1/chat/completions", json=body, headers=headers, timeout=30)
 
 
