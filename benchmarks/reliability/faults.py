@@ -6,8 +6,9 @@ from the moment the part is back (restarted and ready, or thawed) to the first r
 is correct again.
 
 Traffic: `--concurrency` clients, each sending chat requests through Envoy back to back: benign prompts over a
-few categories (repeats, so the semantic cache answers some) and, one in eight, a jailbreak prompt that must be
-refused (403, or 503 while the classifier is down: the default fail-closed jailbreak policy).
+few categories, three in four made fresh (classified by Triton, cache lookup skipped, so they reach a backend) and
+one in four repeated (answered by the semantic cache), and, one in eight, a jailbreak prompt that must be refused
+(403, or 503 while the classifier is down: the default fail-closed jailbreak policy).
 
 Faults: kill -9 then restart (after `--hold` seconds) of Triton, Redis, the cache service, one LLM backend and the
 router; SIGSTOP then SIGCONT of Triton and Redis. The supervisor is told to leave the part alone during a fault
@@ -30,6 +31,7 @@ import signal
 import sys
 import tempfile
 import time
+import uuid
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -95,10 +97,8 @@ def classify(jailbreak: bool, r: httpx.Response) -> tuple[str, str]:
         content = ok and isinstance(payload["choices"][0]["message"]["content"], str)
         if content:
             return "ok", "cache hit" if r.headers.get("x-vsr-cache-hit") == "true" else "answered"
-        return (
-            "wrong",
-            f"HTTP 200 that is not a chat completion{' (cache hit)' if r.headers.get('x-vsr-cache-hit') else ''}",
-        )
+        hit = " (cache hit)" if r.headers.get("x-vsr-cache-hit") else ""
+        return "wrong", f"HTTP 200 that is not a chat completion{hit}: {r.text[:150]}"
     if (r.status_code, code) in DOCUMENTED:
         return "documented", f"{r.status_code} {code}"
     return "wrong", f"HTTP {r.status_code} {code}: {r.text[:120]}"
@@ -115,21 +115,31 @@ class Traffic:
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._n = 0
+        self._tag = uuid.uuid4().hex[:6]  # fresh prompts are fresh across phases and runs too
 
     async def _client_loop(self, client: httpx.AsyncClient) -> None:
         while not self._stop.is_set():
             self._n += 1
-            jailbreak = self._n % 8 == 0
-            prompt = JAILBREAK if jailbreak else BENIGN[self._n % len(BENIGN)]
+            n = self._n
+            jailbreak = n % 8 == 0
+            # Mostly fresh prompts, so Triton (not the router's memo of recent texts) classifies them; one in four
+            # repeats, so the semantic cache answers some.
+            fresh = f" (request {self._tag}-{n})" if n % 4 else ""
+            prompt = JAILBREAK + fresh if jailbreak else BENIGN[n % len(BENIGN)] + fresh
             body = {"model": "MoM", "messages": [{"role": "user", "content": prompt}]}
+            # A fresh prompt skips the cache lookup (its near-twins would all be semantic hits) so it reaches a
+            # backend; its answer is still stored.
+            headers = {"x-vsr-cache-control": "no-cache"} if fresh else {}
             sent = time.monotonic()
             try:
-                r = await client.post(self.url, json=body, timeout=self.timeout_s)
+                r = await client.post(self.url, json=body, headers=headers, timeout=self.timeout_s)
                 outcome, detail = classify(jailbreak, r)
             except httpx.TimeoutException:
                 outcome, detail = "hung", f"no answer in {self.timeout_s:.0f} s"
             except httpx.HTTPError as e:
                 outcome, detail = "wrong", f"connection error: {type(e).__name__}"
+            if outcome == "ok" and r.headers.get("x-vsr-failover") == "true":
+                detail = "failover"
             self.records.append(Record(sent, time.monotonic(), outcome, detail))
             if outcome != "ok":
                 await asyncio.sleep(0.05)  # no hot loop against a part that answers errors at once
@@ -155,6 +165,8 @@ class FaultResult:
     recovery_s: float | None
     """None: answers never became all-correct again before the phase ended."""
     details: dict[str, int] = field(default_factory=dict)
+    failovers: int = 0
+    """Correct answers that came from a later candidate (x-vsr-failover)."""
 
 
 def summarize(name: str, records: list[Record], back_at: float) -> FaultResult:
@@ -177,6 +189,7 @@ def summarize(name: str, records: list[Record], back_at: float) -> FaultResult:
         counts["hung"],
         recovery,
         dict(details.most_common(8)),
+        sum(1 for r in records if r.detail == "failover"),
     )
 
 
@@ -266,7 +279,7 @@ def report(results: list[FaultResult], command: str) -> str:
         f"`{command}`. Recovery: seconds from the part being back (restarted and ready, or thawed) to the first "
         "request after which every answer was correct.",
         "",
-        "| fault | sent | correct | documented error | wrong | hung | recovery (s) | non-correct answers |",
+        "| fault | sent | correct (failover) | documented error | wrong | hung | recovery (s) | non-correct answers |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
     for r in results:

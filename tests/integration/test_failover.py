@@ -96,7 +96,8 @@ def test_envoy_fails_over_when_the_backend_is_down_and_then_skips_it(stack: Runn
     for r in answers:
         assert r.status_code == 200, r.text
         assert r.headers["x-vsr-failover"] == "true"
-        assert r.headers["x-vsr-selected-model"] != chosen
+        assert r.headers["x-vsr-selected-model"] == r.json()["model"] != chosen  # the candidate's own answer
+        assert r.json()["object"] == "chat.completion"
     metrics = httpx.get(f"http://127.0.0.1:{stack.ports.router_metrics}/metrics", timeout=5).text
     ejected = f'semantic_router_endpoint_ejected{{endpoint="127.0.0.1:{dead}"}} 1.0'
     assert ejected in metrics  # after 3 failures in a row the dead endpoint is skipped, not tried each time

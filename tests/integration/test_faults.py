@@ -21,7 +21,7 @@ def test_faults_under_traffic(stack: RunningStack) -> None:
     backend = sorted(stack.backends)[0]
     faults = [f for f in faults_for(backend) if f.name in SHORT]
     results = asyncio.run(
-        run_faults(stack.stack.by_name, stack.envoy_url, faults, hold_s=2.0, settle_s=5.0, concurrency=3, log=print)
+        run_faults(stack.stack.by_name, stack.envoy_url, faults, hold_s=4.0, settle_s=5.0, concurrency=3, log=print)
     )
     table = report(results, "tests/integration/test_faults.py")
     print(table)
