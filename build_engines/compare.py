@@ -249,8 +249,14 @@ def write_speed_twin(baseline: dict[str, Any], calibration_texts: list[str]) -> 
         "jailbreak": TaskTop(encoder, config.jailbreak.branch_layer, len(JAILBREAK_LABELS), "sequence"),
         "pii": TaskTop(encoder, config.pii.branch_layer, len(tags), "token"),
     }
+    generator = torch.Generator().manual_seed(0)
     with torch.no_grad():
         for top in tops.values():
+            # Each copied layer gets its own weights (x(1 + 1e-3 noise)): identical copies would be one initializer
+            # after export and one computation after onnxruntime's common-subexpression elimination, so the twin
+            # would run 6 layer passes, not the previous build's 14.
+            for param in top.layers.parameters():
+                param.mul_(1.0 + 1e-3 * torch.randn(param.shape, generator=generator))
             top.head.weight.mul_(0.01)
             top.head.bias.fill_(-10.0)
             top.head.bias[0] = 10.0  # "benign" / "O" / the first category

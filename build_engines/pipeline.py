@@ -602,15 +602,24 @@ def _choose_shared_quantization(
     with_ffn_down_fp32: Callable[[Sequence[str]], Path],
 ) -> dict[str, Any]:
     """The shared top in int8 ("auto") when every task's validation score stays within the tolerance of fp32 AND
-    the validation embedding keeps a mean cosine >= 0.995 to the fp32 graph's; else the same with the FFN
-    down-projections in fp32; else fp32 ("on": int8 whatever; "off": fp32)."""
-    rows = [e.ids for e in encode(load_tokenizer(), [r.text for r in intent.val + jailbreak.val])]
+    the int8 embedding keeps the embedding's contract on validation prompts: a mean cosine to all-MiniLM-L6-v2's
+    sentence embedding (the space the semantic cache and tool selection compare in) of at least
+    `shared.min_embedding_cosine`, the floor the training's epoch selection holds too; else the same with the FFN
+    down-projections in fp32; else fp32 ("on": int8 whatever; "off": fp32). The cosine to the fp32 graph is
+    reported beside it."""
+    texts = [r.text for r in intent.val + jailbreak.val]
+    rows = [e.ids for e in encode(load_tokenizer(), texts)]
     before = _validation_scores(fp32, intent, jailbreak, pii, tags, threshold)
 
     def check(graph: Path) -> tuple[dict[str, float], float, bool]:
         scores = _validation_scores(graph, intent, jailbreak, pii, tags, threshold)
         cosine = _mean_cosine(fp32, graph, rows)
-        ok = all(before[k] - scores[k] <= config.quantize_tolerance for k in before) and cosine >= 0.995
+        reference = _embedding_fidelity(graph, texts)["cosine_mean"]
+        scores["embedding_cosine_to_reference"] = reference
+        ok = (
+            all(before[k] - scores[k] <= config.quantize_tolerance for k in before)
+            and reference >= config.shared.min_embedding_cosine
+        )
         return scores, cosine, ok
 
     after, cosine, full_ok = check(int8)

@@ -322,6 +322,11 @@ def _quantization_lines(choice: dict[str, Any] | None) -> list[str]:
         return []
     before, after = choice["validation_fp32"], choice["validation_int8"]
     scores = ", ".join(f"{k} {_f(before[k])} -> {_f(after[k])}" for k in before)
+    if "embedding_cosine_to_reference" in after:
+        scores += (
+            f"; int8 embedding's mean cosine to all-MiniLM-L6-v2 {after['embedding_cosine_to_reference']:.4f}"
+            f" (to the fp32 graph's {after['embedding_cosine_to_fp32']:.4f})"
+        )
     tasks = choice.get("int8_tasks", ["intent", "jailbreak", "pii"] if choice["serve_int8"] else [])
     partial = choice.get("ffn_down_fp32_tasks", [])
     named = [f"{t} (FFN down-projections fp32)" if t in partial else t for t in tasks]
@@ -330,7 +335,9 @@ def _quantization_lines(choice: dict[str, Any] | None) -> list[str]:
     lines = [
         "",
         f"Served graph: **{served}** (mode `{choice['mode']}`: a task's top is served in int8 when its validation "
-        f"score stays within {choice['tolerance']} of fp32). Validation fp32 -> all tops int8: {scores}. The int8 "
+        f"score stays within {choice['tolerance']} of fp32 and, in the one-pass design, the int8 embedding's mean "
+        "cosine to all-MiniLM-L6-v2 on validation prompts stays at or above the embedding floor). "
+        f"Validation fp32 -> all tops int8: {scores}. The int8 "
         "figures above are those of the all-tops graph."
         + (
             " A task that missed got a second try with its FFN down-projections (input: the GELU output, long-tailed)"
