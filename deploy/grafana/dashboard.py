@@ -1,6 +1,4 @@
-"""Writes deploy/grafana/dashboards/semantic-router.json, the stack's Grafana dashboard.
-
-    python deploy/grafana/dashboard.py
+"""The stack's Grafana dashboard, deploy/grafana/dashboards/semantic-router.json (written by deploy/render.py).
 
 Queries use the job names of deploy/prometheus.yml and Grafana's `$__rate_interval`. tests/integration/
 test_observability.py runs every query against a real Prometheus scraping the live test stack, and checks that the
@@ -286,9 +284,3 @@ def _row_pos(y: int) -> dict[str, int]:
 
 def render() -> str:
     return json.dumps(dashboard(), indent=2) + "\n"
-
-
-if __name__ == "__main__":
-    OUTPUT.parent.mkdir(parents=True, exist_ok=True)
-    OUTPUT.write_text(render(), encoding="utf-8")
-    print(f"wrote {OUTPUT}")

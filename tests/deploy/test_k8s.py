@@ -169,16 +169,11 @@ def test_router_config_is_a_mounted_folder_that_hot_reloads(overlay: str) -> Non
     assert set(data) == {"config.yaml", "tools_db.json"}
 
 
-def test_router_config_is_the_default_config_with_cluster_endpoints() -> None:
-    default = yaml.safe_load((ROOT / "deploy" / "config.yaml").read_text())
+def test_router_config_has_ip_endpoints_and_loads() -> None:
     k8s = yaml.safe_load((K8S / "base" / "router" / "config.yaml").read_text())
-    assert {k: v for k, v in k8s.items() if k != "vllm_endpoints"} == {
-        k: v for k, v in default.items() if k != "vllm_endpoints"
-    }
     for endpoint in k8s["vllm_endpoints"]:
         assert re.fullmatch(r"\d+\.\d+\.\d+\.\d+", endpoint["address"]), "ORIGINAL_DST needs IP addresses"
     load_config(K8S / "base" / "router" / "config.yaml")
-    assert (K8S / "base" / "router" / "tools_db.json").read_text() == (ROOT / "deploy" / "tools_db.json").read_text()
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
@@ -236,18 +231,6 @@ def test_prometheus_annotations_name_real_ports_and_the_alerts_jobs(overlay: str
     scrape = yaml.safe_load((K8S / "base" / "prometheus" / "prometheus.yml").read_text())
     relabels = scrape["scrape_configs"][0]["relabel_configs"]
     assert {"source_labels": ["__meta_kubernetes_pod_label_app_kubernetes_io_name"], "target_label": "job"} in relabels
-
-
-def test_k8s_envoy_config_is_rendered_from_the_template() -> None:
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("render_k8s_envoy", K8S / "render_envoy.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    assert (K8S / "base" / "envoy" / "envoy.yaml").read_text() == module.rendered(), (
-        "regenerate: .venv/bin/python deploy/k8s/render_envoy.py"
-    )
 
 
 @pytest.mark.parametrize("config", ["base/envoy/envoy.yaml", "base/triton-lb/envoy.yaml"])
