@@ -105,3 +105,33 @@ def test_builders_int8_graph_is_refused_with_a_reason() -> None:
         pytest.skip("no complete build with an int8 graph in the cache yet (make setup)")
     with pytest.raises(IncompatibleGraph):
         check_int8_graph(directory / "model.int8.onnx")
+
+
+def test_export_writes_what_the_images_copy(tmp_path: Path) -> None:
+    """`python -m build_engines export --output deploy/artefacts` (docs/deploy.md), into a scratch folder here."""
+    import subprocess
+    import sys
+
+    from build_engines.cache import build_dir, is_complete
+    from build_engines.config import BuildConfig
+    from build_engines.pipeline import key_for
+
+    if not is_complete(build_dir(key_for(BuildConfig()))):
+        pytest.skip("no complete build in the cache yet (make setup)")
+    out = tmp_path / "artefacts"
+    result = subprocess.run(
+        [sys.executable, "-m", "build_engines", "export", "--output", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    for line in (ROOT / "deploy" / "Dockerfile").read_text().splitlines():
+        if line.startswith("COPY deploy/artefacts"):
+            for source in line.split()[1:-1]:
+                name = source.removeprefix("deploy/artefacts").strip("/")
+                assert not name or (out / name).exists(), f"the Dockerfile copies {source}; export did not write it"
+    assert (out / "model.onnx").exists(), "the engine builder needs the fp32 graph"
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert int(manifest.get("max_seq_length", 512)) <= EngineSpec().max_sequence
