@@ -38,6 +38,20 @@ __all__ = ["SignalClient", "SignalManifest", "load_manifest"]
 _INLINE_TOKENIZE_CHARS = 2048
 _OUTPUTS = ("intent_probs", "jailbreak_probs", "pii_tag_ids", "pii_tag_probs", "embedding")
 _PII_OUTPUTS = frozenset({"pii_tag_ids", "pii_tag_probs"})
+_CHANNEL_ARGS = [
+    ("grpc.max_send_message_length", 2**31 - 1),
+    ("grpc.max_receive_message_length", 2**31 - 1),
+    # tritonclient's keepalive defaults
+    ("grpc.keepalive_time_ms", 2**31 - 1),
+    ("grpc.keepalive_timeout_ms", 20000),
+    ("grpc.keepalive_permit_without_calls", False),
+    ("grpc.http2.max_pings_without_data", 2),
+    # After Triton restarts, reconnect within a second: gRPC's default backoff grows to 120 s, which would keep the
+    # classifier "unavailable" for minutes after a longer outage although Triton is back.
+    ("grpc.initial_reconnect_backoff_ms", 250),
+    ("grpc.min_reconnect_backoff_ms", 250),
+    ("grpc.max_reconnect_backoff_ms", 1000),
+]
 
 
 @dataclass(frozen=True)
@@ -99,7 +113,7 @@ class SignalClient:
         self._tokenizer = Tokenizer.from_file(str(model_dir / "1" / "tokenizer.json"))
         self._tokenizer.no_padding()
         self._tokenizer.enable_truncation(self.max_seq_length)
-        self._client = grpcclient.InferenceServerClient(url=triton_url)
+        self._client = grpcclient.InferenceServerClient(url=triton_url, channel_args=_CHANNEL_ARGS)
         self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
         self._flusher: asyncio.Task[None] | None = None
         self._inflight: set[asyncio.Task[None]] = set()

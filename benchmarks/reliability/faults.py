@@ -167,6 +167,8 @@ class FaultResult:
     details: dict[str, int] = field(default_factory=dict)
     failovers: int = 0
     """Correct answers that came from a later candidate (x-vsr-failover)."""
+    unclassified: dict[str, float] = field(default_factory=dict)
+    """The router's semantic_router_requests_unclassified_total during the phase, by reason/outcome."""
 
 
 def summarize(name: str, records: list[Record], back_at: float) -> FaultResult:
@@ -238,11 +240,29 @@ def faults_for(backend: str) -> list[Fault]:
     ]
 
 
+def _unclassified(metrics_url: str | None) -> dict[str, float]:
+    if metrics_url is None:
+        return {}
+    try:
+        text = httpx.get(metrics_url, timeout=2).text
+    except httpx.HTTPError:
+        return {}
+    out = {}
+    for line in text.splitlines():
+        if line.startswith("semantic_router_requests_unclassified_total{"):
+            labels, value = line.rsplit(" ", 1)
+            reason = labels.split('reason="', 1)[1].split('"', 1)[0]
+            outcome = labels.split('outcome="', 1)[1].split('"', 1)[0]
+            out[f"{reason}/{outcome}"] = float(value)
+    return out
+
+
 async def run_faults(
     processes: dict[str, ManagedProcess],
     envoy_url: str,
     faults: list[Fault],
     *,
+    metrics_url: str | None = None,
     hold_s: float = 5.0,
     settle_s: float = 5.0,
     concurrency: int = 4,
@@ -252,6 +272,7 @@ async def run_faults(
     results = []
     for fault in faults:
         proc = processes[fault.part]
+        before = await asyncio.to_thread(_unclassified, metrics_url)
         traffic = Traffic(envoy_url, concurrency, timeout_s)
         await traffic.start()
         await asyncio.sleep(settle_s / 2)  # steady state first
@@ -264,9 +285,13 @@ async def run_faults(
         await asyncio.sleep(settle_s)
         await traffic.stop()
         result = summarize(fault.name, traffic.records, back_at)
+        after = await asyncio.to_thread(_unclassified, metrics_url)
+        result.unclassified = {
+            k: v - before.get(k, 0.0) if v >= before.get(k, 0.0) else v for k, v in after.items() if v != before.get(k)
+        }
         log(
             f"{fault.name}: sent {result.sent}, ok {result.ok}, documented {result.documented}, wrong {result.wrong}, "
-            f"hung {result.hung}, recovery {result.recovery_s}"
+            f"hung {result.hung}, recovery {result.recovery_s}, unclassified {result.unclassified}"
         )
         results.append(result)
     return results
@@ -279,15 +304,16 @@ def report(results: list[FaultResult], command: str) -> str:
         f"`{command}`. Recovery: seconds from the part being back (restarted and ready, or thawed) to the first "
         "request after which every answer was correct.",
         "",
-        "| fault | sent | correct (failover) | documented error | wrong | hung | recovery (s) | non-correct answers |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+        "| fault | sent | correct (by failover) | documented error | wrong | hung | recovery (s) | non-correct answers "
+        "| unclassified (router metric) |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |",
     ]
     for r in results:
         recovery = "never" if r.recovery_s is None else f"{r.recovery_s:.1f}"
         details = "; ".join(f"{k} ×{v}" for k, v in r.details.items())
-        lines.append(
-            f"| {r.name} | {r.sent} | {r.ok} | {r.documented} | {r.wrong} | {r.hung} | {recovery} | {details} |"
-        )
+        unclassified = ", ".join(f"{k} {v:.0f}" for k, v in sorted(r.unclassified.items()))
+        counts = f"{r.sent} | {r.ok} ({r.failovers}) | {r.documented} | {r.wrong} | {r.hung}"
+        lines.append(f"| {r.name} | {counts} | {recovery} | {details} | {unclassified} |")
     return "\n".join(lines) + "\n"
 
 
@@ -311,6 +337,7 @@ def main() -> int:
                     running.stack.by_name,
                     running.envoy_url,
                     chosen,
+                    metrics_url=f"http://127.0.0.1:{running.ports.router_metrics}/metrics",
                     hold_s=args.hold,
                     settle_s=args.settle,
                     concurrency=args.concurrency,
