@@ -21,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -78,8 +79,11 @@ def input_file(rows: list[list[int]], path: Path) -> Path:
 def _http(url: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
     data = None if body is None else json.dumps(body).encode()
     request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=300) as response:
-        raw = response.read()
+    try:
+        with urllib.request.urlopen(request, timeout=300) as response:
+            raw = response.read()
+    except urllib.error.HTTPError as e:  # Triton's own reason, e.g. why a config could not be loaded
+        raise RuntimeError(f"{request.get_method()} {url}: HTTP {e.code}: {e.read().decode(errors='replace')}") from e
     parsed: dict[str, Any] = json.loads(raw) if raw else {}
     return parsed
 
