@@ -131,7 +131,27 @@ def load_body(raw: bytes) -> Any:
     upstream body would fail on it. Every lone surrogate becomes U+FFFD (valid pairs decode to their character).
     """
     body = json.loads(raw)
+    _check_depth(body)
     return _without_surrogates(body) if _SURROGATE_ESCAPE.search(raw) else body
+
+
+MAX_MODEL_NAME_CHARS = 256
+MAX_JSON_DEPTH = 64
+"""Deepest nesting of arrays and objects accepted in a request body. Real requests (tool schemas included) stay far
+below it; deeper bodies parse, but copying or re-encoding them would exhaust the interpreter's recursion limit."""
+
+
+def _check_depth(value: Any) -> None:
+    """Raise ValueError when `value` nests deeper than MAX_JSON_DEPTH (iteratively: no recursion to exhaust)."""
+    todo: list[tuple[Any, int]] = [(value, 1)]
+    while todo:
+        item, depth = todo.pop()
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else None
+        if children is None:
+            continue
+        if depth > MAX_JSON_DEPTH:
+            raise ValueError(f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
+        todo.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
 
 
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
@@ -161,6 +181,8 @@ def _model(body: Mapping[str, Any]) -> str:
         raise InvalidRequest("'model' must be a non-empty string.", "model")
     if not model.isprintable():  # it is echoed in response headers, where control characters are not allowed
         raise InvalidRequest("'model' must not contain control characters.", "model")
+    if len(model) > MAX_MODEL_NAME_CHARS:  # echoed in headers too, which Envoy bounds (60 KiB in all by default)
+        raise InvalidRequest(f"'model' must be at most {MAX_MODEL_NAME_CHARS} characters.", "model")
     return model
 
 

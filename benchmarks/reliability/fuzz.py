@@ -149,6 +149,24 @@ _cache_body = st.fixed_dictionaries(
 )
 
 
+_name = st.text(alphabet=st.characters(codec="utf-8", exclude_categories=["Cc", "Cs"]), min_size=1, max_size=40)
+_cache_valid = st.fixed_dictionaries(
+    {
+        "prompt": _odd_text.filter(bool),
+        "embedding": st.lists(st.floats(-1, 1, width=32), min_size=384, max_size=384),
+        "model": _name,
+        "fingerprint": _name,
+    },
+    optional={
+        "tenant": _name,
+        "threshold": st.floats(0, 1),
+        "response": st.dictionaries(st.text(max_size=8), _json, max_size=4),
+        "ttl_seconds": st.integers(1, 3600),
+    },
+)
+"""Bodies the cache service should accept (so lookups, stores and invalidations run, not only their validation)."""
+
+
 @st.composite
 def _raw(draw: st.DrawFn, body: st.SearchStrategy[Any]) -> bytes:
     """A generated body as bytes, sometimes mangled: lone-surrogate escapes, deep nesting, truncation, junk."""
@@ -180,6 +198,8 @@ class Tally:
     failures: list[dict[str, Any]] = field(default_factory=list)
     documented_5xx: int = 0
     seconds: float = 0.0
+    failing_bodies: list[tuple[str, bytes]] = field(default_factory=list)
+    """The first failing inputs whole (`--failures-dir` writes them out, to replay)."""
 
     def check(self, target: str, body: bytes, r: httpx.Response | Exception) -> None:
         self.sent[target] += 1
@@ -203,6 +223,8 @@ class Tally:
                 self._fail(target, body, f"HTTP {r.status_code}: {r.text[:200]}")
 
     def _fail(self, target: str, body: bytes, why: str) -> None:
+        if len(self.failing_bodies) < 20:
+            self.failing_bodies.append((target, body))
         if len(self.failures) < 50:
             self.failures.append({"target": target, "why": why, "body": body[:300].decode("utf-8", "replace")})
         else:
@@ -238,8 +260,8 @@ def run_fuzz(targets: Targets, inputs: int, seed: int = 0, timeout_s: float = 30
     ]
     if targets.cache:
         plan += [
-            ("cache lookup", targets.cache, "/v1/cache/lookup", _cache_body, False),
-            ("cache store", targets.cache, "/v1/cache/store", _cache_body, True),
+            ("cache lookup", targets.cache, "/v1/cache/lookup", _cache_body | _cache_valid, False),
+            ("cache store", targets.cache, "/v1/cache/store", _cache_body | _cache_valid, True),
             ("cache invalidate", targets.cache, "/v1/cache/invalidate", _cache_body, True),
         ]
     weights = [4, 2, 1, 1, 1, 1, 1, 1, 1, 1, 1][: len(plan)]
@@ -303,6 +325,7 @@ def main() -> int:
     parser.add_argument("--inputs", type=int, default=10_000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
+    parser.add_argument("--failures-dir", type=Path, default=None, help="write the first failing bodies here")
     args = parser.parse_args()
     from tests.integration.conftest import start_stack
 
@@ -336,6 +359,10 @@ def main() -> int:
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     (args.out / "fuzz.json").write_text(json.dumps(payload, indent=2))
+    if args.failures_dir is not None:
+        args.failures_dir.mkdir(parents=True, exist_ok=True)
+        for i, (target, body) in enumerate(tally.failing_bodies):
+            (args.failures_dir / f"{i:02d}-{target.replace(' ', '_')}.json").write_bytes(body)
     return 1 if tally.failures or dead else 0
 
 

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from cache_service.auth import ENV_VAR, AuthFailure, check_bearer, resolve_admin_token
-from router_service.config import RateLimitConfig
+from router_service.config import RateLimitConfig, RouterConfig
+from router_service.decision import load_body, plan
 from router_service.decision_types import CachePolicy, Routed
 from router_service.endpoint_health import EndpointHealth
 from router_service.errors import InvalidRequest
@@ -241,3 +242,26 @@ def test_an_ejected_endpoint_is_skipped_for_the_next_healthy_candidate() -> None
     for endpoint in ("10.0.0.2:8000", "10.0.0.3:8000"):
         health.record_failure(endpoint)
     assert skip_unhealthy(decision, health) is decision  # none healthy: try the first choice anyway
+
+
+# --- bodies the fuzz run found ------------------------------------------------------------------------------
+
+
+def test_deep_json_is_refused_before_any_recursive_copy() -> None:
+    deep = b'{"model": "MoM", "messages": [], "x": ' + b"[" * 900 + b"]" * 900 + b"}"
+    with pytest.raises(ValueError, match="nested deeper"):
+        load_body(deep)
+    assert load_body(b'{"x": ' + b"[" * 60 + b"]" * 60 + b"}")["x"]
+
+
+def test_a_model_name_too_long_for_a_header_is_a_400() -> None:
+    cfg = RouterConfig.model_validate(
+        {
+            "vllm_endpoints": [{"name": "e", "address": "127.0.0.1", "port": 1}],
+            "model_config": {"m": {"preferred_endpoints": ["e"]}},
+            "default_model": "m",
+        }
+    )
+    with pytest.raises(InvalidRequest) as err:
+        plan(cfg, {"model": "🙂" * 5000, "messages": [{"role": "user", "content": "hi"}]}, {})
+    assert err.value.param == "model"
