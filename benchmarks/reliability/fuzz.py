@@ -298,11 +298,12 @@ def run_fuzz(targets: Targets, inputs: int, seed: int = 0, timeout_s: float = 30
 # --- the script ----------------------------------------------------------------------------------------------
 
 
-def _report(tally: Tally, inputs: int) -> str:
+def _report(tally: Tally, inputs: int, seed: int = 0) -> str:
+    command = f"python benchmarks/reliability/fuzz.py --inputs {inputs}" + (f" --seed {seed}" if seed else "")
     lines = [
         f"# Fuzz run ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())})",
         "",
-        f"`python benchmarks/reliability/fuzz.py --inputs {inputs}`: {tally.total} inputs in {tally.seconds:.0f} s, "
+        f"`{command}`: {tally.total} inputs in {tally.seconds:.0f} s, "
         f"{len(tally.failures)} failures (undocumented 5xx, dropped or hung connections, errors without an "
         f"OpenAI-style body); {tally.documented_5xx} documented 503s (classifier shed/unavailable, with Retry-After).",
         "",
@@ -342,7 +343,7 @@ def main() -> int:
             dead = running.stack.dead()
         finally:
             running.stack.down()
-    report = _report(tally, args.inputs)
+    report = _report(tally, args.inputs, args.seed)
     if dead:
         report += f"\nProcesses that exited during the run: {', '.join(dead)}\n"
     print(report)
