@@ -80,15 +80,17 @@ async def soak(
         else:
             prompt = BENIGN[i % len(BENIGN)]
         body: dict[str, Any] = {"model": "MoM", "messages": [{"role": "user", "content": prompt}]}
+        # a routed request skips the cache lookup (its near-twins would be semantic hits) so it reaches a backend
+        headers = {"x-vsr-cache-control": "no-cache"} if kind == "routed" else {}
         try:
             if kind == "streamed":
                 body["stream"] = True
-                async with client.stream("POST", url, json=body, timeout=30) as r:
+                async with client.stream("POST", url, json=body, headers=headers, timeout=30) as r:
                     text = (await r.aread()).decode("utf-8", "replace")
                 ok = r.status_code == 200 and text.rstrip().endswith("data: [DONE]")
                 outcome, detail = ("ok", "") if ok else ("wrong", f"stream HTTP {r.status_code}: {text[:100]}")
             else:
-                resp = await client.post(url, json=body, timeout=30)
+                resp = await client.post(url, json=body, headers=headers, timeout=30)
                 outcome, detail = classify(jailbreak, resp)
         except httpx.TimeoutException:
             outcome, detail = "hung", "timeout"
@@ -99,6 +101,8 @@ async def soak(
         if outcome != "ok" and len(wrong) < 20:
             wrong.append(f"{kind}: {detail}")
         done += 1
+        if done % 5000 == 0:
+            print(f"{done} answered, {time.monotonic() - started:.0f} s, {dict(outcomes)}", flush=True)
 
     async def worker(client: httpx.AsyncClient) -> None:
         nonlocal next_index
