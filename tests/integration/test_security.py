@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -13,7 +14,8 @@ import yaml
 
 from router_service.errors import ClassifierOverloaded
 from router_service.signals import SignalClient
-from tests.integration.conftest import RunningStack
+from semantic_router.stack import Ports, Stack, StackSettings
+from tests.integration.conftest import RunningStack, write_test_config
 
 pytestmark = pytest.mark.integration
 
@@ -106,3 +108,75 @@ async def test_a_full_classification_queue_sheds_at_once(stack: RunningStack) ->
         assert client._pending_rows == 0  # every admitted row left the bound
     finally:
         await client.close()
+
+
+@pytest.fixture(scope="module")
+def small_queue_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
+    """A stack whose router admits one text at a time to Triton (SR_MAX_PENDING_ROWS=1), to overload it at will."""
+    run_dir = tmp_path_factory.mktemp("small-queue")
+    config = run_dir / "config.yaml"
+    backends = write_test_config(config)
+    ports = Ports.free()
+    s = Stack(
+        StackSettings(
+            config=config, ports=ports, run_dir=run_dir, with_cache=False, router_env={"SR_MAX_PENDING_ROWS": "1"}
+        )
+    )
+    s.up()
+    try:
+        yield RunningStack(s, ports, config, backends)
+    finally:
+        s.down()
+
+
+def _burst(url: str, n: int) -> list[httpx.Response]:
+    async def run() -> list[httpx.Response]:
+        async with httpx.AsyncClient(timeout=30) as client:
+            return await asyncio.gather(
+                *(
+                    client.post(
+                        f"{url}/v1/chat/completions",
+                        json={
+                            "model": "MoM",
+                            "messages": [{"role": "user", "content": f"{BENIGN} ({i}, {time.time()})"}],
+                        },
+                    )
+                    for i in range(n)
+                )
+            )
+
+    return asyncio.run(run())
+
+
+def _shed_total(stack: RunningStack) -> float:
+    text = httpx.get(f"http://127.0.0.1:{stack.ports.router_metrics}/metrics", timeout=5).text
+    line = next(li for li in text.splitlines() if li.startswith("semantic_router_classification_shed_total "))
+    return float(line.split()[1])
+
+
+def test_overload_is_shed_with_503_and_retry_after_through_envoy(small_queue_stack: RunningStack) -> None:
+    before = _shed_total(small_queue_stack)
+    started = time.perf_counter()
+    answers = _burst(small_queue_stack.envoy_url, 24)
+    elapsed = time.perf_counter() - started
+    shed = [r for r in answers if r.status_code == 503]
+    assert {r.status_code for r in answers} <= {200, 503}, [r.text for r in answers]
+    assert shed and len(shed) < len(answers)
+    for r in shed:
+        assert r.json()["error"]["code"] == "classifier_unavailable"  # the jailbreak guard fails closed by default
+        assert r.headers["retry-after"] == "1"
+    assert _shed_total(small_queue_stack) - before == len(shed)
+    assert elapsed < 10  # shed at once, not after Triton's 3 s deadline per queued request
+
+
+def test_overload_under_an_open_policy_passes_unclassified(small_queue_stack: RunningStack) -> None:
+    raw = yaml.safe_load(small_queue_stack.config_path.read_text())
+    raw["triton_router"] = {"failure_policy": {"classification": "open", "jailbreak": "open", "pii": "open"}}
+    small_queue_stack.config_path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    r = httpx.post(f"{small_queue_stack.router_url}/config/reload", headers=small_queue_stack.admin_headers, timeout=10)
+    assert r.status_code == 200, r.text
+    answers = _burst(small_queue_stack.envoy_url, 24)
+    assert all(r.status_code == 200 for r in answers), [r.text for r in answers if r.status_code != 200]
+    text = httpx.get(f"http://127.0.0.1:{small_queue_stack.ports.router_metrics}/metrics", timeout=5).text
+    routed = [li for li in text.splitlines() if li.startswith("semantic_router_requests_unclassified_total{")]
+    assert any('reason="overloaded"' in li and 'outcome="routed"' in li and not li.endswith(" 0.0") for li in routed)
