@@ -31,6 +31,8 @@ def _reply_text(name: str, model: str, prompt: str) -> str:
 
 def create_app(name: str, *, token_delay_s: float = 0.0, history: int = 64) -> Starlette:
     seen: deque[dict[str, Any]] = deque(maxlen=history)
+    seen_other: deque[dict[str, Any]] = deque(maxlen=history)
+    """/v1/completions and /v1/responses requests, apart from the chat ones (`/_demo/requests`)."""
     state: dict[str, Any] = {"fail_next": 0}
 
     async def chat(request: Request) -> Response:
@@ -98,7 +100,7 @@ def create_app(name: str, *, token_delay_s: float = 0.0, history: int = 64) -> S
     async def other(request: Request) -> Response:
         """/v1/completions and /v1/responses: a labelled canned answer in each endpoint's own shape."""
         body = await request.json()
-        seen.append({"headers": dict(request.headers), "body": body, "path": request.url.path})
+        seen_other.append({"headers": dict(request.headers), "body": body, "path": request.url.path})
         model = str(body.get("model", ""))
         text = _reply_text(name, model, "")
         if request.url.path.endswith("/completions"):
@@ -133,6 +135,9 @@ def create_app(name: str, *, token_delay_s: float = 0.0, history: int = 64) -> S
     async def requests_seen(_: Request) -> Response:
         return JSONResponse(list(seen))
 
+    async def other_requests_seen(_: Request) -> Response:
+        return JSONResponse(list(seen_other))
+
     async def fail_next(request: Request) -> Response:
         state["fail_next"] = int(request.query_params.get("n", "1"))
         return JSONResponse({"fail_next": state["fail_next"]})
@@ -145,6 +150,7 @@ def create_app(name: str, *, token_delay_s: float = 0.0, history: int = 64) -> S
             Route("/v1/models", models),
             Route("/health", health),
             Route("/_demo/requests", requests_seen),
+            Route("/_demo/other_requests", other_requests_seen),
             Route("/_demo/fail_next", fail_next, methods=["POST"]),
         ]
     )

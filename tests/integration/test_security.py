@@ -53,6 +53,13 @@ def test_completions_and_responses_are_guarded_and_routed(stack: RunningStack, p
         model = r.headers["x-vsr-selected-model"]
         assert r.headers["x-vsr-selected-category"] == "math"
         assert r.json()["model"] == model  # the backend got the chosen model, not "MoM"
+        seen = [
+            entry["body"]
+            for port in stack.backends.values()
+            for entry in httpx.get(f"http://127.0.0.1:{port}/_demo/other_requests", timeout=5).json()
+            if entry["path"] == path and entry["body"].get(field) == BENIGN
+        ]
+        assert seen and seen[-1] == {"model": model, field: BENIGN}  # only `model` rewritten, nothing injected
         r = client.post(path, json={"model": "MoM", field: 5})
         assert r.status_code == 400 and r.json()["error"]["param"] == field
 
