@@ -158,16 +158,22 @@ def measure_speed(
         row["speed"] = {"seq_len": seq_len, "threads": threads, "seq_per_s": {str(b): s for b, s in speed.items()}}
 
 
+NOTES_MARKER = "<!-- notes: kept when the table above is regenerated -->"
+
+
 def write_comparison(rows: list[dict[str, Any]], output: Path) -> str:
     output.mkdir(parents=True, exist_ok=True)
+    previous = output / "design_comparison.md"
+    kept = previous.read_text(encoding="utf-8").partition(NOTES_MARKER)[2] if previous.exists() else ""
     (output / "design_comparison.json").write_text(json.dumps(rows, indent=2) + "\n", encoding="utf-8")
     metrics = list(rows[0]["test"]) if rows else []
     batches = list(rows[0].get("speed", {}).get("seq_per_s", {})) if rows else []
     lines = [
         "# Design comparison",
         "",
-        "Validation picks the defaults; held-out test figures are shown for the record. Design = branch layer /",
-        "fine-tuning per task (branch 0 everywhere = four separate encoders, the compute of a 4-model ensemble).",
+        "Validation picks the defaults; held-out test figures are shown for the record (the fp32 graph's; a build",
+        "that serves int8 gives its int8 figures in its report). Design: one pass = frozen lower layers + one",
+        "shared fine-tuned copy of the upper layers for every output; branches = a frozen trunk + per-task copies.",
         "Throughput: in-process onnxruntime, all graphs measured in the same rounds, "
         + (
             f"sequence length {rows[0]['speed']['seq_len']}, {rows[0]['speed']['threads']} threads."
@@ -204,7 +210,8 @@ def write_comparison(rows: list[dict[str, Any]], output: Path) -> str:
             f"{w['test_accuracy']:.3f} |"
             for name, w in r["intent_weak_sources"].items()
         ]
-    text = "\n".join(lines) + "\n"
+    lines += ["", NOTES_MARKER]
+    text = "\n".join(lines) + (kept if kept.strip() else "\n")
     (output / "design_comparison.md").write_text(text, encoding="utf-8")
     return text
 
