@@ -49,6 +49,7 @@ __all__ = [
     "Category",
     "CategoryModelConfig",
     "ClassifierConfig",
+    "ConversationConfig",
     "Endpoint",
     "FailurePolicy",
     "KeywordRule",
@@ -207,17 +208,29 @@ class PiiPolicy(_Section):
 
     `allow_by_default: true` allows every type; `false` allows only `pii_types_allowed`. When
     `allow_by_default` is omitted it is true unless a `pii_types_allowed` list is given (a list of
-    allowed types only means something as a restriction). A model without `pii_policy` allows all PII,
-    which is what an operator who never wrote a policy expects (VSR's Go zero value would deny all).
+    allowed types only means something as a restriction; with `action: mask` it is false: mask every type not
+    listed). A model without `pii_policy` allows all PII, which is what an operator who never wrote a policy
+    expects (VSR's Go zero value would deny all).
     """
 
     allow_by_default: bool | None = None
     pii_types_allowed: tuple[str, ...] = ()
+    action: Literal["deny", "mask"] = "deny"
+    """Ours. What happens to a type the policy does not allow. deny (default, VSR's behaviour): the model is not
+    eligible (an auto request falls to the next model, else it is refused). mask: the model stays eligible and
+    receives each such span as a typed, numbered placeholder (`<EMAIL_ADDRESS_1>`); it fails closed (with PII
+    detection unavailable the model receives nothing)."""
+    restore: bool = True
+    """Ours, with `action: mask`: put the original values back in the response (streamed or not)."""
+
+    @property
+    def masks(self) -> bool:
+        return self.action == "mask"
 
     @property
     def allows_all(self) -> bool:
-        if self.allow_by_default is None:
-            return not self.pii_types_allowed
+        if self.allow_by_default is None:  # `action: mask` alone masks every type
+            return not self.pii_types_allowed and not self.masks
         return self.allow_by_default
 
     def allows(self, pii_type: str) -> bool:
@@ -446,6 +459,30 @@ class RateLimitConfig(_Section):
         return value.lower() if value is not None else None
 
 
+class ConversationConfig(_Section):
+    """Conversation-aware routing (ours): a conversation's model is pinned in Redis and kept across turns.
+
+    The key is the `header` a client sends (scoped by the tenant header), else a hash of the conversation's
+    opening (its system messages and first user message, the tenant header and the `authorization` header).
+    A later turn leaves the pinned model only when its category changes with confidence at least
+    `switch_confidence`, and never while a tool call is pending (assistant `tool_calls` / `tool` messages
+    after the last user message)."""
+
+    enabled: bool = False
+    header: NonEmptyStr = "x-conversation-id"
+    ttl_seconds: Annotated[int, Field(ge=1, le=30 * 24 * 3600)] = 3600
+    """How long a pin lives after its conversation's last turn (refreshed on every turn)."""
+    switch_confidence: Probability = 0.85
+    """The hysteresis: the classifier confidence a new category needs to move a conversation off its model."""
+
+    @field_validator("header")
+    @classmethod
+    def _header_name(cls, value: str) -> str:
+        if not re.fullmatch(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+", value):
+            raise ValueError("must be an HTTP header name")
+        return value.lower()
+
+
 class TritonRouterConfig(_Section):
     """Our own settings (VSR's `router:` section means something else and is kept as-is)."""
 
@@ -463,6 +500,7 @@ class TritonRouterConfig(_Section):
     """Token for GET /config and POST /config/reload (`Authorization: Bearer`). The SEMANTIC_ROUTER_ADMIN_TOKEN
     variable wins over it; with neither, the run directory's `admin_token` file (created when missing)."""
     rate_limit: RateLimitConfig = RateLimitConfig()
+    conversation: ConversationConfig = ConversationConfig()
 
     @field_validator("cache_tenant_header")
     @classmethod
@@ -612,9 +650,13 @@ class RouterConfig(_Section):
         """Whether detected PII can change where a request for `model` goes: PII detection is on where it is
         decided (the category, or no category) and some model it may reach restricts a type. When it cannot
         (e.g. every model allows all PII, as in VSR's own config.yaml), the router asks Triton for no PII and the
-        PII branch of the graph does not run."""
+        PII branch of the graph does not run. A model with `pii_policy.action: mask` always needs detection, whatever
+        the category's `pii_enabled` says: masking is the model's promise."""
         if not is_auto:
-            return self.pii_enabled(None) and not self.pii_policy_for(model).allows_all
+            policy = self.pii_policy_for(model)
+            return policy.masks or (self.pii_enabled(None) and not policy.allows_all)
+        if any(self.pii_policy_for(m).masks for m in self.all_models()):
+            return True  # a masking model must never receive unchecked text
         enabled = self.pii_enabled(None) or any(self.pii_enabled(c) for c in self.categories)
         return enabled and any(not self.pii_policy_for(m).allows_all for m in self.all_models())
 

@@ -21,7 +21,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from router_service import guards, routing
+from router_service import conversation, guards, pii_masking, routing
 from router_service.config import RouterConfig
 from router_service.decision_types import (
     Blocked,
@@ -47,6 +47,7 @@ __all__ = [
     "decide",
     "load_body",
     "message_text",
+    "pii_windows",
     "plan",
     "without_lone_surrogates",
 ]
@@ -61,10 +62,9 @@ TOOL_CHOICES = frozenset({"none", "auto", "required"})
 def plan(cfg: RouterConfig, body: object, headers: Mapping[str, str]) -> Plan:
     """Validate a chat-completions body and say which texts need signals.
 
-    `headers` is accepted so both transports call the core the same way; no header changes the plan today
-    (cache control and tenant scoping are applied by the cache layer).
+    `headers` give the conversation key (conversation routing); cache control and tenant scoping are applied by
+    the cache layer.
     """
-    del headers
     if not isinstance(body, dict):
         raise InvalidRequest("The request body must be a JSON object.")
     model = _model(body)
@@ -77,9 +77,11 @@ def plan(cfg: RouterConfig, body: object, headers: Mapping[str, str]) -> Plan:
     ):
         raise InvalidRequest("'stream_options' must be an object with a boolean 'include_usage'.", "stream_options")
     texts = _Texts()
-    roles_and_texts = [(m["role"], message_text(m)) for m in _messages(body)]
+    messages = _messages(body)
+    roles_and_texts = [(m["role"], message_text(m)) for m in messages]
     is_auto = cfg.is_auto_model(model)
-    pii = [texts.add(t) for _, t in roles_and_texts if t.strip()] if cfg.pii_can_matter(model, is_auto) else []
+    pii_texts = (w for _, t in roles_and_texts if t.strip() for w in pii_windows(t))
+    pii = [texts.add(w) for w in pii_texts] if cfg.pii_can_matter(model, is_auto) else []
     user = [texts.add(t) for role, t in roles_and_texts if role == "user" and t.strip()]
     last_user = user[-1] if user else None
     tool_mode = _tool_mode(cfg, body, last_user)
@@ -97,7 +99,22 @@ def plan(cfg: RouterConfig, body: object, headers: Mapping[str, str]) -> Plan:
         keyword_category=keyword,
         tool_mode=tool_mode,
         tool_indices=tuple(tool_indices),
+        conversation_key=conversation.conversation_key(cfg, messages, headers) if is_auto else None,
+        tool_loop=conversation.in_tool_loop(messages),
     )
+
+
+PII_WINDOW_CHARS = 1000
+PII_WINDOW_OVERLAP = 150
+
+
+def pii_windows(text: str) -> list[str]:
+    """`text` in overlapping windows short enough for the model's 512-token window, for PII detection: a long
+    message's tail is checked too (an entity shorter than the overlap is whole in some window)."""
+    if len(text) <= PII_WINDOW_CHARS:
+        return [text]
+    step = PII_WINDOW_CHARS - PII_WINDOW_OVERLAP
+    return [text[i : i + PII_WINDOW_CHARS] for i in range(0, len(text) - PII_WINDOW_OVERLAP, step)]
 
 
 class _Texts:
@@ -253,11 +270,15 @@ def decide(
     body: Mapping[str, Any],
     signals: Sequence[TextSignals] | None,
     tool_index: ToolIndex | None,
+    pin: conversation.PinLookup | None = None,
 ) -> Routed | Blocked:
-    """Route or block one planned request. `body` is not modified; `Routed.body` is a rewritten copy."""
+    """Route or block one planned request. `body` is not modified; `Routed.body` is a rewritten copy.
+
+    `pin` is the conversation's pin as the store returned it (None: conversation routing does not apply)."""
     if signals is not None and len(signals) != len(plan.texts):
         raise ValueError(f"got {len(signals)} signals for {len(plan.texts)} planned texts")
-    cls = routing.classify(cfg, plan, signals)
+    turn = conversation.resolve(cfg, plan.is_auto, plan.tool_loop, routing.classify(cfg, plan, signals), pin)
+    cls = turn.classification
     category = cls.category
     blocked = guards.check_jailbreak(cfg, plan, signals, category)
     if blocked is not None:
@@ -265,16 +286,31 @@ def decide(
     if cls.reason == "classifier_unavailable" and cfg.triton_router.failure_policy.classification == "closed":
         return guards.unavailable("classification", category)
     chain = routing.candidate_chain(cfg, plan, cls)
+    if turn.pinned_model is not None:
+        chain = conversation.pin_first(chain, turn.pinned_model)
     pii = guards.detect_pii(cfg, plan, signals, category)
     if pii is None and cfg.triton_router.failure_policy.pii == "open":
         pii = frozenset()
-    allowed = guards.eligible(cfg, chain, pii)
+    entities = guards.pii_entities(cfg, plan, signals, category)
+    allowed = guards.eligible(cfg, chain, pii, maskable=entities is not None)
     if not allowed:
         return guards.unavailable("pii", category) if pii is None else guards.pii_blocked(cfg, chain, pii, category)
     chosen = allowed[0]
+    policy = cfg.pii_policy_for(chosen.model)
+    masking = (
+        pii_masking.plan_masking(entities or (), lambda t: not policy.allows(t), restore=policy.restore)
+        if policy.masks
+        else None
+    )
+    masked = frozenset(masking.counts if masking is not None else ())
+    detected = frozenset(e.type for e in entities or ())
+    # A failover candidate gets the same body: a masking one only when what it must not see is masked already.
+    allowed = (chosen, *(c for c in allowed[1:] if guards.covered(cfg, c, detected - masked)))
     (model, endpoint), *failover = routing.endpoints(cfg, allowed)
     new_body = copy.deepcopy(dict(body))
     new_body["model"] = model
+    if masking is not None:
+        pii_masking.mask_body(new_body, masking)
     reasoning = routing.apply_reasoning(cfg, new_body, chosen) if plan.is_auto else False
     injected = routing.apply_system_prompt(new_body, category) if plan.is_auto else False
     tools = routing.apply_tools(cfg, plan, new_body, signals, tool_index)
@@ -286,6 +322,11 @@ def decide(
     }
     if name is not None:
         response_headers["x-vsr-selected-category"] = name
+    if masking is not None:
+        response_headers["x-vsr-pii-masked"] = ",".join(masking.types)
+    pin_outcome, new_pin = _pin_after(turn, chosen.model, name)
+    if pin_outcome is not None:
+        response_headers["x-vsr-conversation-pin"] = pin_outcome
     moved = chosen is not chain[0]
     refused = chain[: chain.index(chosen)] if moved and pii else ()
     pii_denied = {
@@ -302,9 +343,27 @@ def decide(
         upstream_headers={"x-vsr-destination-endpoint": endpoint, "x-selected-model": model},
         response_headers=response_headers,
         candidates=tuple(failover),
-        cache=CachePolicy(enabled=cfg.cache_enabled(category), threshold=cfg.cache_threshold(category)),
+        # A masked request is never cached: the cache would key PII-bearing prompts and replay placeholders.
+        cache=CachePolicy(
+            enabled=cfg.cache_enabled(category) and masking is None, threshold=cfg.cache_threshold(category)
+        ),
         reason=cls.reason + ("+pii_fallback" if moved else ""),
         pii_types=tuple(sorted(pii or ())),
         selected_tools=tools,
         pii_denied=pii_denied,
+        masking=masking,
+        pin_outcome=pin_outcome,
+        pin=new_pin,
     )
+
+
+def _pin_after(
+    turn: conversation.Turn, chosen: str, category: str | None
+) -> tuple[str | None, conversation.Pin | None]:
+    """The pin outcome for the response header and the pin to store after this turn."""
+    if turn.outcome in (None, "unavailable"):
+        return turn.outcome, None
+    if turn.pinned_model is not None:
+        pin = conversation.Pin(turn.pinned_model, category)
+        return ("overridden" if chosen != turn.pinned_model else turn.outcome), pin
+    return turn.outcome, conversation.Pin(chosen, category)

@@ -8,10 +8,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import numpy.typing as npt
+
+if TYPE_CHECKING:
+    from router_service.conversation import Pin
+    from router_service.pii_masking import Masking
 
 __all__ = ["BlockReason", "Blocked", "CachePolicy", "PiiEntity", "Plan", "Routed", "TextSignals", "ToolMode"]
 
@@ -47,6 +51,8 @@ class TextSignals:
     jailbreak_threshold: float = 0.7
     """The operating point the model's build chose on validation (manifest `thresholds.jailbreak`); a configured
     `prompt_guard.threshold` or category `jailbreak_threshold` takes precedence (`RouterConfig.jailbreak_threshold`)."""
+    truncated: bool = False
+    """The text was longer than the model's window: what lies past it was not seen (no PII verdict on it)."""
 
 
 @dataclass(frozen=True)
@@ -69,6 +75,10 @@ class Plan:
     keyword_category: str | None = None
     tool_mode: ToolMode = "none"
     tool_indices: tuple[int, ...] = ()
+    conversation_key: str | None = None
+    """The conversation's key when conversation routing is on (`router_service.conversation`)."""
+    tool_loop: bool = False
+    """A tool call is in flight (after the last user message): a pinned conversation never switches models here."""
 
 
 @dataclass(frozen=True)
@@ -107,6 +117,12 @@ class Routed:
     """Names of the tools left in the body after automatic selection; None when selection did not run."""
     pii_denied: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     """Models passed over because their pii_policy refused detected PII, with the types each refused."""
+    masking: Masking | None = None
+    """The placeholders that replaced PII in `body` (`pii_policy.action: mask`); transports restore responses."""
+    pin_outcome: str | None = None
+    """What conversation routing did (`conversation.PinOutcome`); None when it does not apply."""
+    pin: Pin | None = None
+    """The pin to store for the conversation after this turn (None: store nothing)."""
 
 
 @dataclass(frozen=True)

@@ -9,10 +9,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from router_service.config import Category, RouterConfig
-from router_service.decision_types import Blocked, Plan, TextSignals
+from router_service.decision_types import Blocked, PiiEntity, Plan, TextSignals
 from router_service.routing import Candidate
 
-__all__ = ["check_jailbreak", "detect_pii", "eligible", "pii_blocked", "unavailable"]
+__all__ = ["check_jailbreak", "covered", "detect_pii", "eligible", "pii_blocked", "pii_entities", "unavailable"]
 
 JAILBREAK_TYPE = "jailbreak"
 """The signals model is binary (benign/jailbreak), so the only type it can report is this one."""
@@ -84,14 +84,51 @@ def detect_pii(
     return frozenset(found)
 
 
-def eligible(cfg: RouterConfig, chain: Sequence[Candidate], pii: frozenset[str] | None) -> tuple[Candidate, ...]:
+def pii_entities(
+    cfg: RouterConfig, plan: Plan, signals: Sequence[TextSignals] | None, category: Category | None
+) -> tuple[PiiEntity, ...] | None:
+    """Every PII entity at or above the (per-category) threshold, for masking; None when unknown (Triton gave no
+    signals or no PII, or a text was longer than the model's window). Unlike `detect_pii` it ignores the
+    category's `pii_enabled`: a masking model gets masked text whatever the category says."""
+    if not plan.pii_indices:
+        return ()
+    if signals is None:
+        return None
+    threshold = cfg.pii_threshold(category)
+    found: list[PiiEntity] = []
+    for i in plan.pii_indices:
+        entities = signals[i].pii
+        if entities is None or signals[i].truncated:
+            return None
+        found.extend(e for e in entities if e.confidence >= threshold and e.type not in _NOT_PII)
+    return tuple(found)
+
+
+def eligible(
+    cfg: RouterConfig, chain: Sequence[Candidate], pii: frozenset[str] | None, *, maskable: bool = False
+) -> tuple[Candidate, ...]:
     """Candidates whose pii_policy allows every detected type, in chain order.
 
-    With PII unknown (None), only models that allow every type are safe.
+    With PII unknown (None), only models that allow every type are safe. A model whose policy masks
+    (`action: mask`) is eligible exactly when the entities are known (`maskable`): it fails closed.
     """
-    if pii is None:
-        return tuple(c for c in chain if cfg.pii_policy_for(c.model).allows_all)
-    return tuple(c for c in chain if all(cfg.pii_policy_for(c.model).allows(t) for t in pii))
+
+    def ok(c: Candidate) -> bool:
+        policy = cfg.pii_policy_for(c.model)
+        if policy.masks:
+            return maskable
+        if pii is None:
+            return policy.allows_all
+        return all(policy.allows(t) for t in pii)
+
+    return tuple(c for c in chain if ok(c))
+
+
+def covered(cfg: RouterConfig, candidate: Candidate, unmasked: frozenset[str]) -> bool:
+    """Whether `candidate` may receive a body in which the types `unmasked` are still in clear text: always for a
+    model that does not mask (it was found eligible), else only when its policy allows each such type."""
+    policy = cfg.pii_policy_for(candidate.model)
+    return not policy.masks or all(policy.allows(t) for t in unmasked)
 
 
 def pii_blocked(

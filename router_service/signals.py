@@ -302,6 +302,7 @@ class SignalClient:
             pii=pii,
             embedding=np.asarray(out["embedding"])[row].astype(np.float32, copy=True),
             jailbreak_threshold=m.jailbreak_threshold,
+            truncated=bool(enc.overflowing),
         )
 
 
