@@ -26,6 +26,7 @@ from router_service.config import RouterConfig
 from router_service.config_store import ConfigStore
 from router_service.errors import ConfigError, InvalidRequest, RouterError
 from router_service.extproc import serve_extproc
+from router_service.pin_store import PinStore
 from router_service.pipeline import RequestRouter
 from router_service.proxy import ChatProxy
 from router_service.ratelimit import retry_after_header
@@ -148,7 +149,8 @@ def create_app(settings: Settings) -> Starlette:
             timeout=httpx.Timeout(settings.upstream_timeout_s, connect=5.0),
             limits=httpx.Limits(max_connections=512, max_keepalive_connections=128),
         )
-        router = RequestRouter(store, signals, cache)
+        pins = PinStore(settings.redis_url, timeout_s=settings.pin_timeout_s) if settings.redis_url else None
+        router = RequestRouter(store, signals, cache, pins=pins)
         state.update(signals=signals, router=router, cache=cache)
         router.tool_index = await _build_tool_index(store.current, signals)
         state["proxy"] = ChatProxy(router, http, settings.max_body_bytes)
@@ -174,6 +176,8 @@ def create_app(settings: Settings) -> Starlette:
             await http.aclose()
             if cache is not None:
                 await cache.close()
+            if pins is not None:
+                await pins.close()
             await signals.close()
             if tracer_provider is not None:  # export what is still queued, without hanging on a dead collector
                 with contextlib.suppress(TimeoutError):

@@ -22,6 +22,7 @@ from router_service import metrics
 from router_service.accounting import ResponseTracker
 from router_service.decision import Blocked, Routed, load_body
 from router_service.errors import InvalidRequest, RouterError
+from router_service.pii_masking import ResponseRestorer
 from router_service.pipeline import CACHE_CONTROL_HEADER, Outcome, RequestRouter
 from router_service.prompt_paths import GUARDED_PATHS, as_chat
 from router_service.proxy import forward_headers, passthrough_headers
@@ -89,6 +90,8 @@ class _Stream:
     path: str = ""
     outcome: Outcome | None = None
     tracker: ResponseTracker | None = None
+    restorer: ResponseRestorer | None = None
+    """Puts masked PII back into the response (`pii_policy.restore`)."""
     done: bool = False
     """The upstream response has ended (end_of_stream seen)."""
 
@@ -334,7 +337,10 @@ class ExtProcServer(pb_grpc.ExternalProcessorServicer):  # type: ignore[misc]
                     response_body_mode=processing_mode_pb2.ProcessingMode.STREAMED
                 )
             stream.done = bool(headers.end_of_stream)
-        common = pb.CommonResponse(header_mutation=pb.HeaderMutation(set_headers=_set_headers(add)))
+            stream.restorer = _restorer(stream.outcome, stream.tracker)
+        remove = ["content-length"] if stream.restorer is not None else []  # the restored body has its own length
+        mutation = pb.HeaderMutation(set_headers=_set_headers(add), remove_headers=remove)
+        common = pb.CommonResponse(header_mutation=mutation)
         response = pb.ProcessingResponse(response_headers=pb.HeadersResponse(response=common))
         if mode is not None:
             response.mode_override.CopyFrom(mode)
@@ -344,7 +350,13 @@ class ExtProcServer(pb_grpc.ExternalProcessorServicer):  # type: ignore[misc]
         if stream.tracker is not None:
             stream.tracker.on_chunk(body.body)
             stream.done = bool(body.end_of_stream)
-        return pb.ProcessingResponse(response_body=pb.BodyResponse())
+        if stream.restorer is None:
+            return pb.ProcessingResponse(response_body=pb.BodyResponse())
+        out = stream.restorer.feed(body.body)
+        if body.end_of_stream:
+            out += stream.restorer.finish()
+        mutation = pb.BodyMutation(body=out) if out else pb.BodyMutation(clear_body=True)
+        return pb.ProcessingResponse(response_body=pb.BodyResponse(response=pb.CommonResponse(body_mutation=mutation)))
 
     def _finish_if_done(self, stream: _Stream) -> None:
         """Metrics and the cache store once the response is complete (called after its last reply was sent)."""
@@ -353,6 +365,15 @@ class ExtProcServer(pb_grpc.ExternalProcessorServicer):  # type: ignore[misc]
             return
         stream.tracker = None
         tracker.finish(self.router.config, self.router.cache, outcome.store_scope)
+
+
+def _restorer(outcome: Outcome | None, tracker: ResponseTracker) -> ResponseRestorer | None:
+    """A restorer when the request was masked with `restore` and the backend answered with a success."""
+    decision = outcome.decision if outcome is not None else None
+    masking = decision.masking if isinstance(decision, Routed) else None
+    if masking is None or not masking.restore or not 200 <= tracker.status < 300:
+        return None
+    return ResponseRestorer(masking, sse=tracker.sse)
 
 
 async def serve_extproc(

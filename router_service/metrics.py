@@ -134,6 +134,21 @@ SIGNAL_BATCH_SIZE = Histogram(
     registry=REGISTRY,
 )
 CONFIG_RELOADS = Counter("semantic_router_config_reloads", "Config reload attempts", ["result"], registry=REGISTRY)
+PII_MASKED = Counter(
+    "semantic_router_pii_masked",
+    "PII values replaced by placeholders before the request left (pii_policy.action: mask)",
+    ["model", "pii_type"],
+    registry=REGISTRY,
+)
+CONVERSATION_PINS = Counter(
+    "semantic_router_conversation_pins",
+    "Conversation routing outcomes: created, applied, applied_tool_loop, broken, overridden, unavailable",
+    ["outcome"],
+    registry=REGISTRY,
+)
+PIN_STORE_ERRORS = Counter(
+    "semantic_router_pin_store_errors", "Failed conversation pin store operations", ["operation"], registry=REGISTRY
+)
 
 
 def model_label(cfg: RouterConfig, name: str) -> str:

@@ -22,13 +22,24 @@ from typing import Any
 
 from router_service.decision_types import PiiEntity
 
-__all__ = ["PLACEHOLDER", "Masking", "StreamRestorer", "mask_body", "plan_masking", "restore_completion"]
+__all__ = [
+    "MAX_RESTORE_BYTES",
+    "PLACEHOLDER",
+    "Masking",
+    "ResponseRestorer",
+    "StreamRestorer",
+    "mask_body",
+    "plan_masking",
+    "restore_completion",
+]
 
 PLACEHOLDER = re.compile(r"<[A-Z][A-Z0-9_]*_[0-9]+>")
 _PARTIAL = re.compile(r"<[A-Z0-9_]*\Z")
 """A tail that may be the start of a placeholder split across stream chunks."""
 _MAX_PLACEHOLDER = 64
 _TEXT_FIELDS = ("content", "reasoning_content", "reasoning", "refusal")
+MAX_RESTORE_BYTES = 8 * 1024 * 1024
+"""A non-streamed response is restored whole; past this size it passes through with its placeholders."""
 
 
 @dataclass(frozen=True)
@@ -240,3 +251,32 @@ def _event_end(buf: bytes) -> tuple[int, int]:
     ends = [(buf.find(sep), len(sep)) for sep in (b"\n\n", b"\r\n\r\n")]
     found = [(i, n) for i, n in ends if i >= 0]
     return min(found) if found else (-1, 0)
+
+
+class ResponseRestorer:
+    """Restores one upstream response for the client: an SSE stream chunk by chunk (`StreamRestorer`), any other
+    body whole at its end (bounded by `MAX_RESTORE_BYTES`; past it the body passes through unrestored)."""
+
+    def __init__(self, masking: Masking, *, sse: bool) -> None:
+        self._stream = StreamRestorer(masking) if sse else None
+        self._masking = masking
+        self._buf = bytearray()
+        self._passthrough = False
+
+    def feed(self, data: bytes) -> bytes:
+        if self._stream is not None:
+            return self._stream.feed(data)
+        if self._passthrough:
+            return data
+        self._buf += data
+        if len(self._buf) > MAX_RESTORE_BYTES:
+            self._passthrough = True
+            out, self._buf = bytes(self._buf), bytearray()
+            return out
+        return b""
+
+    def finish(self) -> bytes:
+        if self._stream is not None:
+            return self._stream.flush()
+        out, self._buf = bytes(self._buf), bytearray()
+        return out if self._passthrough or not out else restore_completion(out, self._masking)

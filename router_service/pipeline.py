@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import time
@@ -18,9 +19,11 @@ from cache_service.scope import fingerprint
 from router_service import metrics
 from router_service.config import RouterConfig
 from router_service.config_store import ConfigStore
+from router_service.conversation import PinLookup
 from router_service.decision import Blocked, Plan, Routed, TextSignals, decide, plan
 from router_service.endpoint_health import EndpointHealth
 from router_service.errors import ClassifierOverloaded, ClassifierUnavailable, RateLimited
+from router_service.pin_store import PinStore
 from router_service.ratelimit import TenantRateLimiter, retry_after_header
 from router_service.signals import SignalClient
 from router_service.tools import ToolIndex
@@ -92,6 +95,7 @@ class RequestRouter:
         signals: SignalClient,
         cache: CacheClient | None,
         tool_index: ToolIndex | None = None,
+        pins: PinStore | None = None,
     ) -> None:
         self.store = store
         self.signals = signals
@@ -99,6 +103,7 @@ class RequestRouter:
         self.tool_index = tool_index
         self._limiter: TenantRateLimiter | None = None
         self.health = EndpointHealth()
+        self.pins = pins
 
     @property
     def config(self) -> RouterConfig:
@@ -118,6 +123,7 @@ class RequestRouter:
             timings: dict[str, float] = {}
             signals: list[TextSignals] | None = None
             unclassified: ClassifierUnavailable | None = None
+            pin_lookup = self._start_pin_lookup(the_plan)  # runs beside the Triton call
             if the_plan.texts:
                 t0 = time.perf_counter()
                 with tracer.start_as_current_span(SPAN_CLASSIFICATION) as span:
@@ -134,13 +140,15 @@ class RequestRouter:
                         signals = None
                     timings["signals"] = (time.perf_counter() - t0) * 1000
                     span.set_attribute("classification.time_ms", round(timings["signals"], 3))
+            pin = await pin_lookup if pin_lookup is not None else None
             with tracer.start_as_current_span(SPAN_ROUTING_DECISION) as span:
-                decision = decide(cfg, the_plan, body, signals, self.tool_index)
+                decision = decide(cfg, the_plan, body, signals, self.tool_index, pin)
                 span.set_attributes(_decision_attributes(decision))
             if unclassified is not None:
                 decision = _unclassified(decision, unclassified)
             if isinstance(decision, Routed):
                 decision = skip_unhealthy(decision, self.health)
+            self._save_pin(cfg, the_plan, decision)
             outcome = Outcome(decision=decision, plan=the_plan, timings_ms=timings)
             record_decision(cfg, the_plan, decision)
             if isinstance(decision, Routed):
@@ -164,6 +172,21 @@ class RequestRouter:
             metrics.RATE_LIMITED.inc()
             raise RateLimited(f"rate limit exceeded for this tenant ({limits.requests_per_second:g} requests/s)", wait)
 
+    def _start_pin_lookup(self, the_plan: Plan) -> asyncio.Task[PinLookup] | None:
+        """The conversation's pin, fetched concurrently with the signals (None: conversation routing is off)."""
+        if the_plan.conversation_key is None:
+            return None
+        if self.pins is None:  # configured on, but the router runs without Redis: say so on every turn
+            return asyncio.get_running_loop().create_task(_unavailable())
+        return asyncio.get_running_loop().create_task(self.pins.lookup(the_plan.conversation_key))
+
+    def _save_pin(self, cfg: RouterConfig, the_plan: Plan, decision: Routed | Blocked) -> None:
+        if not isinstance(decision, Routed) or decision.pin_outcome is None:
+            return
+        metrics.CONVERSATION_PINS.labels(outcome=decision.pin_outcome).inc()
+        if self.pins is not None and decision.pin is not None and the_plan.conversation_key is not None:
+            self.pins.spawn_save(the_plan.conversation_key, decision.pin, cfg.triton_router.conversation.ttl_seconds)
+
     @staticmethod
     def _log(cfg: RouterConfig, outcome: Outcome, headers: Mapping[str, str]) -> None:
         """One line per decision; the prompt only when the operator opted in (`triton_router.log_prompts`)."""
@@ -179,7 +202,9 @@ class RequestRouter:
         else:
             fields |= {"blocked": d.reason, "category": d.category}
         if cfg.triton_router.log_prompts and outcome.plan.intent_index is not None:
-            fields["prompt"] = outcome.plan.texts[outcome.plan.intent_index][:500]
+            prompt = outcome.plan.texts[outcome.plan.intent_index]
+            masking = d.masking if isinstance(d, Routed) else None
+            fields["prompt"] = (masking.mask(prompt) if masking is not None else prompt)[:500]  # masked stays masked
         log.info("decision %s", " ".join(f"{k}={v}" for k, v in fields.items()))
 
     async def _cache_lookup(
@@ -270,6 +295,10 @@ def _unclassified(decision: Routed | Blocked, error: ClassifierUnavailable) -> R
     return replace(decision, headers=headers, detail={**decision.detail, "cause": reason})
 
 
+async def _unavailable() -> PinLookup:
+    return PinLookup(None, available=False)
+
+
 _BLOCK_ERROR_REASONS = {"jailbreak": "jailbreak_block", "pii": "pii_policy_denied"}
 """VSR's `llm_request_errors_total` reasons for the router's own refusals."""
 
@@ -293,6 +322,9 @@ def record_decision(cfg: RouterConfig, the_plan: Plan, decision: Routed | Blocke
     for model, types in decision.pii_denied.items():
         for pii_type in types:
             metrics.PII_VIOLATIONS.labels(model=model, pii_type=pii_type).inc()
+    if decision.masking is not None:
+        for pii_type, count in decision.masking.counts.items():
+            metrics.PII_MASKED.labels(model=metrics.model_label(cfg, decision.model), pii_type=pii_type).inc(count)
     if not the_plan.is_auto:
         return
     if decision.category is not None:
@@ -334,4 +366,8 @@ def _decision_attributes(decision: Routed | Blocked) -> dict[str, str | bool | f
     }
     if decision.pii_types:
         attrs["pii.types"] = ",".join(decision.pii_types)
+    if decision.masking is not None:
+        attrs["pii.masked_types"] = ",".join(decision.masking.types)
+    if decision.pin_outcome is not None:
+        attrs["conversation.pin"] = decision.pin_outcome
     return attrs

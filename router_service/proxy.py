@@ -19,6 +19,7 @@ from router_service import metrics
 from router_service.accounting import ResponseTracker
 from router_service.decision import Blocked, Routed, load_body
 from router_service.errors import InvalidRequest, RouterError, UpstreamUnavailable
+from router_service.pii_masking import ResponseRestorer
 from router_service.pipeline import RequestRouter
 from router_service.ratelimit import retry_after_header
 from router_service.responses import openai_error, render_block, render_cached
@@ -148,13 +149,23 @@ class ChatProxy:
         tracker.on_headers(upstream.status_code, upstream.headers.get("content-type", ""))
         passthrough = passthrough_headers(upstream.headers.raw)
         router = self.router
+        masking = outcome.decision.masking
+        restorer = (
+            ResponseRestorer(masking, sse=tracker.sse)
+            if masking is not None and masking.restore and 200 <= upstream.status_code < 300
+            else None
+        )
 
         async def body() -> AsyncIterator[bytes]:
             complete = False
             try:
                 async for chunk in upstream.aiter_raw():
                     tracker.on_chunk(chunk)
-                    yield chunk
+                    out = restorer.feed(chunk) if restorer is not None else chunk
+                    if out:
+                        yield out
+                if restorer is not None and (rest := restorer.finish()):
+                    yield rest
                 complete = True
             finally:
                 await upstream.aclose()

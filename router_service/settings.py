@@ -25,6 +25,9 @@ class Settings:
     triton_url: str = "127.0.0.1:8001"
     model_repository: Path = _REPO / "model_repository"
     cache_url: str | None = None
+    redis_url: str | None = None
+    """Redis for conversation pins (`triton_router.conversation`); unset: conversations are routed statelessly."""
+    pin_timeout_s: float = 0.05
     triton_timeout_s: float = 3.0
     batch_window_ms: float = 2.0
     max_batch: int = 32
@@ -52,6 +55,8 @@ def parse_settings(argv: list[str] | None = None) -> Settings:
     p.add_argument("--triton-url", default=_env("triton_url", d.triton_url))
     p.add_argument("--model-repository", default=_env("model_repository", str(d.model_repository)))
     p.add_argument("--cache-url", default=_env("cache_url", None), help="cache_service URL; unset = no cache")
+    p.add_argument("--redis-url", default=_env("redis_url", None), help="Redis for conversation pins; unset = none")
+    p.add_argument("--pin-timeout-s", type=float, default=float(_env("pin_timeout_s", "0.05") or 0.05))
     p.add_argument("--triton-timeout-s", type=float, default=float(_env("triton_timeout_s", "3.0") or 3.0))
     p.add_argument("--batch-window-ms", type=float, default=float(_env("batch_window_ms", "2.0") or 2.0))
     p.add_argument("--max-batch", type=int, default=int(_env("max_batch", "32") or 32))
@@ -68,6 +73,8 @@ def parse_settings(argv: list[str] | None = None) -> Settings:
         triton_url=a.triton_url,
         model_repository=Path(a.model_repository),
         cache_url=a.cache_url,
+        redis_url=a.redis_url,
+        pin_timeout_s=a.pin_timeout_s,
         triton_timeout_s=a.triton_timeout_s,
         batch_window_ms=a.batch_window_ms,
         max_batch=a.max_batch,

@@ -180,6 +180,7 @@ class Stack:
             ]
             if self.s.with_cache:
                 router_argv += ["--cache-url", f"http://127.0.0.1:{p.cache}"]
+                router_argv += ["--redis-url", f"redis://127.0.0.1:{p.redis}/0"]  # conversation pins
             self._start(
                 "router",
                 router_argv,
