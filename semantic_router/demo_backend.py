@@ -82,12 +82,17 @@ def create_app(name: str, *, token_delay_s: float = 0.0, history: int = 64) -> S
             }
             return f"data: {json.dumps(obj)}\n\n".encode()
 
+        # A client may ask for fixed-size pieces instead of words (`x-demo-chunk-chars`), e.g. to split a word or a
+        # placeholder across events the way a real tokenizer does.
+        size = int(request.headers.get("x-demo-chunk-chars", "0") or 0)
+        pieces = [text[i : i + size] for i in range(0, len(text), size)] if size > 0 else None
+
         async def events() -> AsyncIterator[bytes]:
             yield chunk({"role": "assistant", "content": ""}, None)
-            for i, word in enumerate(words):
+            for i, word in enumerate(pieces or words):
                 if token_delay_s:
                     await asyncio.sleep(token_delay_s)
-                yield chunk({"content": word if i == 0 else " " + word}, None)
+                yield chunk({"content": word if i == 0 or pieces else " " + word}, None)
             yield chunk({}, "stop")
             if include_usage:
                 obj = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model}

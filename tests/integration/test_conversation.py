@@ -1,0 +1,107 @@
+"""Conversation-aware routing through Envoy and the real Redis: a conversation keeps its model across turns while
+the same turns routed statelessly bounce between models; a tool-call loop never switches; pins live in Redis with
+their TTL; headers and metrics say what happened."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import redis
+import yaml
+from openai import OpenAI
+
+from tests.integration.conftest import RunningStack
+from tests.integration.test_routing import _metric, _wait_reload
+
+pytestmark = pytest.mark.integration
+
+# Clear prompts of categories whose best models differ in deploy/config.yaml (math -> qwen3-32b, history ->
+# qwen3-1.7b, computer science -> qwen2.5-coder-7b), so stateless routing bounces.
+TURNS = [
+    "Prove that there are infinitely many prime numbers.",
+    "What caused the fall of the Western Roman Empire?",
+    "Write a Python function that reverses a linked list.",
+    "Solve the equation 3x + 7 = 22 for x.",
+    "Who was the first emperor of the Roman Empire?",
+]
+
+
+@pytest.fixture
+def strict_pins(stack: RunningStack) -> Iterator[None]:
+    """switch_confidence 1.0: only a keyword rule could move a conversation, so the test does not depend on how
+    confident the classifier is on each prompt (the hysteresis itself is unit-tested)."""
+    original = stack.config_path.read_text()
+    raw = yaml.safe_load(original)
+    raw["triton_router"]["conversation"]["switch_confidence"] = 1.0
+    before = _metric(stack, "semantic_router_config_reloads_total", result="ok")
+    stack.config_path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    _wait_reload(stack, "ok", before)
+    yield
+    before = _metric(stack, "semantic_router_config_reloads_total", result="ok")
+    stack.config_path.write_text(original)
+    _wait_reload(stack, "ok", before)
+
+
+def _client(stack: RunningStack) -> OpenAI:
+    return OpenAI(base_url=f"{stack.envoy_url}/v1", api_key="unused", max_retries=0, timeout=30)
+
+
+def _send(stack: RunningStack, messages: list[dict[str, Any]], headers: dict[str, str]) -> tuple[str, str, str]:
+    raw = _client(stack).chat.completions.with_raw_response.create(
+        model="MoM",
+        messages=messages,  # type: ignore[arg-type]
+        extra_headers=headers,
+    )
+    answer = raw.parse().choices[0].message.content or ""
+    return raw.headers["x-vsr-selected-model"], raw.headers.get("x-vsr-conversation-pin", "-"), answer
+
+
+def test_six_turns_keep_their_model_where_stateless_routing_bounces(stack: RunningStack, strict_pins: None) -> None:
+    tag = uuid.uuid4().hex[:6]
+    conversation = {"x-conversation-id": f"it-{tag}"}
+    applied_before = _metric(stack, "semantic_router_conversation_pins_total", outcome="applied")
+    messages: list[dict[str, Any]] = []
+    pinned: list[str] = []
+    outcomes: list[str] = []
+    stateless: list[str] = []
+    for i, text in enumerate(TURNS):
+        prompt = f"{text} (ref {tag}{i})"
+        messages.append({"role": "user", "content": prompt})
+        model, outcome, answer = _send(stack, messages, conversation)
+        pinned.append(model)
+        outcomes.append(outcome)
+        messages.append({"role": "assistant", "content": answer})
+        stateless.append(_send(stack, [{"role": "user", "content": prompt}], {})[0])  # its own new conversation
+    # Turn 6: the pinned model called a tool; its result goes back to the same model, whatever it says.
+    call = {"id": f"call_{tag}", "type": "function", "function": {"name": "run_code", "arguments": "{}"}}
+    messages += [
+        {"role": "assistant", "content": None, "tool_calls": [call]},
+        {"role": "tool", "tool_call_id": call["id"], "content": "The history of Rome: emperors and the Senate."},
+    ]
+    model, outcome, _ = _send(stack, messages, conversation)
+    pinned.append(model)
+    outcomes.append(outcome)
+    assert len(set(pinned)) == 1, pinned
+    assert len(set(stateless)) > 1, stateless  # the same turns, stateless, land on different models
+    assert outcomes == ["created", "applied", "applied", "applied", "applied", "applied_tool_loop"]
+    after = _metric(stack, "semantic_router_conversation_pins_total", outcome="applied")
+    assert after - applied_before >= 4
+
+
+def test_without_a_header_the_opening_is_the_key_and_pins_live_in_redis(stack: RunningStack) -> None:
+    tag = uuid.uuid4().hex[:6]
+    first = {"role": "user", "content": f"Prove that sqrt(2) is irrational (ref {tag})"}
+    model, outcome, answer = _send(stack, [first], {})
+    assert outcome == "created"
+    follow = [first, {"role": "assistant", "content": answer}, {"role": "user", "content": "Thanks!"}]
+    model2, outcome2, _ = _send(stack, follow, {})
+    assert outcome2 in ("applied", "broken") and (model2 == model or outcome2 == "broken")
+    r = redis.Redis(port=stack.ports.redis)
+    keys = list(r.scan_iter("vsr:pin:*", count=1000))
+    assert keys
+    ttl = r.ttl(keys[0])
+    assert 0 < ttl <= 3600  # type: ignore[operator]
+    assert tag not in b"".join(keys).decode() and all(b"sqrt" not in (r.get(k) or b"") for k in keys)
