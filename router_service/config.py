@@ -464,8 +464,8 @@ class ConversationConfig(_Section):
 
     The key is the `header` a client sends (scoped by the tenant header), else a hash of the conversation's
     opening (its system messages and first user message, the tenant header and the `authorization` header).
-    A later turn leaves the pinned model only when its category changes with confidence at least
-    `switch_confidence`, and never while a tool call is pending (assistant `tool_calls` / `tool` messages
+    A later turn leaves the pinned model only when its category changes with confidence above
+    `switch_confidence` (1.0: never), and never while a tool call is pending (assistant `tool_calls` / `tool` messages
     after the last user message)."""
 
     enabled: bool = False
@@ -473,7 +473,8 @@ class ConversationConfig(_Section):
     ttl_seconds: Annotated[int, Field(ge=1, le=30 * 24 * 3600)] = 3600
     """How long a pin lives after its conversation's last turn (refreshed on every turn)."""
     switch_confidence: Probability = 0.85
-    """The hysteresis: the classifier confidence a new category needs to move a conversation off its model."""
+    """The hysteresis: a new category moves a conversation off its model only with a confidence above this (a
+    keyword rule's is 1.0); 1.0 keeps every conversation on its first model until the pin expires."""
 
     @field_validator("header")
     @classmethod

@@ -8,9 +8,9 @@ Rules (`triton_router.conversation`):
   headers, so two clients opening with "Hello" do not share a pin.
 - No pin yet (or the pinned model left the config): route as usual and pin the result (`created`).
 - A pin exists: keep its model and category (`applied`), unless the turn's category differs from the pinned one
-  with confidence at least `switch_confidence` (classifier or keyword rule): then route as usual and re-pin
-  (`broken`). Inside a tool-call loop (a tool result or an assistant tool call after the last user message) the
-  pin always holds (`applied_tool_loop`).
+  with confidence above `switch_confidence` (classifier, or a keyword rule's 1.0): then route as usual and re-pin
+  (`broken`). `switch_confidence: 1.0` never moves a conversation. Inside a tool-call loop (a tool result or an
+  assistant tool call after the last user message) the pin always holds (`applied_tool_loop`).
 - A pinned model the guards refuse this turn (PII policy) is passed over for this turn only (`overridden`);
   the pin stays.
 - Redis unavailable: route as usual, nothing is pinned (`unavailable`).
@@ -124,7 +124,7 @@ def resolve(cfg: RouterConfig, is_auto: bool, tool_loop: bool, cls: Classificati
     if tool_loop:
         return Turn(pinned, pin.model, "applied_tool_loop")
     new_category = cls.category.name if cls.category is not None else None
-    confident = cls.confidence is not None and cls.confidence >= cfg.triton_router.conversation.switch_confidence
+    confident = cls.confidence is not None and cls.confidence > cfg.triton_router.conversation.switch_confidence
     if new_category != pin.category and new_category is not None and confident:
         return Turn(cls, None, "broken")
     return Turn(pinned, pin.model, "applied")

@@ -31,7 +31,7 @@ TURNS = [
 
 @pytest.fixture
 def strict_pins(stack: RunningStack) -> Iterator[None]:
-    """switch_confidence 1.0: only a keyword rule could move a conversation, so the test does not depend on how
+    """switch_confidence 1.0: no category change moves a conversation, so the test does not depend on how
     confident the classifier is on each prompt (the hysteresis itself is unit-tested)."""
     original = stack.config_path.read_text()
     raw = yaml.safe_load(original)
