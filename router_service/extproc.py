@@ -22,7 +22,7 @@ from router_service import metrics
 from router_service.accounting import ResponseTracker
 from router_service.decision import Blocked, Routed, load_body
 from router_service.errors import InvalidRequest, RouterError
-from router_service.pii_masking import ResponseRestorer
+from router_service.pii_masking import ResponseRestorer, mask_any_body
 from router_service.pipeline import CACHE_CONTROL_HEADER, Outcome, RequestRouter
 from router_service.prompt_paths import GUARDED_PATHS, as_chat
 from router_service.proxy import forward_headers, passthrough_headers
@@ -244,7 +244,10 @@ class ExtProcServer(pb_grpc.ExternalProcessorServicer):  # type: ignore[misc]
             return _immediate(status, payload, {**bheaders, "content-type": ctype}, f"blocked_{decision.reason}")
         assert isinstance(decision, Routed)
         stream.outcome = outcome
-        new_body = json.dumps({**parsed, "model": decision.model}, ensure_ascii=False).encode()
+        upstream = {**parsed, "model": decision.model}
+        if decision.masking is not None:  # a masking model gets this path's body masked too
+            upstream = mask_any_body(upstream, decision.masking)
+        new_body = json.dumps(upstream, ensure_ascii=False).encode()
         return pb.ProcessingResponse(
             request_body=pb.BodyResponse(
                 response=pb.CommonResponse(
@@ -337,7 +340,7 @@ class ExtProcServer(pb_grpc.ExternalProcessorServicer):  # type: ignore[misc]
                     response_body_mode=processing_mode_pb2.ProcessingMode.STREAMED
                 )
             stream.done = bool(headers.end_of_stream)
-            stream.restorer = _restorer(stream.outcome, stream.tracker)
+        stream.restorer = _restorer(stream.outcome, int(resp.get(":status", "0") or 0), resp.get("content-type", ""))
         remove = ["content-length"] if stream.restorer is not None else []  # the restored body has its own length
         mutation = pb.HeaderMutation(set_headers=_set_headers(add), remove_headers=remove)
         common = pb.CommonResponse(header_mutation=mutation)
@@ -367,13 +370,13 @@ class ExtProcServer(pb_grpc.ExternalProcessorServicer):  # type: ignore[misc]
         tracker.finish(self.router.config, self.router.cache, outcome.store_scope)
 
 
-def _restorer(outcome: Outcome | None, tracker: ResponseTracker) -> ResponseRestorer | None:
+def _restorer(outcome: Outcome | None, status: int, content_type: str) -> ResponseRestorer | None:
     """A restorer when the request was masked with `restore` and the backend answered with a success."""
     decision = outcome.decision if outcome is not None else None
     masking = decision.masking if isinstance(decision, Routed) else None
-    if masking is None or not masking.restore or not 200 <= tracker.status < 300:
+    if masking is None or not masking.restore or not 200 <= status < 300:
         return None
-    return ResponseRestorer(masking, sse=tracker.sse)
+    return ResponseRestorer(masking, sse=content_type.startswith("text/event-stream"))
 
 
 async def serve_extproc(

@@ -28,6 +28,8 @@ __all__ = [
     "Masking",
     "ResponseRestorer",
     "StreamRestorer",
+    "map_strings",
+    "mask_any_body",
     "mask_body",
     "plan_masking",
     "restore_completion",
@@ -123,22 +125,31 @@ def _map_calls(message: dict[str, Any], fn: Callable[[str], str]) -> None:
 
 
 def restore_completion(raw: bytes, masking: Masking) -> bytes:
-    """A `chat.completion` body with the placeholders restored; anything that is not one comes back unchanged."""
+    """A JSON response body (a chat or text completion, a Responses API object) with every placeholder in its
+    strings restored; a body that is not JSON comes back unchanged."""
     try:
-        completion = json.loads(raw)
+        body = json.loads(raw)
     except (ValueError, RecursionError):
         return raw
-    if not isinstance(completion, dict) or not isinstance(completion.get("choices"), list):
-        return raw
-    for choice in completion["choices"]:
-        message = choice.get("message") if isinstance(choice, dict) else None
-        if not isinstance(message, dict):
-            continue
-        for key in _TEXT_FIELDS:
-            if isinstance(message.get(key), str):
-                message[key] = masking.unmask(message[key])
-        _map_calls(message, masking.unmask)
-    return _dumps(completion)
+    return _dumps(map_strings(body, masking.unmask))
+
+
+def map_strings(value: Any, fn: Callable[[str], str], skip: frozenset[str] = frozenset()) -> Any:
+    """`value` with `fn` applied to every string in it (dict keys and the values of `skip` keys excepted)."""
+    if isinstance(value, str):
+        return fn(value)
+    if isinstance(value, list):
+        return [map_strings(v, fn, skip) for v in value]
+    if isinstance(value, dict):
+        return {k: v if k in skip else map_strings(v, fn, skip) for k, v in value.items()}
+    return value
+
+
+def mask_any_body(body: dict[str, Any], masking: Masking) -> dict[str, Any]:
+    """A masked copy of any request body (`/v1/completions`, `/v1/responses`): every string but `model`."""
+    masked = map_strings(body, masking.mask, frozenset({"model"}))
+    assert isinstance(masked, dict)
+    return masked
 
 
 def _dumps(obj: Any) -> bytes:
@@ -189,14 +200,27 @@ class StreamRestorer:
             chunk = json.loads(payload)
         except (ValueError, RecursionError):
             return event
-        if not isinstance(chunk, dict) or not isinstance(chunk.get("choices"), list):
+        if not isinstance(chunk, dict):
             return event
+        if not isinstance(chunk.get("choices"), list):  # e.g. a Responses API event: restored event by event
+            return b"\n".join(
+                [
+                    *(ln for ln in lines if not ln.startswith(b"data:")),
+                    b"data: " + _dumps(map_strings(chunk, self.masking.unmask)),
+                ]
+            )
         for key in ("id", "object", "created", "model"):
             if key in chunk:
                 self._head.setdefault(key, chunk[key])
         for choice in chunk["choices"]:
-            if isinstance(choice, dict) and isinstance(choice.get("delta"), dict):
+            if not isinstance(choice, dict):
+                continue
+            if isinstance(choice.get("delta"), dict):
                 self._choice(choice, choice["delta"])
+            elif isinstance(choice.get("text"), str):  # a text completion's chunk
+                index = choice.get("index", 0)
+                slot = (index if isinstance(index, int) else 0, "text")
+                choice["text"] = self._text(slot, choice["text"], choice.get("finish_reason") is not None)
         rebuilt = b"data: " + _dumps(chunk)
         others = [line for line in lines if not line.startswith(b"data:")]
         return b"\n".join([*others, rebuilt])
@@ -231,7 +255,7 @@ class StreamRestorer:
         by_choice: dict[int, dict[str, Any]] = {}
         for (index, key), text in sorted(self._held.items()):
             delta = by_choice.setdefault(index, {})
-            if key in _TEXT_FIELDS:
+            if key in _TEXT_FIELDS or key == "text":
                 delta[key] = self.masking.unmask(text)
             else:
                 call_index = int(key.rsplit(".", 1)[1])
@@ -239,11 +263,13 @@ class StreamRestorer:
                     {"index": call_index, "function": {"arguments": self.masking.unmask(text)}}
                 )
         self._held.clear()
-        chunk = {
-            **self._head,
-            "choices": [{"index": i, "delta": d, "finish_reason": None} for i, d in sorted(by_choice.items())],
-        }
-        return b"data: " + _dumps(chunk) + b"\n\n"
+        choices = [
+            {"index": i, "text": d["text"], "finish_reason": None}  # a text completion's
+            if set(d) == {"text"}
+            else {"index": i, "delta": d, "finish_reason": None}
+            for i, d in sorted(by_choice.items())
+        ]
+        return b"data: " + _dumps({**self._head, "choices": choices}) + b"\n\n"
 
 
 def _event_end(buf: bytes) -> tuple[int, int]:

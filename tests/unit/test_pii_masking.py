@@ -11,7 +11,15 @@ import pytest
 
 from router_service.config import RouterConfig, load_config
 from router_service.decision import PiiEntity, Routed, TextSignals, decide, plan
-from router_service.pii_masking import Masking, ResponseRestorer, StreamRestorer, mask_body, plan_masking
+from router_service.pii_masking import (
+    Masking,
+    ResponseRestorer,
+    StreamRestorer,
+    mask_any_body,
+    mask_body,
+    plan_masking,
+    restore_completion,
+)
 from tests.unit.test_decision import REFERENCE, blocked, chat, make_cfg, routed, sig, unit
 
 EMAIL = "jane.doe@example.com"
@@ -277,3 +285,28 @@ def test_vsr_configs_load_unchanged_and_mask_nothing(name: str) -> None:
     cfg = load_config(path)
     assert not any(cfg.pii_policy_for(m).masks for m in cfg.all_models())
     assert not cfg.triton_router.conversation.enabled
+
+
+def test_completions_and_responses_bodies_are_masked_everywhere_but_model() -> None:
+    m = masking(entity("EMAIL_ADDRESS", EMAIL))
+    body = {"model": EMAIL, "prompt": [f"to {EMAIL}"], "input": [{"role": "user", "content": [{"text": EMAIL}]}]}
+    masked = mask_any_body(body, m)
+    assert masked["model"] == EMAIL  # not content
+    assert EMAIL not in json.dumps({k: v for k, v in masked.items() if k != "model"})
+
+
+def test_a_text_completion_stream_and_responses_events_are_restored() -> None:
+    m = masking(entity("EMAIL_ADDRESS", EMAIL))
+    events = [
+        {"object": "text_completion", "choices": [{"index": 0, "text": "to <EMAIL_"}]},
+        {"object": "text_completion", "choices": [{"index": 0, "text": "ADDRESS_1>.", "finish_reason": "stop"}]},
+        {"type": "response.output_text.done", "text": "to <EMAIL_ADDRESS_1>."},
+    ]
+    stream = b"".join(b"data: " + json.dumps(e).encode() + b"\n\n" for e in events)
+    restorer = StreamRestorer(m)
+    out = restorer.feed(stream) + restorer.flush()
+    lines = [json.loads(line[6:]) for line in out.decode().splitlines() if line.startswith("data: {")]
+    assert "".join(c["text"] for e in lines[:2] for c in e["choices"]) == f"to {EMAIL}."
+    assert lines[2]["text"] == f"to {EMAIL}."
+    body = json.dumps({"object": "response", "output": [{"content": [{"text": "<EMAIL_ADDRESS_1>"}]}]}).encode()
+    assert json.loads(restore_completion(body, m))["output"][0]["content"][0]["text"] == EMAIL
