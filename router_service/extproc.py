@@ -316,13 +316,17 @@ class ExtProcServer(pb_grpc.ExternalProcessorServicer):  # type: ignore[misc]
             tracker.on_headers(resp.status_code, resp.headers.get("content-type", ""))
             tracker.on_chunk(resp.content)
             tracker.finish(self.router.config, self.router.cache, None)
+            content = resp.content
+            restorer = _restorer(outcome, resp.status_code, resp.headers.get("content-type", ""))
+            if restorer is not None:  # the candidate got the same masked body
+                content = restorer.feed(content) + restorer.finish()
             out = {
                 **passthrough_headers(resp.headers.raw),
                 **outcome.response_headers,
                 "x-vsr-selected-model": model,
                 "x-vsr-failover": "true",
             }
-            return _immediate(resp.status_code, resp.content, out, "failover")
+            return _immediate(resp.status_code, content, out, "failover")
         return _error(502, f"all candidate backends failed: {last_error}", "upstream_unavailable")
 
     def _on_response_headers(self, stream: _Stream, headers: pb.HttpHeaders) -> pb.ProcessingResponse:
