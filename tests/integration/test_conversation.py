@@ -19,13 +19,14 @@ from tests.integration.test_routing import _metric, _wait_reload
 pytestmark = pytest.mark.integration
 
 # Clear prompts of categories whose best models differ in deploy/config.yaml (math -> qwen3-32b, history ->
-# qwen3-1.7b, computer science -> qwen2.5-coder-7b), so stateless routing bounces.
+# qwen3-1.7b, computer science -> qwen2.5-coder-7b), so stateless routing bounces. No random markers in them: the
+# PII detector may take a hex id for a number, and qwen3-32b's policy would then (rightly) pass it over.
 TURNS = [
     "Prove that there are infinitely many prime numbers.",
     "What caused the fall of the Western Roman Empire?",
     "Write a Python function that reverses a linked list.",
-    "Solve the equation 3x + 7 = 22 for x.",
-    "Who was the first emperor of the Roman Empire?",
+    "Explain the chain rule of differentiation with an example.",
+    "Why did the medieval feudal system decline in Europe?",
 ]
 
 
@@ -67,16 +68,18 @@ def test_six_turns_keep_their_model_where_stateless_routing_bounces(stack: Runni
     pinned: list[str] = []
     outcomes: list[str] = []
     stateless: list[str] = []
-    for i, text in enumerate(TURNS):
-        prompt = f"{text} (ref {tag}{i})"
+    for i, prompt in enumerate(TURNS):
         messages.append({"role": "user", "content": prompt})
-        model, outcome, answer = _send(stack, messages, conversation)
+        model, outcome, _ = _send(stack, messages, conversation)
         pinned.append(model)
         outcomes.append(outcome)
-        messages.append({"role": "assistant", "content": answer})
-        stateless.append(_send(stack, [{"role": "user", "content": prompt}], {})[0])  # its own new conversation
+        # A plain reply in the history: the demo backend's echo holds ids the PII detector may flag, and qwen3-32b's
+        # policy would then pass the pinned model over for that turn (`overridden`, as designed).
+        messages.append({"role": "assistant", "content": "Here is a careful answer to your question."})
+        alone = {"x-conversation-id": f"it-{tag}-alone-{i}"}  # the same turn as a conversation of its own
+        stateless.append(_send(stack, [{"role": "user", "content": prompt}], alone)[0])
     # Turn 6: the pinned model called a tool; its result goes back to the same model, whatever it says.
-    call = {"id": f"call_{tag}", "type": "function", "function": {"name": "run_code", "arguments": "{}"}}
+    call = {"id": "call_run", "type": "function", "function": {"name": "run_code", "arguments": "{}"}}
     messages += [
         {"role": "assistant", "content": None, "tool_calls": [call]},
         {"role": "tool", "tool_call_id": call["id"], "content": "The history of Rome: emperors and the Senate."},
@@ -84,7 +87,7 @@ def test_six_turns_keep_their_model_where_stateless_routing_bounces(stack: Runni
     model, outcome, _ = _send(stack, messages, conversation)
     pinned.append(model)
     outcomes.append(outcome)
-    assert len(set(pinned)) == 1, pinned
+    assert len(set(pinned)) == 1, (pinned, outcomes)
     assert len(set(stateless)) > 1, stateless  # the same turns, stateless, land on different models
     assert outcomes == ["created", "applied", "applied", "applied", "applied", "applied_tool_loop"]
     after = _metric(stack, "semantic_router_conversation_pins_total", outcome="applied")
@@ -93,15 +96,17 @@ def test_six_turns_keep_their_model_where_stateless_routing_bounces(stack: Runni
 
 def test_without_a_header_the_opening_is_the_key_and_pins_live_in_redis(stack: RunningStack) -> None:
     tag = uuid.uuid4().hex[:6]
-    first = {"role": "user", "content": f"Prove that sqrt(2) is irrational (ref {tag})"}
-    model, outcome, answer = _send(stack, [first], {})
+    tenant = {"x-user-id": f"user-{tag}"}  # a new tenant: the opening's hash is new to the store
+    first = {"role": "user", "content": "Prove that the square root of two is irrational."}
+    model, outcome, _ = _send(stack, [first], tenant)
     assert outcome == "created"
-    follow = [first, {"role": "assistant", "content": answer}, {"role": "user", "content": "Thanks!"}]
-    model2, outcome2, _ = _send(stack, follow, {})
+    reply = {"role": "assistant", "content": "Suppose it were a ratio of two integers in lowest terms."}
+    follow = [first, reply, {"role": "user", "content": "Thanks!"}]
+    model2, outcome2, _ = _send(stack, follow, tenant)
     assert outcome2 in ("applied", "broken") and (model2 == model or outcome2 == "broken")
     r = redis.Redis(port=stack.ports.redis)
     keys = list(r.scan_iter("vsr:pin:*", count=1000))
     assert keys
     ttl = r.ttl(keys[0])
     assert 0 < ttl <= 3600  # type: ignore[operator]
-    assert tag not in b"".join(keys).decode() and all(b"sqrt" not in (r.get(k) or b"") for k in keys)
+    assert tag not in b"".join(keys).decode() and all(b"square" not in (r.get(k) or b"") for k in keys)

@@ -24,12 +24,19 @@ def _client(base: str) -> OpenAI:
 
 
 def _prompt() -> str:
-    # Short: the demo backend echoes the first 80 characters, so the placeholder comes back in its answer.
-    return f"Send the build log to {EMAIL} please (ref {uuid.uuid4().hex[:6]})"
+    # Short: the demo backend echoes the first 80 characters, so the placeholder comes back in its answer. (No
+    # random marker in it: the detector may well take a hex id for a number; requests are told apart by id.)
+    return f"Send the build log to {EMAIL} please"
 
 
-def _forwarded(stack: RunningStack, marker: str) -> dict[str, Any]:
-    seen = [r for r in stack.backend_requests("coder-endpoint") if marker in str(r["body"])]
+def _rid() -> dict[str, str]:
+    return {"x-request-id": f"mask-{uuid.uuid4().hex}"}
+
+
+def _forwarded(stack: RunningStack, rid: dict[str, str]) -> dict[str, Any]:
+    seen = [
+        r for r in stack.backend_requests("coder-endpoint") if r["headers"].get("x-request-id") == rid["x-request-id"]
+    ]  # type: ignore[union-attr]
     assert seen, "the backend never saw the request"
     body = seen[-1]["body"]
     assert isinstance(body, dict)
@@ -39,14 +46,13 @@ def _forwarded(stack: RunningStack, marker: str) -> dict[str, Any]:
 @pytest.mark.parametrize("base", ["envoy", "router"])
 def test_masked_upstream_restored_for_the_client(stack: RunningStack, base: str) -> None:
     url = stack.envoy_url if base == "envoy" else stack.router_url
-    prompt = _prompt()
-    marker = prompt[-12:]
+    prompt, rid = _prompt(), _rid()
     before = _metric(stack, "semantic_router_pii_masked_total", model=MODEL, pii_type="EMAIL_ADDRESS")
     raw = _client(url).chat.completions.with_raw_response.create(
-        model=MODEL, messages=[{"role": "user", "content": prompt}]
+        model=MODEL, messages=[{"role": "user", "content": prompt}], extra_headers=rid
     )
     assert "EMAIL_ADDRESS" in raw.headers["x-vsr-pii-masked"].split(",")
-    sent = _forwarded(stack, marker)["messages"][-1]["content"]
+    sent = _forwarded(stack, rid)["messages"][-1]["content"]
     assert EMAIL not in sent and "<EMAIL_ADDRESS_1>" in sent
     answer = raw.parse().choices[0].message.content or ""
     assert EMAIL in answer and "<EMAIL_ADDRESS_1>" not in answer  # the backend echoed the placeholder: restored
@@ -60,12 +66,12 @@ def test_streamed_placeholders_split_across_events_are_restored(
     stack: RunningStack, base: str, chunk_chars: int
 ) -> None:
     url = stack.envoy_url if base == "envoy" else stack.router_url
-    prompt = _prompt()
+    prompt, rid = _prompt(), _rid()
     with _client(url).chat.completions.with_streaming_response.create(
         model=MODEL,
         messages=[{"role": "user", "content": prompt}],
         stream=True,
-        extra_headers={"x-demo-chunk-chars": str(chunk_chars)},  # the demo backend cuts its reply every N chars
+        extra_headers={"x-demo-chunk-chars": str(chunk_chars), **rid},  # the demo backend cuts its reply every N chars
     ) as response:
         assert response.headers["content-type"].startswith("text/event-stream")
         assert "EMAIL_ADDRESS" in response.headers["x-vsr-pii-masked"]
@@ -73,7 +79,7 @@ def test_streamed_placeholders_split_across_events_are_restored(
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert EMAIL in text and "<EMAIL" not in text
     assert chunks[-1].choices[0].finish_reason == "stop"
-    sent = _forwarded(stack, prompt[-12:])["messages"][-1]["content"]
+    sent = _forwarded(stack, rid)["messages"][-1]["content"]
     assert EMAIL not in sent
 
 
