@@ -246,7 +246,10 @@ class ExtProcServer(pb_grpc.ExternalProcessorServicer):  # type: ignore[misc]
         stream.outcome = outcome
         upstream = {**parsed, "model": decision.model}
         if decision.masking is not None:  # a masking model gets this path's body masked too
-            upstream = mask_any_body(upstream, decision.masking)
+            try:
+                upstream = mask_any_body(upstream, decision.masking)
+            except InvalidRequest as e:
+                return _error(400, e.message, "invalid_request")
         new_body = json.dumps(upstream, ensure_ascii=False).encode()
         return pb.ProcessingResponse(
             request_body=pb.BodyResponse(

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from router_service.decision_types import PiiEntity
+from router_service.errors import InvalidRequest
 
 __all__ = [
     "MAX_RESTORE_BYTES",
@@ -115,7 +116,8 @@ def mask_body(body: dict[str, Any], masking: Masking) -> None:
 
 def _map_calls(message: dict[str, Any], fn: Callable[[str], str]) -> None:
     """Apply `fn` to a message's (or a delta's) tool-call and function-call arguments."""
-    for call in message.get("tool_calls") or ():
+    calls = message.get("tool_calls")
+    for call in calls if isinstance(calls, list) else ():
         function = call.get("function") if isinstance(call, dict) else None
         if isinstance(function, dict) and isinstance(function.get("arguments"), str):
             function["arguments"] = fn(function["arguments"])
@@ -128,10 +130,9 @@ def restore_completion(raw: bytes, masking: Masking) -> bytes:
     """A JSON response body (a chat or text completion, a Responses API object) with every placeholder in its
     strings restored; a body that is not JSON comes back unchanged."""
     try:
-        body = json.loads(raw)
+        return _dumps(map_strings(json.loads(raw), masking.unmask))
     except (ValueError, RecursionError):
         return raw
-    return _dumps(map_strings(body, masking.unmask))
 
 
 def map_strings(value: Any, fn: Callable[[str], str], skip: frozenset[str] = frozenset()) -> Any:
@@ -146,8 +147,12 @@ def map_strings(value: Any, fn: Callable[[str], str], skip: frozenset[str] = fro
 
 
 def mask_any_body(body: dict[str, Any], masking: Masking) -> dict[str, Any]:
-    """A masked copy of any request body (`/v1/completions`, `/v1/responses`): every string but `model`."""
-    masked = map_strings(body, masking.mask, frozenset({"model"}))
+    """A masked copy of any request body (`/v1/completions`, `/v1/responses`): every string but `model`.
+    Raises InvalidRequest for a body nested too deeply to walk (it must not leave unmasked)."""
+    try:
+        masked = map_strings(body, masking.mask, frozenset({"model"}))
+    except RecursionError:
+        raise InvalidRequest("The request body is nested too deeply to be checked for personal data.") from None
     assert isinstance(masked, dict)
     return masked
 
@@ -233,7 +238,8 @@ class StreamRestorer:
             held = (index, key) in self._held
             if isinstance(delta.get(key), str) or (final and held):
                 delta[key] = self._text((index, key), delta.get(key) or "", final)
-        for call in delta.get("tool_calls") or ():
+        calls = delta.get("tool_calls")
+        for call in calls if isinstance(calls, list) else ():
             function = call.get("function") if isinstance(call, dict) else None
             if isinstance(function, dict) and isinstance(function.get("arguments"), str):
                 slot = (index, f"tool_calls.{call.get('index', 0)}")

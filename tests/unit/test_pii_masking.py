@@ -11,6 +11,7 @@ import pytest
 
 from router_service.config import RouterConfig, load_config
 from router_service.decision import PiiEntity, Routed, TextSignals, decide, plan
+from router_service.errors import InvalidRequest
 from router_service.pii_masking import (
     Masking,
     ResponseRestorer,
@@ -310,3 +311,27 @@ def test_a_text_completion_stream_and_responses_events_are_restored() -> None:
     assert lines[2]["text"] == f"to {EMAIL}."
     body = json.dumps({"object": "response", "output": [{"content": [{"text": "<EMAIL_ADDRESS_1>"}]}]}).encode()
     assert json.loads(restore_completion(body, m))["output"][0]["content"][0]["text"] == EMAIL
+
+
+@pytest.mark.parametrize(
+    "calls", [5, "x", None, [1, [2]], {"a": 1}, [{"function": 3}], [{"function": {"arguments": 4}}]]
+)
+def test_odd_tool_calls_are_left_alone(calls: object) -> None:
+    m = masking(entity("EMAIL_ADDRESS", EMAIL))
+    body: dict[str, Any] = {"messages": [{"role": "assistant", "content": EMAIL, "tool_calls": calls}]}
+    mask_body(body, m)
+    assert body["messages"][0]["content"] == "<EMAIL_ADDRESS_1>"
+    stream = b"data: " + json.dumps({"choices": [{"index": 0, "delta": {"tool_calls": calls}}]}).encode() + b"\n\n"
+    restorer = StreamRestorer(m)
+    assert restorer.feed(stream) + restorer.flush()
+
+
+def test_a_body_too_deep_to_walk_is_refused_not_sent() -> None:
+    m = masking(entity("EMAIL_ADDRESS", EMAIL))
+    deep: Any = EMAIL
+    for _ in range(5000):
+        deep = [deep]
+    with pytest.raises(InvalidRequest):
+        mask_any_body({"model": "m", "input": deep}, m)
+    raw = b"[" * 5000 + b"]" * 5000
+    assert restore_completion(raw, m) == raw
