@@ -57,6 +57,14 @@ def _wait_reload(stack: RunningStack, result: str, before: float, timeout: float
     raise AssertionError(f"no config reload with result={result} within {timeout}s")
 
 
+def _last_content(seen: dict[str, object]) -> object:
+    """The last message's content of a request a demo backend recorded (None for a completions/responses body, as
+    the fuzz and prompt-path tests send)."""
+    body = seen.get("body")
+    messages = body.get("messages") if isinstance(body, dict) else None
+    return messages[-1].get("content") if isinstance(messages, list) and messages else None
+
+
 @pytest.fixture
 def edit_config(stack: RunningStack) -> Iterator[object]:
     """Rewrite the running router's config file (hot reload); the original comes back afterwards."""
@@ -433,9 +441,7 @@ def test_direct_proxy_fails_over_on_5xx(stack: RunningStack, edit_config: object
     assert first.status_code == 200, first.text
     chosen = first.headers["x-vsr-selected-model"]
     [endpoint] = [
-        name
-        for name in stack.backends
-        if any(seen["body"]["messages"][-1].get("content") == prompt for seen in stack.backend_requests(name))  # type: ignore[index]
+        name for name in stack.backends if any(_last_content(seen) == prompt for seen in stack.backend_requests(name))
     ]
     httpx.post(f"http://127.0.0.1:{stack.backends[endpoint]}/_demo/fail_next", params={"n": 1}, timeout=5)
     again = httpx.post(f"{stack.router_url}/v1/chat/completions", json=body, headers=headers, timeout=30)
@@ -468,7 +474,7 @@ def test_tools_db_is_used_when_tools_enabled(stack: RunningStack, edit_config: o
         seen
         for endpoint in stack.backends
         for seen in stack.backend_requests(endpoint)
-        if seen["body"]["messages"][-1].get("content") == question  # type: ignore[index]
+        if _last_content(seen) == question
     ]
     names = [t["function"]["name"] for t in forwarded[-1]["body"].get("tools", [])]  # type: ignore[union-attr]
     assert "get_weather" in names and len(names) <= 2
