@@ -62,7 +62,16 @@ class Masking:
         return tuple(sorted(self.counts))
 
     def mask(self, text: str) -> str:
-        return self._pattern.sub(lambda m: self.placeholders[m.group(0)], text)
+        return self._pattern.sub(lambda m: self._replace(m, text), text)
+
+    def _replace(self, m: re.Match[str], text: str) -> str:
+        value = m.group(0)
+        start = m.start()
+        # Whole words only ("Al" not in "Algebra"): the word boundary before a value is checked here rather than
+        # in the pattern, which keeps the pattern a plain alternation of literals (scanned ~10x faster).
+        if start > 0 and _is_word(value[0]) and _is_word(text[start - 1]):
+            return value[0] + self.mask(value[1:])  # not here; a shorter value may still start inside it
+        return self.placeholders[value]
 
     def unmask(self, text: str) -> str:
         return PLACEHOLDER.sub(lambda m: self._values.get(m.group(0), m.group(0)), text)
@@ -93,10 +102,12 @@ def plan_masking(entities: Iterable[PiiEntity], masked: Callable[[str], bool], *
 
 
 def _whole(value: str) -> str:
-    escaped = re.escape(value)
-    head = r"(?<!\w)" if value[0].isalnum() or value[0] == "_" else ""
-    tail = r"(?!\w)" if value[-1].isalnum() or value[-1] == "_" else ""
-    return f"{head}{escaped}{tail}"
+    tail = r"(?!\w)" if _is_word(value[-1]) else ""
+    return f"{re.escape(value)}{tail}"
+
+
+def _is_word(char: str) -> bool:
+    return char.isalnum() or char == "_"
 
 
 def mask_body(body: dict[str, Any], masking: Masking) -> None:
@@ -194,6 +205,8 @@ class StreamRestorer:
         return self._release_all() + rest
 
     def _event(self, event: bytes) -> bytes:
+        if not self._held and b"<" not in event:  # no placeholder, nothing pending: as it came (most events)
+            return event
         lines = event.replace(b"\r\n", b"\n").split(b"\n")
         data = [line for line in lines if line.startswith(b"data:")]
         if len(data) != 1:

@@ -58,6 +58,11 @@ def test_a_value_containing_another_is_masked_whole() -> None:
     assert m.mask("Jane Doe and Jane") == "<PERSON_2> and <PERSON_1>"
 
 
+def test_a_shorter_value_inside_a_longer_one_that_is_not_a_word_here_is_still_masked() -> None:
+    m = masking(entity("PERSON", "Jane Doe"), entity("PERSON", "Doe"))
+    assert m.mask("XJane Doe, Jane Doe") == "XJane <PERSON_2>, <PERSON_1>"
+
+
 def test_types_the_policy_allows_are_left_alone() -> None:
     entities = [entity("EMAIL_ADDRESS", EMAIL), entity("PHONE_NUMBER", PHONE)]
     m = plan_masking(entities, lambda t: t != "EMAIL_ADDRESS", restore=True)
