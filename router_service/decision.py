@@ -307,10 +307,7 @@ def decide(
     # A failover candidate gets the same body: a masking one only when what it must not see is masked already.
     allowed = (chosen, *(c for c in allowed[1:] if guards.covered(cfg, c, detected - masked)))
     (model, endpoint), *failover = routing.endpoints(cfg, allowed)
-    try:
-        new_body = copy.deepcopy(dict(body))
-    except RecursionError:  # JSON parses deeper than copying can go from inside the request path
-        raise InvalidRequest("The request body is nested too deeply.") from None
+    new_body = copy.deepcopy(dict(body))
     new_body["model"] = model
     if masking is not None:
         pii_masking.mask_body(new_body, masking)
