@@ -6,11 +6,12 @@ again within 5 s of the part coming back (Triton after a freeze: see RECOVERY_S)
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
 
 import pytest
 
 from benchmarks.reliability.faults import faults_for, report, run_faults
-from tests.integration.conftest import RunningStack
+from tests.integration.conftest import RunningStack, start_stack
 
 pytestmark = pytest.mark.integration
 
@@ -20,7 +21,19 @@ RECOVERY_S = {"triton-freeze": 15.0}
 freeze longer than its deadline; the supervisor then restarts it, which takes 3-8 s on two busy cores."""
 
 
-def test_faults_under_traffic(stack: RunningStack) -> None:
+@pytest.fixture(scope="module")
+def fault_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
+    """A stack of its own: the faults kill and freeze its parts, and a part that does not come back must fail this
+    test only, not every later test on the shared session stack."""
+    running = start_stack(tmp_path_factory.mktemp("faults"))
+    try:
+        yield running
+    finally:
+        running.stack.down()
+
+
+def test_faults_under_traffic(fault_stack: RunningStack) -> None:
+    stack = fault_stack
     backend = sorted(stack.backends)[0]
     faults = [f for f in faults_for(backend) if f.name in SHORT]
     results = asyncio.run(
