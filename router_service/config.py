@@ -1,6 +1,6 @@
 """The router configuration: VSR classic's YAML schema as pydantic models, plus our `triton_router:` section.
 
-`shared/reference/vsr-classic/config.yaml` and `config.e2e.yaml` load unchanged. Unknown keys are rejected at
+`tests/fixtures/vsr-classic/config.yaml` and `config.e2e.yaml` load unchanged. Unknown keys are rejected at
 every level we interpret (a typo such as `jailbreak_treshold` silently disabling a guard is worse than a loud
 error); only VSR's free-form sections (`router`, `api`, `observability`, cache backend blocks) take anything.
 

@@ -28,7 +28,7 @@ from router_service.config import RouterConfig
 from router_service.decision_types import PiiEntity, TextSignals
 from router_service.errors import RouterError
 
-REFERENCE = Path(__file__).resolve().parents[3] / "shared" / "reference" / "vsr-classic"
+REFERENCE = Path(__file__).resolve().parents[1] / "fixtures" / "vsr-classic"  # vendored, see its NOTICE.md
 RAW: dict[str, Any] = yaml.safe_load((REFERENCE / "config.e2e.yaml").read_text())
 
 SSN_TEXT = "Call Ann at ann@example.com, SSN 123-45-6789"

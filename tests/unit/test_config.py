@@ -16,7 +16,7 @@ from router_service.config import Endpoint, KeywordRule, PiiPolicy, RouterConfig
 from router_service.config_store import ConfigStore
 from router_service.errors import ConfigError
 
-REFERENCE = Path(__file__).resolve().parents[3] / "shared" / "reference" / "vsr-classic"
+REFERENCE = Path(__file__).resolve().parents[1] / "fixtures" / "vsr-classic"  # vendored, see its NOTICE.md
 E2E = yaml.safe_load((REFERENCE / "config.e2e.yaml").read_text())
 
 

@@ -19,7 +19,7 @@ from router_service.decision import Blocked, PiiEntity, Plan, Routed, TextSignal
 from router_service.errors import InvalidRequest
 from router_service.tools import ToolEntry, ToolIndex
 
-REFERENCE = Path(__file__).resolve().parents[3] / "shared" / "reference" / "vsr-classic"
+REFERENCE = Path(__file__).resolve().parents[1] / "fixtures" / "vsr-classic"  # vendored, see its NOTICE.md
 
 BASE_YAML = """
 vllm_endpoints:

@@ -13,7 +13,7 @@ from router_service.config import RouterConfig, load_config
 from router_service.decision import Blocked
 from router_service.responses import models_list, openai_error, render_block, render_cached
 
-REFERENCE = Path(__file__).resolve().parents[3] / "shared" / "reference" / "vsr-classic"
+REFERENCE = Path(__file__).resolve().parents[1] / "fixtures" / "vsr-classic"  # vendored, see its NOTICE.md
 RAW = yaml.safe_load((REFERENCE / "config.e2e.yaml").read_text())
 FILTER_CFG = load_config(REFERENCE / "config.e2e.yaml")  # a VSR config unchanged: VSR's block form
 ERROR_CFG = RouterConfig.model_validate({**RAW, "triton_router": {"block_response": "openai_error"}})

@@ -22,7 +22,7 @@ from router_service.tools import (
     tool_text,
 )
 
-REFERENCE = Path(__file__).resolve().parents[3] / "shared" / "reference" / "vsr-classic"
+REFERENCE = Path(__file__).resolve().parents[1] / "fixtures" / "vsr-classic"  # vendored, see its NOTICE.md
 
 
 def test_reference_catalogue_loads() -> None:
