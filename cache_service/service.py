@@ -24,6 +24,7 @@ from cache_service.metrics import CacheMetrics
 from cache_service.models import InvalidateRequest, LookupRequest, StoreRequest
 from cache_service.repository import CacheRepository, Entry, NewEntry, Scope
 from cache_service.settings import CacheSettings
+from cache_service.sse import is_refusal
 
 __all__ = ["CacheService", "LookupResult"]
 
@@ -232,8 +233,10 @@ class CacheService:
         self.metrics.duration.labels(operation="touch").observe(time.perf_counter() - t0)
 
     async def store(self, req: StoreRequest) -> tuple[str, int]:
-        """Returns (entry id, entries evicted)."""
+        """Returns (entry id, entries evicted). A refusal (content_filter finish, `refusal` message) is rejected."""
         self._check_prompt(req.prompt)
+        if is_refusal(req.response):
+            raise InvalidRequestError("response: a refusal (content_filter) is never cached", code="not_cacheable")
         vec = self._vector(req.embedding)
         s = self.settings
         ttl = req.ttl_seconds or s.ttl_seconds

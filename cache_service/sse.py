@@ -1,7 +1,8 @@
 """OpenAI chat-completion streams (SSE) to and from complete `chat.completion` objects (pure functions).
 
 `assemble_stream` turns a captured upstream stream into the completion to cache, or None when it must not be
-cached (partial, errored, non-200); `replay_sse` renders a cached completion as a stream again.
+cached (partial, errored, non-200); `is_cacheable` and `is_refusal` say what may be stored. A cached completion
+is replayed as a stream by the router (`router_service.responses.render_cached`).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["CACHEABLE_FINISH_REASONS", "assemble_stream", "is_cacheable", "iter_sse", "replay_sse"]
+__all__ = ["CACHEABLE_FINISH_REASONS", "assemble_stream", "is_cacheable", "is_refusal", "iter_sse"]
 
 CACHEABLE_FINISH_REASONS = frozenset({"stop", "length", "tool_calls", "function_call"})
 
@@ -179,68 +180,29 @@ def assemble_stream(raw: bytes, *, status_code: int = 200) -> dict[str, Any] | N
     return completion
 
 
+def is_refusal(response: dict[str, Any]) -> bool:
+    """A refusal: some choice finished with "content_filter" or carries a `refusal` message. Never cached: it
+    answers the policy of the moment (a guard, an upstream filter), not the question."""
+    choices = response.get("choices")
+    if not isinstance(choices, list):
+        return False
+    for c in choices:
+        if not isinstance(c, dict):
+            continue
+        msg = c.get("message")
+        if c.get("finish_reason") == "content_filter" or (isinstance(msg, dict) and msg.get("refusal")):
+            return True
+    return False
+
+
 def is_cacheable(completion: dict[str, Any]) -> bool:
-    """A complete, successful chat.completion: every choice finished normally (not content_filter/error)."""
+    """A complete, successful chat.completion: every choice finished normally (stop, length, a tool call), none
+    is a refusal."""
     choices = completion.get("choices")
     return (
         completion.get("object") == "chat.completion"
         and isinstance(choices, list)
         and bool(choices)
         and all(isinstance(c, dict) and c.get("finish_reason") in CACHEABLE_FINISH_REASONS for c in choices)
+        and not is_refusal(completion)
     )
-
-
-def _event(obj: dict[str, Any]) -> bytes:
-    return b"data: " + json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode("utf-8") + b"\n\n"
-
-
-def replay_sse(completion: dict[str, Any], *, include_usage: bool, chunk_chars: int | None = None) -> bytes:
-    """A cached `chat.completion` as an OpenAI SSE stream: per choice a role chunk, the content (in pieces of
-    `chunk_chars`, or one), tool calls, a finish chunk; then the usage chunk when `include_usage` (as
-    `stream_options.include_usage` asks) and the completion has usage; then `data: [DONE]`."""
-    base: dict[str, Any] = {
-        "id": completion.get("id", ""),
-        "object": "chat.completion.chunk",
-        "created": completion.get("created", 0),
-        "model": completion.get("model", ""),
-    }
-    if completion.get("system_fingerprint") is not None:
-        base["system_fingerprint"] = completion["system_fingerprint"]
-    usage = completion.get("usage") if include_usage else None
-
-    def chunk(choices: list[dict[str, Any]], **extra: Any) -> bytes:
-        obj = {**base, "choices": choices, **extra}
-        if include_usage and "usage" not in extra:
-            obj["usage"] = None
-        return _event(obj)
-
-    out: list[bytes] = []
-    for choice in completion.get("choices") or []:
-        idx = choice.get("index", 0)
-        msg = choice.get("message") or {}
-
-        def delta(d: dict[str, Any], idx: int = idx, **extra: Any) -> bytes:
-            return chunk([{"index": idx, "delta": d, "logprobs": None, "finish_reason": None, **extra}])
-
-        out.append(delta({"role": msg.get("role", "assistant"), "content": ""}))
-        if msg.get("reasoning_content"):
-            out.append(delta({"reasoning_content": msg["reasoning_content"]}))
-        logprobs = choice.get("logprobs") or None  # sent once: with the first content piece, or at the end
-        content = msg.get("content")
-        if isinstance(content, str) and content:
-            step = chunk_chars if chunk_chars and chunk_chars > 0 else len(content)
-            for i in range(0, len(content), step):
-                out.append(delta({"content": content[i : i + step]}, logprobs=logprobs))
-                logprobs = None
-        if msg.get("refusal"):
-            out.append(delta({"refusal": msg["refusal"]}))
-        for i, call in enumerate(msg.get("tool_calls") or []):
-            out.append(delta({"tool_calls": [{"index": i, **call}]}))
-        if msg.get("function_call"):
-            out.append(delta({"function_call": msg["function_call"]}))
-        finish = choice.get("finish_reason") or "stop"
-        out.append(chunk([{"index": idx, "delta": {}, "logprobs": logprobs, "finish_reason": finish}]))
-    if include_usage and isinstance(usage, dict):
-        out.append(chunk([], usage=usage))
-    out.append(b"data: [DONE]\n\n")
-    return b"".join(out)

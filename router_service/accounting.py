@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cache_service.client import CacheClient
-from cache_service.sse import assemble_stream
+from cache_service.sse import assemble_stream, is_cacheable
 from router_service import metrics
 from router_service.config import RouterConfig
 from router_service.pipeline import CacheScope
@@ -69,7 +69,8 @@ class ResponseTracker:
         return parsed
 
     def finish(self, cfg: RouterConfig, cache: CacheClient | None, scope: CacheScope | None) -> None:
-        """Record metrics and, for a complete successful response, store it in the cache (never blocking)."""
+        """Record metrics and, for a complete successful response that is not a refusal, store it in the cache (never
+        blocking)."""
         done = time.perf_counter()
         model = metrics.model_label(cfg, self.model)
         if self.status >= 400:
@@ -96,7 +97,7 @@ class ResponseTracker:
         if pricing is not None:
             cost = (prompt_tokens * pricing.prompt_per_1m + completion_tokens * pricing.completion_per_1m) / 1e6
             metrics.MODEL_COST.labels(model=model, currency=pricing.currency).inc(cost)
-        if cache is not None and scope is not None:
+        if cache is not None and scope is not None and is_cacheable(completion):
             cache.spawn_store(
                 prompt=scope.prompt,
                 embedding=scope.embedding,

@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from cache_service.sse import assemble_stream, is_cacheable, iter_sse, replay_sse
+from cache_service.sse import assemble_stream, is_cacheable
+from router_service.responses import render_cached
 
 HEAD = {"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 1700000000, "model": "m"}
 
@@ -122,35 +123,6 @@ def test_multiple_choices() -> None:
     ]
 
 
-def _events(raw: bytes) -> list[str]:
-    return [data for _, data in iter_sse(raw)]
-
-
-def test_replay_shape() -> None:
-    c = assemble_stream(TEXT_STREAM)
-    assert c is not None
-    out = replay_sse(c, include_usage=True)
-    events = _events(out)
-    assert events[-1] == "[DONE]" and out.endswith(b"data: [DONE]\n\n")
-    chunks = [json.loads(e) for e in events[:-1]]
-    assert all(ch["object"] == "chat.completion.chunk" and ch["id"] == "chatcmpl-1" for ch in chunks)
-    assert chunks[0]["choices"][0]["delta"] == {"role": "assistant", "content": ""}
-    assert chunks[1]["choices"][0]["delta"] == {"content": "Hello!"}
-    assert chunks[2]["choices"][0]["finish_reason"] == "stop"
-    assert chunks[3]["choices"] == [] and chunks[3]["usage"] == USAGE
-    assert all(ch["usage"] is None for ch in chunks[:3])  # include_usage: usage null until the last chunk
-    plain = [json.loads(e) for e in _events(replay_sse(c, include_usage=False))[:-1]]
-    assert all("usage" not in ch for ch in plain) and len(plain) == 3
-
-
-def test_replay_in_pieces() -> None:
-    c = assemble_stream(TEXT_STREAM)
-    assert c is not None
-    chunks = [json.loads(e) for e in _events(replay_sse(c, include_usage=False, chunk_chars=2))[:-1]]
-    pieces = [ch["choices"][0]["delta"].get("content") for ch in chunks[1:-1]]
-    assert pieces == ["He", "ll", "o!"]
-
-
 COMPLETIONS = [
     {
         "id": "c1",
@@ -198,13 +170,25 @@ COMPLETIONS = [
 ]
 
 
+# What the served replay (`render_cached`) does not carry over: the stream has no system_fingerprint and no
+# logprobs. Everything else survives a store and a replay.
+NOT_REPLAYED = ("system_fingerprint",)
+
+
+def _replayable(completion: dict[str, Any]) -> dict[str, Any]:
+    out = {k: v for k, v in completion.items() if k not in NOT_REPLAYED}
+    out["choices"] = [{**c, "logprobs": None} for c in completion["choices"]]
+    return out
+
+
 @pytest.mark.parametrize("completion", COMPLETIONS, ids=["text", "tools+reasoning"])
-@pytest.mark.parametrize("chunk_chars", [None, 3])
-def test_round_trip(completion: dict[str, Any], chunk_chars: int | None) -> None:
-    replayed = replay_sse(completion, include_usage=True, chunk_chars=chunk_chars)
-    assert assemble_stream(replayed) == completion
-    without_usage = assemble_stream(replay_sse(completion, include_usage=False, chunk_chars=chunk_chars))
-    assert without_usage == {k: v for k, v in completion.items() if k != "usage"}
+def test_round_trip_through_the_served_replay(completion: dict[str, Any]) -> None:
+    usage = {"stream": True, "stream_options": {"include_usage": True}}
+    replayed, ctype = render_cached(completion, stream=True, body=usage)
+    assert ctype == "text/event-stream"
+    assert assemble_stream(replayed) == _replayable(completion)
+    plain, _ = render_cached(completion, stream=True, body={"stream": True})
+    assert assemble_stream(plain) == {k: v for k, v in _replayable(completion).items() if k != "usage"}
 
 
 def test_is_cacheable() -> None:

@@ -19,7 +19,8 @@ from cache_service.client import CacheClient, Outcome
 from cache_service.codec import encode_embedding, entry_id
 from cache_service.scope import fingerprint, prompt_text
 from cache_service.service import CacheService
-from cache_service.sse import assemble_stream, replay_sse
+from cache_service.sse import assemble_stream
+from router_service.responses import render_cached
 from tests.integration.cache.conftest import (
     ADMIN_HEADERS,
     TEST_ADMIN_TOKEN,
@@ -278,6 +279,26 @@ async def test_bad_input_is_4xx_openai_error(serve_cache: ServeCache) -> None:
         assert (await http.post("/v1/cache/lookup", json=ok_list)).json()["hit"] is False
 
 
+async def test_refusal_is_not_stored(serve_cache: ServeCache) -> None:
+    """The service itself refuses a refusal (content_filter finish or a `refusal` message): 400 not_cacheable,
+    nothing written; the same store with an ordinary answer is written (the positive control)."""
+    v = unit(np.random.default_rng(11).standard_normal(384))
+    ok: dict[str, Any] = {"prompt": "p", "embedding": encode_embedding(v), "model": "m", "fingerprint": "f"}
+    filtered = completion("I can't help with that.")
+    filtered["choices"][0]["finish_reason"] = "content_filter"
+    refused = completion("")
+    refused["choices"][0]["message"] = {"role": "assistant", "content": None, "refusal": "No."}
+    async with serve_cache() as cache, httpx.AsyncClient(base_url=cache.url, headers=ADMIN_HEADERS) as http:
+        for response in (filtered, refused):
+            r = await http.post("/v1/cache/store", json={**ok, "response": response})
+            assert r.status_code == 400 and r.json()["error"]["code"] == "not_cacheable", r.text
+            assert (await http.post("/v1/cache/lookup", json=ok)).json()["hit"] is False
+        assert cache.service.counts["stores"] == 0
+        r = await http.post("/v1/cache/store", json={**ok, "response": completion("Paris.")})
+        assert r.status_code == 200, r.text
+        assert (await http.post("/v1/cache/lookup", json=ok)).json()["hit"] is True
+
+
 async def test_metrics_and_health(serve_cache: ServeCache) -> None:
     v = unit(np.random.default_rng(7).standard_normal(384))
     async with (
@@ -355,7 +376,7 @@ async def test_streamed_completion_round_trip(serve_cache: ServeCache, encode: E
         assert await client.store(prompt=prompt, embedding=q, response=assembled, **scope)
         hit = await client.lookup(prompt=PARAPHRASE, embedding=para, threshold=0.85, **scope)
         assert hit is not None
-        replayed = replay_sse(hit.response, include_usage=False)
+        replayed, _ = render_cached(hit.response, stream=True, body=body)
         assert assemble_stream(replayed) == assembled
         assert assembled["choices"][0]["message"]["content"] == "Use reversed()."
 
