@@ -12,6 +12,7 @@ from openai import OpenAI
 
 from tests.integration.conftest import RunningStack
 from tests.integration.test_routing import _metric
+from tests.integration.test_semantic_cache_path import _counters, _stored_control
 
 pytestmark = pytest.mark.integration
 
@@ -90,10 +91,15 @@ def test_masked_values_never_reach_the_routers_log(stack: RunningStack) -> None:
 
 
 def test_masked_requests_are_not_cached(stack: RunningStack) -> None:
+    """A masked request neither looks up nor stores (the cache would key PII-bearing prompts), counted on the cache
+    service against an ordinary request that stores."""
     prompt = _prompt()
     client = _client(stack.envoy_url)
+    before = _counters(stack)
     for _ in range(2):
         raw = client.chat.completions.with_raw_response.create(
             model=MODEL, messages=[{"role": "user", "content": prompt}]
         )
         assert raw.headers.get("x-vsr-cache-hit") is None
+    delta = _stored_control(stack, before)
+    assert (delta["lookups"], delta["stores"]) == (0, 1), ("only the control may store", delta)

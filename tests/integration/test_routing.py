@@ -277,9 +277,13 @@ def test_metrics_have_vsr_names(stack: RunningStack) -> None:
         (usage.prompt_tokens * 0.40 + usage.completion_tokens * 1.20) / 1e6
     )
     assert _value(after, "llm_category_classifications_count", category="physics") == physics + 1
-    assert _metric(stack, "llm_routing_reason_codes_total", reason_code="classifier", model=model) >= 1
-    assert _metric(stack, "llm_reasoning_decisions_total", category=category, model=model, enabled=reasoning) >= 1
-    assert _metric(stack, "llm_reasoning_template_usage_total", family="qwen3", param="enable_thinking") >= 1
+    labelled: list[tuple[str, dict[str, str]]] = [
+        ("llm_routing_reason_codes_total", {"reason_code": "classifier", "model": model}),
+        ("llm_reasoning_decisions_total", {"category": category, "model": model, "enabled": reasoning}),
+        ("llm_reasoning_template_usage_total", {"family": "qwen3", "param": "enable_thinking"}),
+    ]
+    for name, labels in labelled:  # this request's own series, by its labels: exactly one more each
+        assert _value(after, name, **labels) - _value(before, name, **labels) == 1, (name, labels)
 
 
 def test_classification_api(stack: RunningStack) -> None:
