@@ -243,9 +243,14 @@ def test_metrics_have_vsr_names(stack: RunningStack) -> None:
 
     snapshot = values(before)
     physics = _value(before, "llm_category_classifications_count", category="physics")
+    # no-cache: a near-identical physics question from another test may be in the shared stack's semantic cache,
+    # and a hit never reaches the backend, so the response-phase metrics would never move
     raw = _client(stack.envoy_url).chat.completions.with_raw_response.create(
-        model="MoM", messages=[{"role": "user", "content": f"Explain Newton's second law ({uuid.uuid4().hex[:6]})"}]
+        model="MoM",
+        messages=[{"role": "user", "content": f"Explain Newton's second law ({uuid.uuid4().hex[:6]})"}],
+        extra_headers={"cache-control": "no-cache"},
     )
+    assert raw.headers.get("x-vsr-cache-hit") != "true"
     usage = raw.parse().usage
     assert usage is not None
     category = raw.headers["x-vsr-selected-category"]
