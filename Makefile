@@ -9,16 +9,16 @@ setup:
 	bash scripts/setup.sh
 
 demo: setup
-	$(PY) -m semantic_router stack up --demo
+	$(PY) -m local_stack stack up --demo
 
 up: setup
-	$(PY) -m semantic_router stack up --detach
+	$(PY) -m local_stack stack up --detach
 
 down:
-	$(PY) -m semantic_router stack down
+	$(PY) -m local_stack stack down
 
 status:
-	$(PY) -m semantic_router stack status
+	$(PY) -m local_stack stack status
 
 lint:
 	$(PY) -m ruff check .

@@ -14,11 +14,11 @@ from numpy.typing import NDArray
 from tokenizers import Tokenizer
 from tqdm.auto import tqdm
 
-from build_engines.bio import Span, bio_to_spans, trim_span
 from build_engines.data.common import TextExample
 from build_engines.data.pii import PiiExample, likely_pii_free
 from build_engines.encoder import encode
 from build_engines.metrics import binary_at_threshold, classification_summary, span_scores, threshold_sweep
+from wire.bio import Span, bio_to_spans, trim_span
 
 __all__ = [
     "PRESIDIO_TYPE_MAP",

@@ -11,7 +11,7 @@ import numpy as np
 from numpy.typing import NDArray
 from sklearn.metrics import confusion_matrix, f1_score, precision_recall_fscore_support
 
-from build_engines.bio import Span
+from wire.bio import Span
 
 __all__ = [
     "binary_at_threshold",

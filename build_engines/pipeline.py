@@ -20,7 +20,6 @@ import numpy as np
 from numpy.typing import NDArray
 from sklearn.metrics import f1_score
 
-from build_engines.bio import bio_to_spans, spans_to_bio, trim_span
 from build_engines.cache import COMPLETE_MARKER, build_dir, build_key, input_files, is_complete
 from build_engines.config import TASKS, BuildConfig
 from build_engines.data.common import DataSplits, TextExample, read_jsonl
@@ -64,6 +63,7 @@ from build_engines.shared import (
 )
 from build_engines.threads import choose_threads
 from build_engines.train import TrainResult, predict, seed_everything, train_top, trunk_features
+from wire.bio import bio_to_spans, spans_to_bio, trim_span
 
 __all__ = ["BuildOutcome", "build", "install_from_cache", "key_for"]
 
@@ -79,8 +79,12 @@ class BuildOutcome:
     seconds: float
 
 
+SHARED_INPUTS = (REPO_ROOT / "wire" / "bio.py",)
+"""Code outside this package that the build runs (BIO encoding of the PII labels): part of the build key."""
+
+
 def key_for(config: BuildConfig) -> str:
-    extra = [Path(x) for x in config.external_intent]
+    extra = [*SHARED_INPUTS, *(Path(x) for x in config.external_intent)]
     return build_key(input_files(PACKAGE_DIR, extra), REPO_ROOT, config.to_dict())
 
 
@@ -765,6 +769,8 @@ def build(
             )
         if quantization["serve_int8"]:
             quantization["served_graph_check"] = _served_graph_check(quantized, onnx_path, sample_rows[:48])
+            if config.design == "shared":  # the cache embeds with the served graph: its held-out fidelity
+                quantization["served_embedding"] = _embedding_fidelity(quantized, check_texts)
     timings["evaluate_s"] = time.perf_counter() - t
     baseline = presidio_baseline(pii.test) if presidio else None
     served_onnx = quantized if int8 is not None and quantization["serve_int8"] else onnx_path

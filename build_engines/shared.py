@@ -28,9 +28,9 @@ from torch import nn
 from tqdm.auto import tqdm
 from transformers import BertModel
 
-from build_engines.bio import IGNORE
 from build_engines.encoder import extended_mask, mean_pool
 from build_engines.heads import run_layers, trunk_forward
+from wire.bio import IGNORE
 
 __all__ = [
     "Metric",

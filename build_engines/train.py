@@ -22,10 +22,10 @@ from torch import nn
 from tqdm.auto import tqdm
 from transformers import BertModel
 
-from build_engines.bio import IGNORE
 from build_engines.config import BuildConfig, TaskConfig
 from build_engines.encoder import pad_batch
 from build_engines.heads import TaskKind, TaskTop, trunk_forward
+from wire.bio import IGNORE
 
 __all__ = ["TrainResult", "predict", "seed_everything", "train_top", "trunk_features"]
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from cache_service.client import CacheClient, CacheHit, CircuitBreaker, Outcome
 from cache_service.scope import fingerprint, prompt_text
-from cache_service.sse import assemble_stream, is_cacheable, is_refusal
+from wire.sse import assemble_stream, is_cacheable, is_refusal
 
 __all__ = [
     "CacheClient",

@@ -24,7 +24,7 @@ from cache_service.metrics import CacheMetrics
 from cache_service.models import InvalidateRequest, LookupRequest, StoreRequest
 from cache_service.repository import CacheRepository, Entry, NewEntry, Scope
 from cache_service.settings import CacheSettings
-from cache_service.sse import is_refusal
+from wire.sse import is_refusal
 
 __all__ = ["CacheService", "LookupResult"]
 

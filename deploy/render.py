@@ -23,7 +23,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "deploy" / "grafana")]
 
 import dashboard  # noqa: E402
 
-from semantic_router.render_envoy import COMPOSE_VALUES, render  # noqa: E402
+from local_stack.render_envoy import COMPOSE_VALUES, render  # noqa: E402
 
 DEPLOY = ROOT / "deploy"
 VLLM_ADDRESS = "172.28.0.20"  # docker-compose.yml's vllm service on the compose network

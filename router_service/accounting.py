@@ -9,10 +9,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cache_service.client import CacheClient
-from cache_service.sse import assemble_stream, is_cacheable
 from router_service import metrics
 from router_service.config import RouterConfig
 from router_service.pipeline import CacheScope
+from wire.sse import assemble_stream, is_cacheable
 
 __all__ = ["MAX_CAPTURE_BYTES", "ResponseTracker"]
 

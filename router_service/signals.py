@@ -26,10 +26,10 @@ import tritonclient.grpc.aio as grpcclient
 from tokenizers import Encoding, Tokenizer
 from tritonclient.utils import InferenceServerException
 
-from build_engines.bio import bio_to_spans, trim_span
 from router_service import metrics
 from router_service.decision import PiiEntity, TextSignals, without_lone_surrogates
 from router_service.errors import ClassifierOverloaded, ClassifierUnavailable
+from wire.bio import bio_to_spans, trim_span
 
 __all__ = ["SignalClient", "SignalManifest", "load_manifest"]
 

@@ -4,7 +4,7 @@
     python benchmarks/cache/run.py --quick    # smoke run (~1 min): 2k and 10k entries
     python benchmarks/cache/run.py --sizes 10000 --datasets random --no-sweep --no-redisvl   # the hop alone
 
-Starts its own Valkey + RediSearch (semantic_router.components) and a `python -m cache_service` process.
+Starts its own Valkey + RediSearch (local_stack.components) and a `python -m cache_service` process.
 Vectors are 384-d, unit length: "random" (uniform on the sphere: the hardest case for HNSW) and "clustered"
 (random centres + noise, closer to real sentence embeddings). Queries are paraphrase-like: a stored vector
 turned by a random angle to cosine U(0.80, 0.95) with it, so a cache at the default threshold should hit;
@@ -60,7 +60,7 @@ from cache_service.models import LookupRequest  # noqa: E402
 from cache_service.repository import CacheRepository, NewEntry, Scope  # noqa: E402
 from cache_service.service import CacheService  # noqa: E402
 from cache_service.settings import CacheSettings  # noqa: E402
-from semantic_router.components import (  # noqa: E402
+from local_stack.components import (  # noqa: E402
     ManagedProcess,
     free_port,
     valkey_command,

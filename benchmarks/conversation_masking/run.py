@@ -7,7 +7,7 @@ Masking (pure Python, in-process, one core): planning the placeholders, masking 
 JSON completion, and restoring a 400-event SSE stream fed in network chunks of 64 bytes (placeholders split across
 events), against passing the same chunks through untouched.
 Pinning: `PinStore.lookup` (one GET) and a save (one SET with TTL) against a local Valkey that this script starts
-(semantic_router.components), on the router's loop (uvloop); the router runs the lookup beside the Triton call, so
+(local_stack.components), on the router's loop (uvloop); the router runs the lookup beside the Triton call, so
 it adds to a request only what exceeds the classification time.
 Writes benchmarks/results/conversation_masking.json and .md, and prints the table.
 """
@@ -30,11 +30,11 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+from local_stack.components import ManagedProcess, free_port, valkey_command, wait_tcp  # noqa: E402
 from router_service.conversation import Pin  # noqa: E402
 from router_service.decision_types import PiiEntity  # noqa: E402
 from router_service.pii_masking import StreamRestorer, mask_body, plan_masking, restore_completion  # noqa: E402
 from router_service.pin_store import PinStore  # noqa: E402
-from semantic_router.components import ManagedProcess, free_port, valkey_command, wait_tcp  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 EMAILS = [f"person{i}@example.com" for i in range(4)]

@@ -43,7 +43,7 @@ import httpx
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from semantic_router.components import ManagedProcess  # noqa: E402
+from local_stack.components import ManagedProcess  # noqa: E402
 
 BENIGN = [
     "What is the derivative of x^3 * sin(x)?",

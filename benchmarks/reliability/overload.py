@@ -24,7 +24,7 @@ import httpx
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from semantic_router.stack import Ports, Stack, StackSettings  # noqa: E402
+from local_stack.stack import Ports, Stack, StackSettings  # noqa: E402
 from tests.integration.conftest import write_test_config  # noqa: E402
 
 PROMPTS = [

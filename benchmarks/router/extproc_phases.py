@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from run import DIRECT_ENVOY, prompt, start_bench_stack  # noqa: E402
 
-from semantic_router.components import ManagedProcess, free_port, local_envoy  # noqa: E402
+from local_stack.components import ManagedProcess, free_port, local_envoy  # noqa: E402
 
 VARIANTS: dict[str, Callable[[str], str]] = {
     "as shipped (4 messages)": lambda y: y,

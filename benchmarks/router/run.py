@@ -40,9 +40,9 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from cache_service.auth import resolve_admin_token  # noqa: E402
-from semantic_router.components import free_port, local_envoy  # noqa: E402
-from semantic_router.paths import DEFAULT_CONFIG  # noqa: E402
-from semantic_router.stack import Ports, Stack, StackSettings  # noqa: E402
+from local_stack.components import free_port, local_envoy  # noqa: E402
+from local_stack.paths import DEFAULT_CONFIG  # noqa: E402
+from local_stack.stack import Ports, Stack, StackSettings  # noqa: E402
 
 SUBJECTS = [
     "a derivative",

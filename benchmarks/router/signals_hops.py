@@ -28,7 +28,7 @@ from numpy.typing import NDArray
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from semantic_router.components import local_triton  # noqa: E402
+from local_stack.components import local_triton  # noqa: E402
 
 REPOSITORY = ROOT / "model_repository"
 ALL = ("intent_probs", "jailbreak_probs", "pii_tag_ids", "pii_tag_probs", "embedding")

@@ -47,7 +47,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from build_engines.paths import MODEL_REPOSITORY_DIR, PACKAGE_DIR, REPO_ROOT
 from build_engines.perf_analyzer import ensure_perf_analyzer
 from build_engines.repository import MODEL_NAME, ServingOptions, cpu_signals_config, render_config
-from semantic_router.components import local_triton
+from local_stack.components import local_triton
 
 RESULTS = REPO_ROOT / "benchmarks" / "results"
 NOTES_MARKER = "<!-- notes: kept when the table above is regenerated -->"

@@ -15,9 +15,9 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
 
-from build_engines.bio import Span, merge_adjacent
 from build_engines.data.common import DataSplits, SourceInfo, split_by_group
 from build_engines.data.labels import PII_ENTITY_TYPES
+from wire.bio import Span, merge_adjacent
 
 __all__ = [
     "CHAT_TEMPLATES",

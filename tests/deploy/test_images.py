@@ -53,7 +53,7 @@ _PROBE = """
 import ast, json, sys
 from importlib import metadata
 from pathlib import Path
-PROJECT = {"router_service", "cache_service", "build_engines", "semantic_router"}
+PROJECT = {"router_service", "cache_service", "build_engines", "local_stack", "wire"}
 candidates = metadata.packages_distributions()
 def owner(name, path):
     path = str(Path(path).resolve())

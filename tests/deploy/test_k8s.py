@@ -16,9 +16,9 @@ import yaml
 
 from build_engines.__main__ import build_parser as build_engines_parser
 from cache_service.__main__ import parse_settings as cache_settings
+from local_stack.components import envoy_binary, triton_command
 from router_service.config import load_config
 from router_service.settings import parse_settings as router_settings
-from semantic_router.components import envoy_binary, triton_command
 
 ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "deploy" / "k8s"

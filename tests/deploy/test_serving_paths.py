@@ -23,7 +23,7 @@ import yaml
 
 from build_engines.paths import MODEL_REPOSITORY_DIR
 from build_engines.perf_analyzer import ensure_perf_analyzer
-from semantic_router.components import LocalTriton, free_port, local_envoy, local_triton
+from local_stack.components import LocalTriton, free_port, local_envoy, local_triton
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "deploy" / "loadtest"))

@@ -10,9 +10,9 @@ import httpx
 import pytest
 import yaml
 
-from semantic_router.components import ManagedProcess, free_port, valkey_command, wait_tcp
-from semantic_router.paths import DEFAULT_CONFIG
-from semantic_router.stack import Ports, Stack, StackSettings
+from local_stack.components import ManagedProcess, free_port, valkey_command, wait_tcp
+from local_stack.paths import DEFAULT_CONFIG
+from local_stack.stack import Ports, Stack, StackSettings
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ import httpx
 import pytest
 import yaml
 
-from semantic_router.components import free_port
+from local_stack.components import free_port
 from tests.integration.conftest import RunningStack
 
 pytestmark = pytest.mark.integration

@@ -17,7 +17,7 @@ import httpx
 import pytest
 import yaml
 
-from semantic_router.components import ManagedProcess, free_port, wait_http_ok
+from local_stack.components import ManagedProcess, free_port, wait_http_ok
 from tests.integration.conftest import RunningStack
 
 pytestmark = pytest.mark.integration

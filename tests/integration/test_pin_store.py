@@ -9,9 +9,9 @@ import time
 import pytest
 import redis
 
+from local_stack.components import free_port
 from router_service.conversation import Pin
 from router_service.pin_store import PREFIX, PinStore
-from semantic_router.components import free_port
 from tests.integration.conftest import RedisServer
 
 pytestmark = pytest.mark.integration

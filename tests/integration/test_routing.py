@@ -15,7 +15,7 @@ import pytest
 import yaml
 from openai import OpenAI, PermissionDeniedError
 
-from semantic_router.components import free_port
+from local_stack.components import free_port
 from tests.integration.conftest import RunningStack
 
 pytestmark = pytest.mark.integration

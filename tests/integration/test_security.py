@@ -12,9 +12,9 @@ import httpx
 import pytest
 import yaml
 
+from local_stack.stack import Ports, Stack, StackSettings
 from router_service.errors import ClassifierOverloaded
 from router_service.signals import SignalClient
-from semantic_router.stack import Ports, Stack, StackSettings
 from tests.integration.conftest import RunningStack, write_test_config
 
 pytestmark = pytest.mark.integration

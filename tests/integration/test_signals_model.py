@@ -35,7 +35,7 @@ def triton_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[in
     """(gRPC port, log file) of a Triton serving only `signals`."""
     if not (VERSION_DIR / "manifest.json").exists():
         pytest.skip("model_repository/signals is not built: run `python -m build_engines build`")
-    from semantic_router.components import local_triton
+    from local_stack.components import local_triton
 
     triton = local_triton(REPOSITORY, tmp_path_factory.mktemp("triton"))
     triton.process.start()
@@ -205,7 +205,7 @@ def ragged_triton(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
     if not (VERSION_DIR / "manifest.json").exists():
         pytest.skip("model_repository/signals is not built: run `python -m build_engines build`")
     from build_engines.repository import ServingOptions, cpu_signals_config, render_config
-    from semantic_router.components import local_triton
+    from local_stack.components import local_triton
 
     scratch = tmp_path_factory.mktemp("ragged")
     version = scratch / "repo" / "signals" / "1"

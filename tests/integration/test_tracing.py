@@ -16,8 +16,8 @@ import pytest
 import yaml
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 
-from semantic_router.components import free_port
-from semantic_router.paths import DEFAULT_CONFIG
+from local_stack.components import free_port
+from local_stack.paths import DEFAULT_CONFIG
 from tests.integration.conftest import RunningStack, start_stack
 
 pytestmark = pytest.mark.integration

@@ -14,8 +14,8 @@ import pytest
 import yaml
 from openai import OpenAI
 
+from local_stack.components import free_port, local_envoy
 from router_service.config import load_config
-from semantic_router.components import free_port, local_envoy
 from tests.integration.conftest import RunningStack, start_stack
 
 pytestmark = pytest.mark.integration

@@ -9,10 +9,10 @@ from typing import Any, cast
 import pytest
 
 from cache_service.client import CacheClient
-from cache_service.sse import is_cacheable, is_refusal
 from router_service.accounting import ResponseTracker
 from router_service.config import load_config
 from router_service.pipeline import CacheScope
+from wire.sse import is_cacheable, is_refusal
 
 CFG = load_config(Path(__file__).resolve().parents[1] / "fixtures" / "vsr-classic" / "config.e2e.yaml")
 SCOPE = CacheScope(prompt="p", embedding=[1.0], model="Model-A", fingerprint="f", tenant=None)

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
-from build_engines.bio import IGNORE, Span, bio_to_spans, spans_to_bio, trim_span
 from build_engines.data.labels import bio_tags
+from wire.bio import IGNORE, Span, bio_to_spans, spans_to_bio, trim_span
 
 TAGS = bio_tags()
 TAG_IDS = {t: i for i, t in enumerate(TAGS)}
@@ -70,7 +70,7 @@ def test_word_pieces_follow_the_first_piece_of_their_word() -> None:
 
 
 def test_merge_adjacent_joins_space_separated_parts_of_one_address_only() -> None:
-    from build_engines.bio import merge_adjacent
+    from wire.bio import merge_adjacent
 
     text = "at 3090 Schönhauser Allee 60\nBerlin Mitte"
     spans = [Span(3, 7, "STREET_ADDRESS"), Span(8, 28, "STREET_ADDRESS"), Span(29, 35, "GPE"), Span(36, 41, "GPE")]

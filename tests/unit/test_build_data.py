@@ -81,8 +81,8 @@ def test_rendered_pii_template_spans_point_at_values() -> None:
 
 
 def test_presidio_escaped_newlines_become_newlines_with_spans_moved() -> None:
-    from build_engines.bio import Span
     from build_engines.data.pii import unescape_newlines
+    from wire.bio import Span
 
     text = "Leigha Mackay\\n\\nLa Sagne\\nSwitzerland"
     fixed, spans = unescape_newlines(text, [Span(27, 38, "GPE"), Span(17, 25, "GPE"), Span(0, 13, "PERSON")])

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from cache_service.client import CacheClient, CircuitBreaker, Outcome
-from semantic_router.components import free_port
+from local_stack.components import free_port
 
 EMB = np.ones(384, dtype=np.float32) / np.sqrt(384)
 KW = {"prompt": "hi", "embedding": EMB, "model": "m", "fingerprint": "f", "tenant": None}

@@ -1,4 +1,4 @@
-"""cache_service.sse: assembling OpenAI chat-completion streams and replaying cached completions."""
+"""wire.sse: assembling OpenAI chat-completion streams and replaying cached completions."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from cache_service.sse import assemble_stream, is_cacheable
 from router_service.responses import render_cached
+from wire.sse import assemble_stream, is_cacheable
 
 HEAD = {"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 1700000000, "model": "m"}
 

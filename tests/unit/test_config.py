@@ -551,7 +551,7 @@ async def _write_until(path: Path, text: str, event: asyncio.Event) -> None:
 
 def test_semantic_cache_max_entries_reaches_the_cache_service(tmp_path: Path) -> None:
     """The stack starts the cache service with the router config's bound (VSR's key, applied where the cache is)."""
-    from semantic_router.stack import _cache_limits
+    from local_stack.stack import _cache_limits
 
     path = tmp_path / "c.yaml"
     path.write_text(e2e_with(lambda raw: raw["semantic_cache"].update(max_entries=250)))

@@ -18,11 +18,11 @@ import yaml
 
 from build_engines.__main__ import build_parser as build_engines_parser
 from cache_service.__main__ import parse_settings as cache_settings
+from local_stack.components import envoy_binary, triton_command
+from local_stack.render_envoy import COMPOSE_VALUES, render
+from local_stack.stack import Ports
 from router_service.config import load_config
 from router_service.settings import parse_settings as router_settings
-from semantic_router.components import envoy_binary, triton_command
-from semantic_router.render_envoy import COMPOSE_VALUES, render
-from semantic_router.stack import Ports
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
@@ -242,7 +242,7 @@ def test_derived_deploy_files_are_up_to_date(path: str) -> None:
 
 def test_compose_envoy_config_is_rendered_from_the_template() -> None:
     assert (ROOT / "deploy" / "compose" / "envoy.yaml").read_text() == render(COMPOSE_VALUES), (
-        "regenerate: python -m semantic_router.render_envoy --compose > deploy/compose/envoy.yaml"
+        "regenerate: python -m local_stack.render_envoy --compose > deploy/compose/envoy.yaml"
     )
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from local_stack.paths import DEFAULT_CONFIG
 from router_service.config import load_config
 from router_service.metrics import model_label
-from semantic_router.paths import DEFAULT_CONFIG
 
 
 @pytest.mark.parametrize(

@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 
 from cache_service.auth import ENV_VAR, AuthFailure, check_bearer, resolve_admin_token
+from local_stack.components import ManagedProcess
+from local_stack.supervisor import Supervisor, read_supervisor_state
 from router_service.config import RateLimitConfig, RouterConfig
 from router_service.decision import load_body, plan
 from router_service.decision_types import CachePolicy, Routed
@@ -20,8 +22,6 @@ from router_service.errors import InvalidRequest
 from router_service.pipeline import skip_unhealthy
 from router_service.prompt_paths import as_chat
 from router_service.ratelimit import TenantRateLimiter, retry_after_header
-from semantic_router.components import ManagedProcess
-from semantic_router.supervisor import Supervisor, read_supervisor_state
 
 # --- admin token ---------------------------------------------------------------------------------------------
 

@@ -21,7 +21,7 @@ import uvicorn
 from cache_service.app import create_app
 from cache_service.service import CacheService
 from cache_service.settings import CacheSettings
-from semantic_router.components import ManagedProcess, free_port, valkey_command, wait_tcp
+from local_stack.components import ManagedProcess, free_port, valkey_command, wait_tcp
 from tests.integration.conftest import RedisServer
 
 Encoder = Callable[[list[str]], npt.NDArray[np.float32]]

@@ -20,7 +20,7 @@ import redis
 
 from cache_service.auth import ENV_VAR as ADMIN_TOKEN_ENV
 from cache_service.client import CacheClient, Outcome
-from semantic_router.components import ManagedProcess, free_port, wait_http_ok
+from local_stack.components import ManagedProcess, free_port, wait_http_ok
 from tests.integration.cache.conftest import TEST_ADMIN_TOKEN
 from tests.integration.conftest import RedisServer
 

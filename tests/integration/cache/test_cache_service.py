@@ -19,7 +19,6 @@ from cache_service.client import CacheClient, Outcome
 from cache_service.codec import encode_embedding, entry_id
 from cache_service.scope import fingerprint, prompt_text
 from cache_service.service import CacheService
-from cache_service.sse import assemble_stream
 from router_service.responses import render_cached
 from tests.integration.cache.conftest import (
     ADMIN_HEADERS,
@@ -30,6 +29,7 @@ from tests.integration.cache.conftest import (
     unique_settings,
 )
 from tests.integration.conftest import RedisServer
+from wire.sse import assemble_stream
 
 pytestmark = pytest.mark.integration
 

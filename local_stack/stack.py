@@ -18,7 +18,7 @@ import yaml
 
 from cache_service.auth import ENV_VAR as ADMIN_TOKEN_ENV
 from cache_service.auth import RUN_DIR_ENV_VAR, resolve_admin_token
-from semantic_router.components import (
+from local_stack.components import (
     ComponentError,
     ManagedProcess,
     envoy_command,
@@ -30,9 +30,9 @@ from semantic_router.components import (
     wait_http_ok,
     wait_tcp,
 )
-from semantic_router.paths import REPO_ROOT, cache_dir
-from semantic_router.render_envoy import render as render_envoy
-from semantic_router.supervisor import Supervisor, read_supervisor_state
+from local_stack.paths import REPO_ROOT, cache_dir
+from local_stack.render_envoy import render as render_envoy
+from local_stack.supervisor import Supervisor, read_supervisor_state
 
 __all__ = ["DemoBackend", "Ports", "Stack", "StackSettings", "read_state", "stop_from_state"]
 
@@ -67,7 +67,7 @@ class StackSettings:
     demo_backends: bool = True
     router_env: dict[str, str] = field(default_factory=dict)
     supervise: bool = True
-    """Restart a component that exits, with backoff (semantic_router.supervisor)."""
+    """Restart a component that exits, with backoff (local_stack.supervisor)."""
 
 
 @dataclass(frozen=True)
@@ -154,7 +154,7 @@ class Stack:
                     if address in _LOOPBACK and not port_in_use(port):
                         self._start(
                             f"demo-{name}",
-                            [py, "-m", "semantic_router.demo_backend", "--port", str(port), "--name", name],
+                            [py, "-m", "local_stack.demo_backend", "--port", str(port), "--name", name],
                             lambda port=port: wait_http_ok(f"http://127.0.0.1:{port}/health", 0.2),  # type: ignore[misc]
                             timeout=30,
                         )

@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from semantic_router.components import ComponentError, ManagedProcess
+from local_stack.components import ComponentError, ManagedProcess
 
 __all__ = ["ComponentState", "Supervisor", "read_supervisor_state"]
 

@@ -20,10 +20,10 @@ from typing import Any
 
 import httpx
 
-from semantic_router.components import ComponentError
-from semantic_router.paths import DEFAULT_CONFIG, REPO_ROOT
-from semantic_router.stack import Ports, Stack, StackSettings, read_state, stop_from_state
-from semantic_router.supervisor import read_supervisor_state
+from local_stack.components import ComponentError
+from local_stack.paths import DEFAULT_CONFIG, REPO_ROOT
+from local_stack.stack import Ports, Stack, StackSettings, read_state, stop_from_state
+from local_stack.supervisor import read_supervisor_state
 
 __all__ = ["main", "run_demo"]
 
@@ -155,7 +155,7 @@ def _detach(args: argparse.Namespace, settings: StackSettings) -> int:
     settings.run_dir.mkdir(parents=True, exist_ok=True)
     log_path = settings.run_dir / "logs" / "launcher.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    argv = [sys.executable, "-m", "semantic_router", "stack", "up", "--config", str(settings.config)]
+    argv = [sys.executable, "-m", "local_stack", "wire", "stack", "up", "--config", str(settings.config)]
     argv += ["--run-dir", str(settings.run_dir), "--port-offset", str(args.port_offset)]
     with log_path.open("ab") as log:
         child = subprocess.Popen(

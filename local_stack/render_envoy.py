@@ -1,6 +1,6 @@
 """Render deploy/envoy.yaml (the one Envoy template) for the local stack or for docker-compose.
 
-python -m semantic_router.render_envoy --compose > deploy/compose/envoy.yaml
+python -m local_stack.render_envoy --compose > deploy/compose/envoy.yaml
 """
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import string
 
-from semantic_router.paths import REPO_ROOT
+from local_stack.paths import REPO_ROOT
 
 __all__ = ["COMPOSE_VALUES", "render"]
 
@@ -24,7 +24,7 @@ COMPOSE_VALUES = {
 
 def render(values: dict[str, object]) -> str:
     template = string.Template((REPO_ROOT / "deploy" / "envoy.yaml").read_text())
-    header = "# GENERATED from deploy/envoy.yaml by `python -m semantic_router.render_envoy --compose`; do not edit.\n"
+    header = "# GENERATED from deploy/envoy.yaml by `python -m local_stack.render_envoy --compose`; do not edit.\n"
     return header + template.substitute({k: str(v) for k, v in values.items()})
 
 

@@ -1,3 +1,0 @@
-from semantic_router.cli import main
-
-main()
