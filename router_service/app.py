@@ -23,7 +23,7 @@ from cache_service.auth import AuthFailure, check_bearer, resolve_admin_token
 from cache_service.client import CacheClient
 from router_service import api, metrics
 from router_service.config import RouterConfig
-from router_service.config_store import ConfigStore
+from router_service.config.store import ConfigStore
 from router_service.errors import ConfigError, InvalidRequest, RouterError
 from router_service.extproc import serve_extproc
 from router_service.pin_store import PinStore

@@ -18,7 +18,7 @@ from cache_service.client import CacheClient
 from cache_service.scope import fingerprint
 from router_service import metrics
 from router_service.config import RouterConfig
-from router_service.config_store import ConfigStore
+from router_service.config.store import ConfigStore
 from router_service.conversation import PinLookup
 from router_service.decision import Blocked, Plan, Routed, TextSignals, decide, plan
 from router_service.endpoint_health import EndpointHealth

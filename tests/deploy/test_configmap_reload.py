@@ -15,7 +15,7 @@ from pathlib import Path
 
 import yaml
 
-from router_service.config_store import ConfigStore
+from router_service.config.store import ConfigStore
 
 ROOT = Path(__file__).resolve().parents[2]
 SOURCE = ROOT / "deploy" / "k8s" / "base" / "router"

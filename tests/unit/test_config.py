@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from router_service.config import Endpoint, KeywordRule, PiiPolicy, RouterConfig, load_config, parse_config
-from router_service.config_store import ConfigStore
+from router_service.config.store import ConfigStore
 from router_service.errors import ConfigError
 
 REFERENCE = Path(__file__).resolve().parents[1] / "fixtures" / "vsr-classic"  # vendored, see its NOTICE.md

@@ -18,7 +18,8 @@ from typing import TypeVar
 
 from watchfiles import Change, awatch
 
-from router_service.config import RouterConfig, log_ignored_keys, parse_config
+from router_service.config.loading import log_ignored_keys, parse_config
+from router_service.config.policy import RouterConfig
 from router_service.errors import ConfigError
 
 __all__ = ["ConfigStore"]

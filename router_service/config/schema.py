@@ -1,4 +1,4 @@
-"""The router configuration: VSR classic's YAML schema as pydantic models, plus our `triton_router:` section.
+"""The config file's schema: VSR classic's YAML schema as pydantic models, plus our `triton_router:` section.
 
 `tests/fixtures/vsr-classic/config.yaml` and `config.e2e.yaml` load unchanged. Unknown keys are rejected at
 every level we interpret (a typo such as `jailbreak_treshold` silently disabling a guard is worse than a loud
@@ -7,8 +7,10 @@ error); only VSR's free-form sections (`router`, `api`, `observability`, cache b
 Keys that name VSR's own model files (`bert_model.model_id`, `classifier.*.model_id`, `*_mapping_path`,
 `use_modernbert`, `use_cpu`, ...) are accepted and ignored: our models come from the Triton model repository.
 VSR runtime knobs with no equivalent here (`NOT_APPLIED_KEYS`: `semantic_cache.redis`,
-`vllm_endpoints[].health_check_path`, `model_config.*.loras`, ...) are accepted too. `load_config` logs each
-group once, in one line, so an operator sees they have no effect. `docs/config.md` has the whole table.
+`vllm_endpoints[].health_check_path`, `model_config.*.loras`, ...) are accepted too. Each class names its own in
+`VSR_MODEL_KEYS` / `NOT_APPLIED_KEYS`; `RouterConfigSchema.vsr_model_keys()` / `.not_applied_keys()` list those a
+file sets, and `loading.log_ignored_keys` logs them, so an operator sees they have no effect. `docs/config.md`
+has the whole table.
 
 Thresholds are probabilities or cosine similarities in [0, 1]; the semantic-cache and tool thresholds are
 cosine SIMILARITIES, so higher is stricter.
@@ -16,31 +18,16 @@ cosine SIMILARITIES, so higher is stricter.
 
 from __future__ import annotations
 
-import difflib
 import ipaddress
 import json
-import logging
 import re
-import types
-from collections.abc import Iterator, Mapping
-from pathlib import Path
-from typing import Annotated, Any, ClassVar, Literal, Union, get_args, get_origin
+from collections.abc import Iterator
+from typing import Annotated, Any, ClassVar, Literal
 
-import yaml
-from pydantic import (
-    AliasChoices,
-    BaseModel,
-    ConfigDict,
-    Field,
-    PrivateAttr,
-    ValidationError,
-    field_validator,
-    model_validator,
-)
-
-from router_service.errors import ConfigError
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 __all__ = [
+    "AUTO_ALIAS",
     "DEFAULT_MAX_BATCH_SIZE",
     "MAX_BATCH_SIZE_LIMIT",
     "ApiConfig",
@@ -50,28 +37,26 @@ __all__ = [
     "CategoryModelConfig",
     "ClassifierConfig",
     "ConversationConfig",
+    "EmbeddingModelsConfig",
     "Endpoint",
     "FailurePolicy",
     "KeywordRule",
     "LoraAdapter",
     "ModelParams",
     "ModelScore",
+    "ObservabilityConfig",
     "PiiModelConfig",
     "PiiPolicy",
     "Pricing",
     "PromptGuardConfig",
+    "RateLimitConfig",
     "ReasoningFamily",
-    "RouterConfig",
+    "RouterConfigSchema",
     "SemanticCacheConfig",
     "ToolsConfig",
     "TritonRouterConfig",
-    "format_loc",
-    "load_config",
-    "log_ignored_keys",
-    "parse_config",
+    "key_step",
 ]
-
-log = logging.getLogger(__name__)
 
 Probability = Annotated[float, Field(ge=0.0, le=1.0)]
 Port = Annotated[int, Field(ge=1, le=65535)]
@@ -511,8 +496,8 @@ class TritonRouterConfig(_Section):
         return value.lower()
 
 
-class RouterConfig(_Section):
-    """The whole configuration file. Look-ups that encode VSR semantics live here so every caller agrees."""
+class RouterConfigSchema(_Section):
+    """The whole configuration file as validated. `policy.RouterConfig` adds the look-ups that encode VSR semantics."""
 
     NOT_APPLIED_KEYS = frozenset({"router", "embedding_rules", "clear_route_cache"})
 
@@ -540,150 +525,12 @@ class RouterConfig(_Section):
     embedding_rules: tuple[dict[str, Any], ...] = ()
     triton_router: TritonRouterConfig = TritonRouterConfig()
 
-    _source: Path | None = PrivateAttr(default=None)
-    _by_label: dict[str, Category] = PrivateAttr(default_factory=dict)
-
     @model_validator(mode="after")
-    def _cross_check(self) -> RouterConfig:
+    def _cross_check(self) -> RouterConfigSchema:
         problems = [*_endpoint_problems(self), *_model_problems(self), *_category_problems(self)]
         if problems:
             raise ValueError("\n".join(problems))
-        by_label: dict[str, Category] = {}
-        for cat in self.categories:
-            for label in cat.mmlu_categories:
-                by_label.setdefault(label, cat)
-        by_label.update({cat.name: cat for cat in self.categories})
-        self._by_label = by_label
         return self
-
-    # --- look-ups -------------------------------------------------------------------------------------
-
-    @property
-    def source_path(self) -> Path | None:
-        """The file this config was loaded from (None when built in memory)."""
-        return self._source
-
-    def resolve_path(self, value: str) -> Path:
-        """A path from the config: absolute as is, else relative to the config file's folder."""
-        path = Path(value)
-        if path.is_absolute() or self._source is None:
-            return path
-        return self._source.parent / path
-
-    def is_auto_model(self, model: str) -> bool:
-        return model in (self.auto_model_name, AUTO_ALIAS)
-
-    def category(self, label: str) -> Category | None:
-        """The category for a classifier label: by name, else the first whose `mmlu_categories` lists it."""
-        return self._by_label.get(label)
-
-    def model_params(self, model: str) -> ModelParams | None:
-        return self.models.get(model)
-
-    def best_model_for(self, label: str) -> str | None:
-        """The best-scoring model of the category for a classifier label (None: no such category/models)."""
-        category = self.category(label)
-        ranked = category.ranked_scores() if category is not None else ()
-        return ranked[0].model if ranked else None
-
-    def default_endpoint(self) -> str:
-        """`host:port` of the default model's best endpoint: where requests the router does not parse go."""
-        return self.endpoints_for(self.default_model)[0].host_port
-
-    def endpoints_for(self, model: str) -> tuple[Endpoint, ...]:
-        """Endpoints serving `model`, best first (highest weight; ties in file order).
-
-        A model's `preferred_endpoints` when it has some. Otherwise (a model without preferences, or a
-        model the config does not know) the default model's endpoints, as VSR sends unknown models to the
-        default endpoint; if the default model has none either, every endpoint.
-        """
-        by_name = {ep.name: ep for ep in self.vllm_endpoints}
-        for name in (model, self.default_model):
-            params = self.models.get(name)
-            if params is not None and params.preferred_endpoints:
-                chosen = [by_name[n] for n in params.preferred_endpoints if n in by_name]
-                return tuple(sorted(chosen, key=lambda ep: -ep.weight))
-        return tuple(sorted(self.vllm_endpoints, key=lambda ep: -ep.weight))
-
-    def reasoning_family_for(self, model: str) -> ReasoningFamily | None:
-        params = self.models.get(model)
-        if params is None or params.reasoning_family is None:
-            return None
-        return self.reasoning_families.get(params.reasoning_family)
-
-    def pii_policy_for(self, model: str) -> PiiPolicy:
-        params = self.models.get(model)
-        return params.pii_policy if params is not None else PiiPolicy()
-
-    def pricing_for(self, model: str) -> Pricing | None:
-        params = self.models.get(model)
-        return params.pricing if params is not None else None
-
-    def all_models(self) -> tuple[str, ...]:
-        """Every model the config names: model_config keys, then model_scores, then default_model."""
-        names = [
-            *self.models,
-            *(s.model for c in self.categories for s in c.model_scores),
-            self.default_model,
-        ]
-        return tuple(dict.fromkeys(names))
-
-    def jailbreak_enabled(self, category: Category | None) -> bool:
-        if category is not None and category.jailbreak_enabled is not None:
-            return category.jailbreak_enabled
-        return self.prompt_guard.enabled
-
-    def jailbreak_threshold(self, category: Category | None, model_threshold: float = 0.7) -> float:
-        """The category's override, else `prompt_guard.threshold`, else the model build's own operating point."""
-        if category is not None and category.jailbreak_threshold is not None:
-            return category.jailbreak_threshold
-        if self.prompt_guard.threshold is not None:
-            return self.prompt_guard.threshold
-        return model_threshold
-
-    def pii_enabled(self, category: Category | None) -> bool:
-        """Per category when set, else on when `classifier.pii_model` is configured (VSR semantics)."""
-        if category is not None and category.pii_enabled is not None:
-            return category.pii_enabled
-        return "pii_model" in self.classifier.model_fields_set
-
-    def pii_can_matter(self, model: str, is_auto: bool) -> bool:
-        """Whether detected PII can change where a request for `model` goes: PII detection is on where it is
-        decided (the category, or no category) and some model it may reach restricts a type. When it cannot
-        (e.g. every model allows all PII, as in VSR's own config.yaml), the router asks Triton for no PII and the
-        PII branch of the graph does not run. A model with `pii_policy.action: mask` always needs detection, whatever
-        the category's `pii_enabled` says: masking is the model's promise."""
-        if not is_auto:
-            policy = self.pii_policy_for(model)
-            return policy.masks or (self.pii_enabled(None) and not policy.allows_all)
-        if any(self.pii_policy_for(m).masks for m in self.all_models()):
-            return True  # a masking model must never receive unchecked text
-        enabled = self.pii_enabled(None) or any(self.pii_enabled(c) for c in self.categories)
-        return enabled and any(not self.pii_policy_for(m).allows_all for m in self.all_models())
-
-    def pii_threshold(self, category: Category | None) -> float:
-        if category is not None and category.pii_threshold is not None:
-            return category.pii_threshold
-        return self.classifier.pii_model.threshold
-
-    def cache_enabled(self, category: Category | None) -> bool:
-        if category is not None and category.semantic_cache_enabled is not None:
-            return category.semantic_cache_enabled
-        return self.semantic_cache.enabled
-
-    def cache_threshold(self, category: Category | None) -> float:
-        """Cosine similarity for a hit: category, else semantic_cache, else bert_model, else 0.8."""
-        if category is not None and category.semantic_cache_similarity_threshold is not None:
-            return category.semantic_cache_similarity_threshold
-        return _first_set(self.semantic_cache.similarity_threshold, self._bert_threshold(), 0.8)
-
-    @property
-    def tools_threshold(self) -> float:
-        """Cosine similarity a tool needs: tools.similarity_threshold, else bert_model's, else 0.2."""
-        return _first_set(self.tools.similarity_threshold, self._bert_threshold(), 0.2)
-
-    def _bert_threshold(self) -> float | None:
-        return self.bert_model.threshold if self.bert_model is not None else None
 
     # --- reporting ------------------------------------------------------------------------------------
 
@@ -695,27 +542,8 @@ class RouterConfig(_Section):
         """Paths of VSR runtime knobs present that have no effect here."""
         return tuple(p for p, kind in _special_keys(self, "") if kind == "not_applied")
 
-    def redacted(self) -> dict[str, Any]:
-        """The config as JSON-able data for GET /config, with secrets replaced by "***".
 
-        A key is secret when one of its snake/kebab-case words is, or ends with, key/secret/token/password
-        (so `api_key`, `apikey`, `access_token`, `key_file` are hidden, `keywords` and `max_tokens` are not);
-        credentials inside URLs (`redis://user:pass@host`) are hidden too.
-        """
-        data = self.model_dump(mode="json", by_alias=True)
-        redacted = _redact(data)
-        assert isinstance(redacted, dict)
-        return redacted
-
-
-def _first_set(*values: float | None) -> float:
-    for value in values:
-        if value is not None:
-            return value
-    raise ValueError("no value")
-
-
-def _endpoint_problems(cfg: RouterConfig) -> Iterator[str]:
+def _endpoint_problems(cfg: RouterConfigSchema) -> Iterator[str]:
     seen: set[str] = set()
     for i, ep in enumerate(cfg.vllm_endpoints):
         if ep.name in seen:
@@ -723,10 +551,10 @@ def _endpoint_problems(cfg: RouterConfig) -> Iterator[str]:
         seen.add(ep.name)
 
 
-def _model_problems(cfg: RouterConfig) -> Iterator[str]:
+def _model_problems(cfg: RouterConfigSchema) -> Iterator[str]:
     known_endpoints = [ep.name for ep in cfg.vllm_endpoints]
     for model, params in cfg.models.items():
-        where = f"model_config{_key(model)}"
+        where = f"model_config{key_step(model)}"
         for j, name in enumerate(params.preferred_endpoints):
             if name not in known_endpoints:
                 yield f"{where}.preferred_endpoints[{j}]: unknown endpoint {name!r}{_known(known_endpoints)}"
@@ -739,7 +567,7 @@ def _model_problems(cfg: RouterConfig) -> Iterator[str]:
         yield f"default_model: {cfg.default_model!r} is in neither model_config nor any model_scores"
 
 
-def _category_problems(cfg: RouterConfig) -> Iterator[str]:
+def _category_problems(cfg: RouterConfigSchema) -> Iterator[str]:
     names: set[str] = set()
     for i, cat in enumerate(cfg.categories):
         if cat.name in names:
@@ -755,7 +583,7 @@ def _category_problems(cfg: RouterConfig) -> Iterator[str]:
 _PLAIN_KEY = re.compile(r"[A-Za-z0-9_-]+")
 
 
-def _key(name: str | int) -> str:
+def key_step(name: str | int) -> str:
     """One step of a key path: `.name`, `[3]`, or `["name with/odd chars"]`."""
     if isinstance(name, int):
         return f"[{name}]"
@@ -765,11 +593,6 @@ def _key(name: str | int) -> str:
 def _known(names: Any) -> str:
     listed = ", ".join(sorted(str(n) for n in names))
     return f" (known: {listed})" if listed else " (none defined)"
-
-
-def format_loc(loc: tuple[int | str, ...]) -> str:
-    """`('categories', 3, 'model_scores', 0, 'score')` → `categories[3].model_scores[0].score`."""
-    return "".join(_key(part) for part in loc).lstrip(".") or "<root>"
 
 
 def _special_keys(node: BaseModel, path: str) -> Iterator[tuple[str, str]]:
@@ -782,7 +605,7 @@ def _special_keys(node: BaseModel, path: str) -> Iterator[tuple[str, str]]:
         if field is None:
             continue
         key = field.alias or name
-        here = f"{path}{_key(key)}".lstrip(".")
+        here = f"{path}{key_step(key)}".lstrip(".")
         if name in model_keys:
             yield here, "model"
         elif name in not_applied:
@@ -800,140 +623,4 @@ def _special_keys_in(value: Any, path: str) -> Iterator[tuple[str, str]]:
     elif isinstance(value, dict):
         for k, item in value.items():
             if isinstance(item, BaseModel):
-                yield from _special_keys(item, f"{path}{_key(str(k))}")
-
-
-_SECRET_WORDS = ("key", "secret", "token", "password", "passwd", "credential", "authorization")
-_URL_CREDENTIALS = re.compile(r"(?<=://)[^/@\s]+@")
-
-
-def _is_secret(key: str) -> bool:
-    words = re.split(r"[_\-.\s]+", key.lower())
-    return any(w.endswith(_SECRET_WORDS) for w in words if w)
-
-
-def _redact(value: Any, key: str = "") -> Any:
-    if key and _is_secret(key) and value not in (None, "", [], {}):
-        return "***"
-    if key.lower() == "headers" and isinstance(value, dict):  # e.g. an OTLP exporter's auth headers, any name
-        return {k: "***" for k in value}
-    if isinstance(value, dict):
-        return {k: _redact(v, str(k)) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_redact(v) for v in value]
-    if isinstance(value, str):
-        return _URL_CREDENTIALS.sub("***@", value)
-    return value
-
-
-# --- loading ------------------------------------------------------------------------------------------
-
-
-def parse_config(text: str, source: str | Path | None = None) -> RouterConfig:
-    """Validate YAML text. Raises ConfigError listing every problem with its key path."""
-    label = str(source) if source is not None else None
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
-        problem = getattr(e, "problem", None) or str(e)
-        raise ConfigError([f"YAML syntax error: {where}{problem}"], label) from e
-    if raw is None:
-        raise ConfigError(["the file is empty"], label)
-    if not isinstance(raw, Mapping):
-        raise ConfigError([f"the top level must be a mapping of keys, not {type(raw).__name__}"], label)
-    try:
-        cfg = RouterConfig.model_validate(raw)
-    except ValidationError as e:
-        raise ConfigError(_messages(e), label) from e
-    if isinstance(source, Path):
-        cfg._source = source.resolve()
-    return cfg
-
-
-def load_config(path: str | Path) -> RouterConfig:
-    """Read and validate a config file; logs (once) the VSR keys it accepts but ignores."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        raise ConfigError([f"cannot read the file: {e}"], str(path)) from e
-    cfg = parse_config(text, path)
-    log_ignored_keys(cfg, path)
-    return cfg
-
-
-def log_ignored_keys(cfg: RouterConfig, source: str | Path) -> None:
-    """One info line for the VSR model-file keys, one for VSR knobs without effect (when present)."""
-    model_keys = cfg.vsr_model_keys()
-    if model_keys:
-        log.info(
-            "config %s: ignoring VSR model-file keys (models come from Triton): %s",
-            source,
-            ", ".join(model_keys),
-        )
-    idle = cfg.not_applied_keys()
-    if idle:
-        log.info("config %s: accepted VSR keys with no effect here: %s", source, ", ".join(idle))
-
-
-def _messages(error: ValidationError) -> list[str]:
-    out: list[str] = []
-    for item in error.errors(include_url=False):
-        loc = tuple(item["loc"])
-        msg = str(item["msg"]).removeprefix("Value error, ").replace("Tuple should", "List should")
-        if not loc:
-            out.extend(line for line in msg.splitlines() if line)
-        elif item["type"] == "extra_forbidden":
-            out.append(f"{format_loc(loc)}: unknown key{_allowed_hint(loc)}")
-        elif item["type"] == "missing":
-            out.append(f"{format_loc(loc)}: required key is missing")
-        else:
-            out.append(f"{format_loc(loc)}: {msg}")
-    return out
-
-
-def _allowed_hint(loc: tuple[int | str, ...]) -> str:
-    section = _model_at(RouterConfig, loc[:-1])
-    if section is None:
-        return ""
-    allowed = sorted(f.alias or name for name, f in section.model_fields.items())
-    close = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
-    guess = f"; did you mean {close[0]!r}?" if close else ""
-    return f"{guess} (allowed: {', '.join(allowed)})"
-
-
-def _model_at(root: type[BaseModel], loc: tuple[int | str, ...]) -> type[BaseModel] | None:
-    """The pydantic model class that validates the value at `loc`, following fields, lists and dicts."""
-    current: Any = root
-    for part in loc:
-        current = _unwrap(current)
-        if isinstance(current, type) and issubclass(current, BaseModel):
-            fields = {f.alias or n: f for n, f in current.model_fields.items()}
-            if not isinstance(part, str) or part not in fields:
-                return None
-            current = fields[part].annotation
-        elif get_origin(current) in (list, tuple):
-            current = get_args(current)[0]
-        elif get_origin(current) is dict:
-            current = get_args(current)[1]
-        else:
-            return None
-    current = _unwrap(current)
-    return current if isinstance(current, type) and issubclass(current, BaseModel) else None
-
-
-def _unwrap(tp: Any) -> Any:
-    """`X | None` → X, `Annotated[X, ...]` → X."""
-    while True:
-        origin = get_origin(tp)
-        if origin is Annotated:
-            tp = get_args(tp)[0]
-        elif origin in (Union, types.UnionType):
-            args = [a for a in get_args(tp) if a is not type(None)]
-            if len(args) != 1:
-                return tp
-            tp = args[0]
-        else:
-            return tp
+                yield from _special_keys(item, f"{path}{key_step(str(k))}")
