@@ -62,8 +62,7 @@ def outgoing_headers(context: Context | None) -> dict[str, str]:
 
 def setup_tracing(cfg: RouterConfig) -> Any | None:
     """Install an exporting tracer provider if the config asks for one; returns it (to shut down), or None."""
-    obs: dict[str, Any] = cfg.observability.model_dump()
-    tracing = obs.get("tracing") or {}
+    tracing = cfg.observability.tracing or {}
     if not tracing.get("enabled"):
         return None
     from opentelemetry.sdk.resources import Resource

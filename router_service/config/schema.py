@@ -77,12 +77,16 @@ class _Section(BaseModel):
     """Keys naming VSR's own model files: accepted, ignored, logged once."""
     NOT_APPLIED_KEYS: ClassVar[frozenset[str]] = frozenset()
     """VSR runtime knobs with no equivalent here: accepted, ignored, logged once."""
+    EXTRA_KIND: ClassVar[Literal["model", "not_applied"] | None] = None
+    """Free-form sections: keys beyond the declared fields are accepted, ignored and logged as this kind."""
 
 
 class _FreeForm(_Section):
-    """A VSR section with free-form content (tuning knobs of VSR internals): anything is accepted."""
+    """A VSR section with free-form content (tuning knobs of VSR internals): anything is accepted; keys beyond the
+    declared fields have no effect and are logged as such."""
 
     model_config = ConfigDict(extra="allow", frozen=True, protected_namespaces=())
+    EXTRA_KIND: ClassVar[Literal["model", "not_applied"] | None] = "not_applied"
 
 
 _MODEL_FILE_KEYS = frozenset({"model_id", "use_cpu", "use_modernbert"})
@@ -287,7 +291,10 @@ class ClassifierConfig(_Section):
 
 
 class ModelScore(_Section):
-    """One candidate model of a category. `lora_name`, when set, is the model name sent upstream."""
+    """One candidate model of a category. `lora_name`, when set, is the model name sent upstream;
+    `reasoning_description` is informational."""
+
+    NOT_APPLIED_KEYS = frozenset({"reasoning_description"})
 
     model: NonEmptyStr
     score: Probability
@@ -299,6 +306,9 @@ class ModelScore(_Section):
 
 class Category(_Section):
     """A routing category: its candidate models and per-category policy overrides (None = inherit global)."""
+
+    NOT_APPLIED_KEYS = frozenset({"description"})
+    """`description` is informational (VSR feeds it to its MCP classifier, which has no equivalent here)."""
 
     name: NonEmptyStr
     description: str | None = None
@@ -390,6 +400,7 @@ class EmbeddingModelsConfig(_FreeForm):
     """VSR's long-context embedding models: all model paths, all ignored."""
 
     VSR_MODEL_KEYS = frozenset({"qwen3_model_path", "gemma_model_path", "use_cpu", "hnsw_config"})
+    EXTRA_KIND = "model"
     qwen3_model_path: str | None = None
     gemma_model_path: str | None = None
     use_cpu: bool | None = None
@@ -397,7 +408,10 @@ class EmbeddingModelsConfig(_FreeForm):
 
 
 class ObservabilityConfig(_FreeForm):
-    """Free-form (tracing exporter, sampling, resource): read by the service's tracing setup."""
+    """`tracing` (free-form: exporter, sampling, resource) is read by the service's tracing setup; other keys
+    (VSR's metrics knobs, ...) have no effect."""
+
+    tracing: dict[str, Any] | None = None
 
 
 class FailurePolicy(_Section):
@@ -612,6 +626,10 @@ def _special_keys(node: BaseModel, path: str) -> Iterator[tuple[str, str]]:
             yield here, "not_applied"
         else:
             yield from _special_keys_in(getattr(node, name), here)
+    extra_kind: str | None = getattr(cls, "EXTRA_KIND", None)
+    if extra_kind is not None:
+        for key in sorted(node.model_extra or {}):
+            yield f"{path}{key_step(key)}".lstrip("."), extra_kind
 
 
 def _special_keys_in(value: Any, path: str) -> Iterator[tuple[str, str]]:
