@@ -8,9 +8,10 @@ Keys that name VSR's own model files (`bert_model.model_id`, `classifier.*.model
 `use_modernbert`, `use_cpu`, ...) are accepted and ignored: our models come from the Triton model repository.
 VSR runtime knobs with no equivalent here (`NOT_APPLIED_KEYS`: `semantic_cache.redis`,
 `vllm_endpoints[].health_check_path`, `model_config.*.loras`, ...) are accepted too. Each class names its own in
-`VSR_MODEL_KEYS` / `NOT_APPLIED_KEYS`; `RouterConfigSchema.vsr_model_keys()` / `.not_applied_keys()` list those a
+`VSR_MODEL_KEYS` / `NOT_APPLIED_KEYS` (a free-form section: `EXTRA_KIND`, for every key beyond its fields);
+`RouterConfigSchema.vsr_model_keys()` / `.not_applied_keys()` list those a
 file sets, and `loading.log_ignored_keys` logs them, so an operator sees they have no effect. `docs/config.md`
-has the whole table.
+has the whole table; `tests/unit/test_config_keys.py` holds every field to "read somewhere, or logged".
 
 Thresholds are probabilities or cosine similarities in [0, 1]; the semantic-cache and tool thresholds are
 cosine SIMILARITIES, so higher is stricter.
