@@ -11,7 +11,7 @@ from typing import Any
 from cache_service.client import CacheClient
 from router_service import metrics
 from router_service.config import RouterConfig
-from router_service.pipeline import CacheScope
+from router_service.core.reply import CacheScope
 from wire.sse import assemble_stream, is_cacheable
 
 __all__ = ["MAX_CAPTURE_BYTES", "ResponseTracker"]

@@ -24,13 +24,13 @@ from cache_service.client import CacheClient
 from router_service import api, metrics
 from router_service.config import RouterConfig
 from router_service.config.store import ConfigStore
+from router_service.core.reply import Answer, error_answer, router_error_answer
 from router_service.errors import ConfigError, InvalidRequest, RouterError
 from router_service.extproc import serve_extproc
 from router_service.pin_store import PinStore
 from router_service.pipeline import RequestRouter
 from router_service.proxy import ChatProxy
-from router_service.ratelimit import retry_after_header
-from router_service.responses import models_list, openai_error
+from router_service.responses import JSON, openai_error
 from router_service.settings import Settings
 from router_service.signals import SignalClient
 from router_service.tools import ToolIndex
@@ -41,39 +41,33 @@ __all__ = ["create_app"]
 log = logging.getLogger(__name__)
 
 
-def _error_response(
-    status: int,
-    message: str,
-    kind: str,
-    code: str,
-    param: str | None = None,
-    headers: dict[str, str] | None = None,
-) -> Response:
-    status, payload = openai_error(status, message, kind, code, param)
-    return Response(payload, status, headers, media_type="application/json")
+def _response(answer: Answer) -> Response:
+    return Response(answer.body, answer.status, answer.headers or None, media_type=answer.content_type)
 
 
 async def _router_error(_: Request, exc: Exception) -> Response:
     assert isinstance(exc, RouterError)
-    headers = {"retry-after": retry_after_header(exc.retry_after_s)} if exc.retry_after_s is not None else None
-    return _error_response(exc.status, exc.message, exc.error_type, exc.code, getattr(exc, "param", None), headers)
+    return _response(router_error_answer(exc))
 
 
 async def _auth_error(_: Request, exc: Exception) -> Response:
     assert isinstance(exc, AuthFailure)
     headers = {"www-authenticate": "Bearer"} if exc.status == 401 else None
-    return _error_response(exc.status, exc.message, "authentication_error", "invalid_admin_token", headers=headers)
+    status, payload = openai_error(exc.status, exc.message, "authentication_error", "invalid_admin_token")
+    return Response(payload, status, headers, media_type=JSON)
 
 
 async def _http_error(_: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
-    kind = "invalid_request_error" if exc.status_code < 500 else "server_error"
-    return _error_response(exc.status_code, str(exc.detail), kind, f"http_{exc.status_code}")
+    return _response(error_answer(exc.status_code, str(exc.detail), f"http_{exc.status_code}"))
 
 
 async def _unexpected(_: Request, exc: Exception) -> Response:
     log.exception("unhandled error", exc_info=exc)
-    return _error_response(500, "internal router error", "server_error", "internal_error")
+    return _response(error_answer(500, "internal router error", "internal_error"))
+
+
+_ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 
 
 async def _build_tool_index(cfg: RouterConfig, signals: SignalClient) -> ToolIndex | None:
@@ -150,10 +144,10 @@ def create_app(settings: Settings) -> Starlette:
             limits=httpx.Limits(max_connections=512, max_keepalive_connections=128),
         )
         pins = PinStore(settings.redis_url, timeout_s=settings.pin_timeout_s) if settings.redis_url else None
-        router = RequestRouter(store, signals, cache, pins=pins)
+        router = RequestRouter(store, signals, cache, pins=pins, max_body_bytes=settings.max_body_bytes)
         state.update(signals=signals, router=router, cache=cache)
         router.tool_index = await _build_tool_index(store.current, signals)
-        state["proxy"] = ChatProxy(router, http, settings.max_body_bytes)
+        state["proxy"] = ChatProxy(router, http)
         grpc_server = await serve_extproc(
             router, settings.host, settings.grpc_port, http=http, upstream_timeout_s=settings.upstream_timeout_s
         )
@@ -194,9 +188,6 @@ def create_app(settings: Settings) -> Starlette:
             "config": str(settings.config),
         }
         return JSONResponse(body)
-
-    async def models(_: Request) -> Response:
-        return JSONResponse(models_list(store.current))
 
     async def info_models(_: Request) -> Response:
         signals: SignalClient = state["signals"]
@@ -249,13 +240,13 @@ def create_app(settings: Settings) -> Starlette:
     return Starlette(
         routes=[
             Route("/health", health),
-            Route("/v1/models", models),
-            Route("/models", models),
+            Route("/v1/models", chat, methods=["GET"]),
+            Route("/models", chat, methods=["GET"]),
             Route("/info/models", info_models),
             Route("/config", config),
             Route("/config/reload", reload_config, methods=["POST"]),
             Route("/openapi.json", openapi),
-            Route("/v1/chat/completions", chat, methods=["POST"]),
+            Route("/v1/chat/completions", chat, methods=_ALL_METHODS),  # the router answers 405 to all but POST
             *api.routes(lambda: store.current, _LazySignals()),  # type: ignore[arg-type]
         ],
         lifespan=lifespan,

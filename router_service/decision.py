@@ -33,7 +33,7 @@ from router_service.decision_types import (
     TextSignals,
     ToolMode,
 )
-from router_service.errors import InvalidRequest
+from router_service.errors import BodyTooLarge, InvalidBody, InvalidJson, InvalidRequest
 from router_service.tools import ToolIndex, tool_text
 
 __all__ = [
@@ -47,6 +47,7 @@ __all__ = [
     "decide",
     "load_body",
     "message_text",
+    "parse_body",
     "pii_windows",
     "plan",
     "without_lone_surrogates",
@@ -150,6 +151,22 @@ def load_body(raw: bytes) -> Any:
     body = json.loads(raw)
     _check_depth(body)
     return _without_surrogates(body) if _SURROGATE_ESCAPE.search(raw) else body
+
+
+def parse_body(raw: bytes | None, *, max_bytes: int, expected: str) -> dict[str, Any]:
+    """A request body as a JSON object. Raises BodyTooLarge (over `max_bytes`), InvalidJson (empty, not JSON,
+    nested too deep) or InvalidBody (JSON, but not an object); `expected` completes "send ..." when it is empty."""
+    if not raw:
+        raise InvalidJson(f"request body is empty: send {expected}")
+    if len(raw) > max_bytes:
+        raise BodyTooLarge(f"request body exceeds {max_bytes} bytes")
+    try:
+        body = load_body(raw)
+    except (ValueError, RecursionError) as e:  # RecursionError: nested too deep
+        raise InvalidJson(f"request body is not valid JSON: {e}") from None
+    if not isinstance(body, dict):
+        raise InvalidBody("request body must be a JSON object")
+    return body
 
 
 MAX_MODEL_NAME_CHARS = 256

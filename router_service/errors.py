@@ -11,9 +11,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 __all__ = [
+    "BodyTooLarge",
     "ClassifierOverloaded",
     "ClassifierUnavailable",
     "ConfigError",
+    "InvalidBody",
+    "InvalidJson",
     "InvalidRequest",
     "RateLimited",
     "RouterError",
@@ -78,6 +81,25 @@ class InvalidRequest(RouterError):
 
     def __repr__(self) -> str:
         return f"InvalidRequest({self.message!r}, param={self.param!r})"
+
+
+class InvalidJson(InvalidRequest):
+    """The request body is empty, not JSON, or nested deeper than the router reads."""
+
+    code = "invalid_json"
+
+
+class InvalidBody(InvalidRequest):
+    """The request body is JSON but not an object."""
+
+    code = "invalid_body"
+
+
+class BodyTooLarge(InvalidRequest):
+    """The request body is larger than the router reads (`Settings.max_body_bytes`)."""
+
+    status = 413
+    code = "body_too_large"
 
 
 class ClassifierUnavailable(RouterError):

@@ -20,21 +20,16 @@ from google.protobuf import duration_pb2
 
 from router_service import metrics
 from router_service.accounting import ResponseTracker
-from router_service.decision import Blocked, Routed, load_body
-from router_service.errors import InvalidRequest, RouterError
-from router_service.pii_masking import ResponseRestorer, mask_any_body
-from router_service.pipeline import CACHE_CONTROL_HEADER, Outcome, RequestRouter
-from router_service.prompt_paths import GUARDED_PATHS, as_chat
+from router_service.core.reply import Answer, Forward, ParsedRequest, error_answer, router_error_answer, wants_body
+from router_service.errors import UpstreamUnavailable
+from router_service.pii_masking import ResponseRestorer
+from router_service.pipeline import RequestRouter
 from router_service.proxy import forward_headers, passthrough_headers
-from router_service.ratelimit import retry_after_header
-from router_service.responses import models_list, openai_error, render_block, render_cached
+from router_service.tracing import outgoing_headers
 
 __all__ = ["ExtProcServer", "serve_extproc"]
 
 log = logging.getLogger(__name__)
-
-_CHAT_PATHS = ("/v1/chat/completions", "/chat/completions")
-_HOP_BY_HOP_SKIP = {"content-length"}
 
 
 def _header_map(headers: Any) -> dict[str, str]:
@@ -55,32 +50,17 @@ def _set_headers(items: dict[str, str]) -> list[base_pb2.HeaderValueOption]:
     ]
 
 
-def _immediate(status: int, body: bytes, headers: dict[str, str], details: str) -> pb.ProcessingResponse:
+def _immediate(answer: Answer) -> pb.ProcessingResponse:
+    """The router's own answer as Envoy's immediate response."""
+    headers = {**answer.headers, "content-type": answer.content_type} if answer.content_type else answer.headers
     return pb.ProcessingResponse(
         immediate_response=pb.ImmediateResponse(
-            status=http_status_pb2.HttpStatus(code=status),  # type: ignore[arg-type]
+            status=http_status_pb2.HttpStatus(code=answer.status),  # type: ignore[arg-type]
             headers=pb.HeaderMutation(set_headers=_set_headers(headers)),
-            body=body,
-            details=details,
+            body=answer.body,
+            details=answer.details,
         )
     )
-
-
-def _error(
-    status: int, message: str, code: str, *, param: str | None = None, headers: dict[str, str] | None = None
-) -> pb.ProcessingResponse:
-    """An OpenAI-style error as Envoy's immediate response; `code` also names it in Envoy's details."""
-    kind = "invalid_request_error" if status < 500 else "server_error"
-    status, body = openai_error(status, message, kind, code, param)
-    return _immediate(status, body, {"content-type": "application/json", **(headers or {})}, code)
-
-
-def _router_error(e: RouterError) -> pb.ProcessingResponse:
-    status, body = openai_error(e.status, e.message, e.error_type, e.code)
-    headers = {"content-type": "application/json"}
-    if e.retry_after_s is not None:
-        headers["retry-after"] = retry_after_header(e.retry_after_s)
-    return _immediate(status, body, headers, e.code)
 
 
 @dataclass
@@ -88,7 +68,8 @@ class _Stream:
     headers: dict[str, str] = field(default_factory=dict)
     method: str = ""
     path: str = ""
-    outcome: Outcome | None = None
+    forward: Forward | None = None
+    """What the router decided for the request (None until it has, or when it answered itself)."""
     tracker: ResponseTracker | None = None
     restorer: ResponseRestorer | None = None
     """Puts masked PII back into the response (`pii_policy.restore`)."""
@@ -115,7 +96,7 @@ class ExtProcServer(pb_grpc.ExternalProcessorServicer):  # type: ignore[misc]
             kind = req.WhichOneof("request")
             try:
                 if kind == "request_headers":
-                    yield self._on_request_headers(stream, req.request_headers)
+                    yield await self._on_request_headers(stream, req.request_headers)
                 elif kind == "request_body":
                     yield await self._on_request_body(stream, req.request_body)
                 elif kind == "response_headers" and self._failed_upstream(stream, req.response_headers):
@@ -124,7 +105,7 @@ class ExtProcServer(pb_grpc.ExternalProcessorServicer):  # type: ignore[misc]
                     yield pb.ProcessingResponse(
                         override_message_timeout=duration_pb2.Duration(seconds=int(self.upstream_timeout_s))
                     )
-                    yield await self._fail_over(stream, req.response_headers)
+                    yield await self._fail_over(stream)
                 elif kind == "response_headers":
                     yield self._on_response_headers(stream, req.response_headers)
                     self._finish_if_done(stream)  # after the reply: bookkeeping is off the response's path
@@ -137,168 +118,78 @@ class ExtProcServer(pb_grpc.ExternalProcessorServicer):  # type: ignore[misc]
                     yield pb.ProcessingResponse(response_trailers=pb.TrailersResponse())
             except Exception:  # one bad request must not take the stream down silently
                 log.exception("extproc: error in %s", kind)
-                yield _error(500, "internal router error", "router_error")
+                yield _immediate(error_answer(500, "internal router error", "router_error"))
                 return
 
-    # -- request phase -----------------------------------------------------------------------------------
+    # -- request phase: the router's reply, spoken as mutations or an immediate response ----------------------
 
-    def _on_request_headers(self, stream: _Stream, headers: pb.HttpHeaders) -> pb.ProcessingResponse:
+    async def _on_request_headers(self, stream: _Stream, headers: pb.HttpHeaders) -> pb.ProcessingResponse:
         stream.headers = _header_map(headers.headers)
         stream.method = stream.headers.get(":method", "")
         stream.path = stream.headers.get(":path", "").split("?", 1)[0]
-        if stream.method == "GET" and stream.path.rstrip("/") in ("/v1/models", "/models"):
-            body = json.dumps(models_list(self.router.config)).encode()
-            return _immediate(200, body, {"content-type": "application/json"}, "models")
-        if stream.path in _CHAT_PATHS and stream.method == "POST":
-            if headers.end_of_stream:  # no body at all: nothing to route, and nothing an upstream could answer
-                return _error(400, "request body is empty: send a chat completion request as JSON", "invalid_json")
-            return pb.ProcessingResponse(request_headers=pb.HeadersResponse())
-        if stream.path in GUARDED_PATHS and stream.method == "POST":
-            if headers.end_of_stream:
-                return _error(400, "request body is empty: send a JSON request", "invalid_json")
-            return pb.ProcessingResponse(request_headers=pb.HeadersResponse())
-        if stream.path in _CHAT_PATHS:  # as the direct proxy answers: only POST is a chat completion
-            message = f"{stream.method or 'this method'} is not allowed here: use POST"
-            return _error(405, message, "method_not_allowed", headers={"allow": "POST"})
-        # Anything else goes to the default model's endpoint untouched.
-        endpoint = self.router.config.default_endpoint()
-        return pb.ProcessingResponse(
-            request_headers=pb.HeadersResponse(
-                response=pb.CommonResponse(
-                    header_mutation=pb.HeaderMutation(
-                        set_headers=_set_headers({"x-vsr-destination-endpoint": endpoint})
-                    ),
-                    clear_route_cache=True,
-                )
-            )
-        )
+        if wants_body(stream.method, stream.path) and not headers.end_of_stream:
+            return pb.ProcessingResponse(request_headers=pb.HeadersResponse())  # the reply waits for the body
+        reply = await self.router.handle(ParsedRequest(stream.method, stream.path, stream.headers))
+        if isinstance(reply, Answer):
+            return _immediate(reply)
+        stream.forward = reply
+        mutation = pb.HeaderMutation(set_headers=_set_headers(reply.upstream_headers))
+        common = pb.CommonResponse(header_mutation=mutation, clear_route_cache=True)
+        return pb.ProcessingResponse(request_headers=pb.HeadersResponse(response=common))
 
     async def _on_request_body(self, stream: _Stream, body: pb.HttpBody) -> pb.ProcessingResponse:
-        if stream.path in GUARDED_PATHS and stream.method == "POST":
-            return await self._on_prompt_body(stream, body)
-        if stream.path not in _CHAT_PATHS:
+        if not wants_body(stream.method, stream.path) or stream.forward is not None:
             return pb.ProcessingResponse(request_body=pb.BodyResponse())
-        try:
-            parsed = load_body(body.body)
-        except (ValueError, RecursionError) as e:  # RecursionError: nested too deep
-            return _error(400, f"request body is not valid JSON: {e}", "invalid_json")
-        if not isinstance(parsed, dict):
-            return _error(400, "request body must be a JSON object", "invalid_body")
-        try:
-            outcome = await self.router.route(parsed, stream.headers)
-        except InvalidRequest as e:
-            return _error(400, e.message, "invalid_request", param=e.param)
-        except RouterError as e:  # refused before any decision: the tenant's rate limit
-            return _router_error(e)
-        stream.outcome = outcome
-        decision = outcome.decision
-        if isinstance(decision, Blocked):
-            status, headers, payload, ctype = render_block(
-                decision, self.router.config, stream=outcome.plan.stream, model=outcome.plan.requested_model
-            )
-            return _immediate(status, payload, {**headers, "content-type": ctype}, f"blocked_{decision.reason}")
-        assert isinstance(decision, Routed)
-        if outcome.cache_hit is not None:
-            payload, ctype = render_cached(outcome.cache_hit, stream=outcome.plan.stream, body=parsed)
-            return _immediate(200, payload, {**outcome.response_headers, "content-type": ctype}, "cache_hit")
-        stream.tracker = ResponseTracker(model=decision.model)
-        new_body = json.dumps(decision.body, ensure_ascii=False).encode()
-        return pb.ProcessingResponse(
-            request_body=pb.BodyResponse(
-                response=pb.CommonResponse(
-                    header_mutation=pb.HeaderMutation(
-                        set_headers=_set_headers(
-                            {
-                                **decision.upstream_headers,
-                                **outcome.upstream_trace_headers,
-                                "content-length": str(len(new_body)),
-                            }
-                        ),
-                    ),
-                    body_mutation=pb.BodyMutation(body=new_body),
-                    clear_route_cache=True,
-                )
-            )
+        reply = await self.router.handle(ParsedRequest(stream.method, stream.path, stream.headers, body.body))
+        if isinstance(reply, Answer):
+            return _immediate(reply)
+        stream.forward = reply
+        if reply.tracked:
+            stream.tracker = ResponseTracker(model=reply.model)
+        new_body = json.dumps(reply.body, ensure_ascii=False).encode()
+        mutation = pb.HeaderMutation(
+            set_headers=_set_headers({**reply.upstream_headers, "content-length": str(len(new_body))})
         )
-
-    async def _on_prompt_body(self, stream: _Stream, body: pb.HttpBody) -> pb.ProcessingResponse:
-        """/v1/completions and /v1/responses: guarded and routed as a chat request would be (`prompt_paths`)."""
-        try:
-            parsed = load_body(body.body)
-        except (ValueError, RecursionError) as e:
-            return _error(400, f"request body is not valid JSON: {e}", "invalid_json")
-        if not isinstance(parsed, dict):
-            return _error(400, "request body must be a JSON object", "invalid_body")
-        headers = {**stream.headers, CACHE_CONTROL_HEADER: "no-cache, no-store"}  # no cache on these paths
-        try:
-            outcome = await self.router.route(as_chat(GUARDED_PATHS[stream.path], parsed), headers)
-        except InvalidRequest as e:
-            return _error(400, e.message, "invalid_request", param=e.param)
-        except RouterError as e:
-            return _router_error(e)
-        decision = outcome.decision
-        if isinstance(decision, Blocked):
-            status, bheaders, payload, ctype = render_block(
-                decision, self.router.config, stream=False, model=outcome.plan.requested_model, as_error=True
-            )
-            return _immediate(status, payload, {**bheaders, "content-type": ctype}, f"blocked_{decision.reason}")
-        assert isinstance(decision, Routed)
-        stream.outcome = outcome
-        upstream = {**parsed, "model": decision.model}
-        if decision.masking is not None:  # a masking model gets this path's body masked too
-            try:
-                upstream = mask_any_body(upstream, decision.masking)
-            except InvalidRequest as e:
-                return _error(400, e.message, "invalid_request")
-        new_body = json.dumps(upstream, ensure_ascii=False).encode()
-        return pb.ProcessingResponse(
-            request_body=pb.BodyResponse(
-                response=pb.CommonResponse(
-                    header_mutation=pb.HeaderMutation(
-                        set_headers=_set_headers({**decision.upstream_headers, "content-length": str(len(new_body))}),
-                    ),
-                    body_mutation=pb.BodyMutation(body=new_body),
-                    clear_route_cache=True,
-                )
-            )
+        common = pb.CommonResponse(
+            header_mutation=mutation, body_mutation=pb.BodyMutation(body=new_body), clear_route_cache=True
         )
+        return pb.ProcessingResponse(request_body=pb.BodyResponse(response=common))
 
     # -- response phase ----------------------------------------------------------------------------------
 
     def _failed_upstream(self, stream: _Stream, headers: pb.HttpHeaders) -> bool:
         """Record the chosen endpoint's health; True when it failed (5xx, or Envoy's own 503 for a refused,
         reset or timed-out connection) and the decision has another candidate to try."""
-        outcome = stream.outcome
-        if outcome is None or not isinstance(outcome.decision, Routed) or stream.path not in _CHAT_PATHS:
+        forward = stream.forward
+        if forward is None or not forward.tracked:
             return False
         status = int(_header_map(headers.headers).get(":status", "0") or 0)
-        endpoint = outcome.decision.endpoint
         if status < 500:
-            self.router.health.record_success(endpoint)
+            self.router.health.record_success(forward.endpoint)
             return False
-        self.router.health.record_failure(endpoint)
-        model = metrics.model_label(self.router.config, outcome.decision.model)
+        self.router.health.record_failure(forward.endpoint)
+        model = metrics.model_label(self.router.config, forward.model)
         metrics.REQUEST_ERRORS.labels(model=model, reason="upstream_unavailable").inc()
-        log.warning("upstream %s (%s) answered %d before its first byte", outcome.decision.model, endpoint, status)
-        return self.http is not None and bool(outcome.decision.candidates)
+        log.warning("upstream %s (%s) answered %d before its first byte", forward.model, forward.endpoint, status)
+        return self.http is not None and bool(forward.candidates)
 
-    async def _fail_over(self, stream: _Stream, headers: pb.HttpHeaders) -> pb.ProcessingResponse:
+    async def _fail_over(self, stream: _Stream) -> pb.ProcessingResponse:
         """Try the decision's further candidates in order (as the direct proxy does); the first that answers
         below 500 is the response, sent whole. All failed: 502 `upstream_unavailable`, as the direct proxy."""
-        assert stream.outcome is not None and isinstance(stream.outcome.decision, Routed) and self.http is not None
-        outcome, decision = stream.outcome, stream.outcome.decision
+        forward = stream.forward
+        assert forward is not None and self.http is not None
         request_id = stream.headers.get("x-request-id", "")
-        forward = {**forward_headers(stream.headers, request_id), **outcome.upstream_trace_headers}
-        last_error = f"{decision.model} failed"
-        for model, endpoint in decision.candidates:
+        sent = {**forward_headers(stream.headers, request_id), **outgoing_headers(forward.trace_context)}
+        last_error = f"{forward.model} failed"
+        for model, endpoint in forward.candidates:
             if not self.router.health.healthy(endpoint):
                 last_error = f"{model} ({endpoint}) is skipped after repeated failures"
                 continue
             try:
                 resp = await self.http.post(
                     f"http://{endpoint}/v1/chat/completions",
-                    json=dict(decision.body, model=model),
-                    headers=forward,
+                    json=forward.body_for(model),
+                    headers=sent,
                     timeout=self.upstream_timeout_s,
                 )
             except httpx.HTTPError as e:
@@ -315,40 +206,41 @@ class ExtProcServer(pb_grpc.ExternalProcessorServicer):  # type: ignore[misc]
             self.router.health.record_success(endpoint)
             metrics.FAILOVERS.labels(transport="extproc").inc()
             stream.tracker = None  # this response is accounted here, and never cached under the first choice's key
+            ctype = resp.headers.get("content-type", "")
             tracker = ResponseTracker(model=model)
-            tracker.on_headers(resp.status_code, resp.headers.get("content-type", ""))
+            tracker.on_headers(resp.status_code, ctype)
             tracker.on_chunk(resp.content)
             tracker.finish(self.router.config, self.router.cache, None)
             content = resp.content
-            restorer = _restorer(outcome, resp.status_code, resp.headers.get("content-type", ""))
+            restorer = forward.restorer(resp.status_code, ctype)
             if restorer is not None:  # the candidate got the same masked body
                 content = restorer.feed(content) + restorer.finish()
-            out = {
+            headers = {
                 **passthrough_headers(resp.headers.raw),
-                **outcome.response_headers,
+                **forward.response_headers,
                 "x-vsr-selected-model": model,
                 "x-vsr-failover": "true",
             }
-            return _immediate(resp.status_code, content, out, "failover")
-        return _error(502, f"all candidate backends failed: {last_error}", "upstream_unavailable")
+            headers.pop("content-type", None)
+            return _immediate(Answer(resp.status_code, headers, content, ctype, "failover"))
+        return _immediate(router_error_answer(UpstreamUnavailable(f"all candidate backends failed: {last_error}")))
 
     def _on_response_headers(self, stream: _Stream, headers: pb.HttpHeaders) -> pb.ProcessingResponse:
         resp = _header_map(headers.headers)
-        add: dict[str, str] = {}
+        status, ctype = int(resp.get(":status", "0") or 0), resp.get("content-type", "")
         mode: processing_mode_pb2.ProcessingMode | None = None
-        if stream.outcome is not None:
-            add = stream.outcome.response_headers
+        forward = stream.forward
         if stream.tracker is not None:
-            ctype = resp.get("content-type", "")
-            stream.tracker.on_headers(int(resp.get(":status", "0") or 0), ctype)
+            stream.tracker.on_headers(status, ctype)
             if stream.tracker.sse:
                 # Stream SSE chunks through as they come instead of buffering the whole generation.
                 mode = processing_mode_pb2.ProcessingMode(
                     response_body_mode=processing_mode_pb2.ProcessingMode.STREAMED
                 )
             stream.done = bool(headers.end_of_stream)
-        stream.restorer = _restorer(stream.outcome, int(resp.get(":status", "0") or 0), resp.get("content-type", ""))
+        stream.restorer = forward.restorer(status, ctype) if forward is not None else None
         remove = ["content-length"] if stream.restorer is not None else []  # the restored body has its own length
+        add = forward.response_headers if forward is not None else {}
         mutation = pb.HeaderMutation(set_headers=_set_headers(add), remove_headers=remove)
         common = pb.CommonResponse(header_mutation=mutation)
         response = pb.ProcessingResponse(response_headers=pb.HeadersResponse(response=common))
@@ -370,20 +262,11 @@ class ExtProcServer(pb_grpc.ExternalProcessorServicer):  # type: ignore[misc]
 
     def _finish_if_done(self, stream: _Stream) -> None:
         """Metrics and the cache store once the response is complete (called after its last reply was sent)."""
-        tracker, outcome = stream.tracker, stream.outcome
-        if not stream.done or tracker is None or outcome is None:
+        tracker, forward = stream.tracker, stream.forward
+        if not stream.done or tracker is None or forward is None:
             return
         stream.tracker = None
-        tracker.finish(self.router.config, self.router.cache, outcome.store_scope)
-
-
-def _restorer(outcome: Outcome | None, status: int, content_type: str) -> ResponseRestorer | None:
-    """A restorer when the request was masked with `restore` and the backend answered with a success."""
-    decision = outcome.decision if outcome is not None else None
-    masking = decision.masking if isinstance(decision, Routed) else None
-    if masking is None or not masking.restore or not 200 <= status < 300:
-        return None
-    return ResponseRestorer(masking, sse=content_type.startswith("text/event-stream"))
+        tracker.finish(self.router.config, self.router.cache, forward.store_scope)
 
 
 async def serve_extproc(

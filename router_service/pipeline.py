@@ -20,11 +20,25 @@ from router_service import metrics
 from router_service.config import RouterConfig
 from router_service.config.store import ConfigStore
 from router_service.conversation import PinLookup
-from router_service.decision import Blocked, Plan, Routed, TextSignals, decide, plan
+from router_service.core.reply import (
+    CHAT_PATHS,
+    MODEL_PATHS,
+    Answer,
+    CacheScope,
+    Forward,
+    ParsedRequest,
+    Reply,
+    error_answer,
+    router_error_answer,
+)
+from router_service.decision import Blocked, Plan, Routed, TextSignals, decide, parse_body, plan
 from router_service.endpoint_health import EndpointHealth
-from router_service.errors import ClassifierOverloaded, ClassifierUnavailable, RateLimited
+from router_service.errors import ClassifierOverloaded, ClassifierUnavailable, RateLimited, RouterError
+from router_service.pii_masking import mask_any_body
 from router_service.pin_store import PinStore
+from router_service.prompt_paths import GUARDED_PATHS, as_chat
 from router_service.ratelimit import TenantRateLimiter, retry_after_header
+from router_service.responses import JSON, dumps, models_list, render_block, render_cached
 from router_service.signals import SignalClient
 from router_service.tools import ToolIndex
 from router_service.tracing import (
@@ -36,7 +50,7 @@ from router_service.tracing import (
     outgoing_headers,
 )
 
-__all__ = ["CacheScope", "Outcome", "RequestRouter", "in_embedding_space", "skip_unhealthy", "with_candidate"]
+__all__ = ["Outcome", "RequestRouter", "in_embedding_space", "skip_unhealthy", "with_candidate"]
 
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer("router_service")
@@ -49,17 +63,6 @@ def in_embedding_space(body_fingerprint: str, build_key: str) -> str:
     embedding spaces (the one-pass model's embedding approximates all-MiniLM-L6-v2's, it does not equal it), so an
     entry stored under one build is never compared with a query embedded by another."""
     return hashlib.sha256(f"{body_fingerprint}:{build_key}".encode()).hexdigest()[:32]
-
-
-@dataclass(frozen=True)
-class CacheScope:
-    """What a later store needs: the lookup key of this request."""
-
-    prompt: str
-    embedding: Any
-    model: str
-    fingerprint: str
-    tenant: str | None
 
 
 @dataclass
@@ -96,8 +99,10 @@ class RequestRouter:
         cache: CacheClient | None,
         tool_index: ToolIndex | None = None,
         pins: PinStore | None = None,
+        max_body_bytes: int = 10 * 1024 * 1024,
     ) -> None:
         self.store = store
+        self.max_body_bytes = max_body_bytes
         self.signals = signals
         self.cache = cache
         self.tool_index = tool_index
@@ -108,6 +113,81 @@ class RequestRouter:
     @property
     def config(self) -> RouterConfig:
         return self.store.current
+
+    async def handle(self, request: ParsedRequest) -> Reply:
+        """The router's one entry point: what to do with one HTTP request, for any transport.
+
+        GET /v1/models is answered from the config. A chat completion (POST) is parsed, routed and answered
+        (refusal, cache hit) or forwarded with its rewritten body; any other method there is a 405. POSTs to the
+        guarded prompt paths (`prompt_paths`) are checked and forwarded with `model` rewritten. Every other
+        request goes to the default model's endpoint untouched. A bad request is answered with the status and
+        OpenAI error of its `RouterError`.
+        """
+        method, path = request.method, request.path.split("?", 1)[0]
+        cfg = self.store.current
+        if method in ("GET", "HEAD") and path.rstrip("/") in MODEL_PATHS:
+            return Answer(200, {}, dumps(models_list(cfg)), JSON, "models")
+        if path in CHAT_PATHS and method != "POST":
+            message = f"{method or 'this method'} is not allowed here: use POST"
+            return error_answer(405, message, "method_not_allowed", headers={"allow": "POST"})
+        try:
+            if path in CHAT_PATHS:
+                expected = "a chat completion request as JSON"
+                body = parse_body(request.body, max_bytes=self.max_body_bytes, expected=expected)
+                return await self._chat(body, request.headers)
+            if path in GUARDED_PATHS and method == "POST":
+                body = parse_body(request.body, max_bytes=self.max_body_bytes, expected="a JSON request")
+                return await self._prompt(GUARDED_PATHS[path], body, request.headers)
+        except RouterError as e:  # a malformed request, or one refused before any decision (the rate limit)
+            return router_error_answer(e)
+        return Forward(upstream_headers={"x-vsr-destination-endpoint": cfg.default_endpoint()})
+
+    async def _chat(self, body: dict[str, Any], headers: Mapping[str, str]) -> Reply:
+        outcome = await self.route(body, headers)
+        decision = outcome.decision
+        if isinstance(decision, Blocked):
+            status, block_headers, payload, ctype = render_block(
+                decision, self.store.current, stream=outcome.plan.stream, model=outcome.plan.requested_model
+            )
+            return Answer(status, block_headers, payload, ctype, f"blocked_{decision.reason}")
+        if outcome.cache_hit is not None:
+            payload, ctype = render_cached(outcome.cache_hit, stream=outcome.plan.stream, body=body)
+            return Answer(200, outcome.response_headers, payload, ctype, "cache_hit")
+        return Forward(
+            body=decision.body,
+            upstream_headers={**decision.upstream_headers, **outcome.upstream_trace_headers},
+            response_headers=outcome.response_headers,
+            model=decision.model,
+            endpoint=decision.endpoint,
+            candidates=decision.candidates,
+            tracked=True,
+            masking=decision.masking,
+            store_scope=outcome.store_scope,
+            trace_context=outcome.trace_context,
+        )
+
+    async def _prompt(self, kind: str, body: dict[str, Any], headers: Mapping[str, str]) -> Reply:
+        """/v1/completions and /v1/responses: guarded and routed as a chat request would be, never cached."""
+        headers = {**headers, CACHE_CONTROL_HEADER: "no-cache, no-store"}
+        outcome = await self.route(as_chat(kind, body), headers)
+        decision = outcome.decision
+        if isinstance(decision, Blocked):
+            status, block_headers, payload, ctype = render_block(
+                decision, self.store.current, stream=False, model=outcome.plan.requested_model, as_error=True
+            )
+            return Answer(status, block_headers, payload, ctype, f"blocked_{decision.reason}")
+        upstream = {**body, "model": decision.model}
+        if decision.masking is not None:  # a masking model gets this path's body masked too
+            upstream = mask_any_body(upstream, decision.masking)
+        return Forward(
+            body=upstream,
+            upstream_headers=dict(decision.upstream_headers),
+            response_headers=outcome.response_headers,
+            model=decision.model,
+            endpoint=decision.endpoint,
+            masking=decision.masking,
+            trace_context=outcome.trace_context,
+        )
 
     async def route(self, body: dict[str, Any], headers: Mapping[str, str]) -> Outcome:
         """Decide what to do with one chat request. Raises InvalidRequest for a malformed body."""

@@ -1,4 +1,5 @@
-"""Direct mode: `POST /v1/chat/completions` as an OpenAI-compatible proxy (no Envoy), same decision core.
+"""Direct mode: `/v1/chat/completions` and `/v1/models` as an OpenAI-compatible proxy (no Envoy). The router's
+reply (`RequestRouter.handle`) is spoken as a Starlette response, or as an httpx request upstream.
 
 Failover: on a connect error or a 5xx before the first byte reaches the client, the next candidate model is tried.
 Streaming responses are passed through chunk by chunk."""
@@ -17,12 +18,9 @@ from starlette.responses import Response, StreamingResponse
 
 from router_service import metrics
 from router_service.accounting import ResponseTracker
-from router_service.decision import Blocked, Routed, load_body
-from router_service.errors import InvalidRequest, RouterError, UpstreamUnavailable
-from router_service.pii_masking import ResponseRestorer
+from router_service.core.reply import Answer, Forward, ParsedRequest, error_answer, router_error_answer
+from router_service.errors import UpstreamUnavailable
 from router_service.pipeline import RequestRouter
-from router_service.ratelimit import retry_after_header
-from router_service.responses import openai_error, render_block, render_cached
 from router_service.tracing import SPAN_UPSTREAM, outgoing_headers
 
 __all__ = ["ChatProxy", "forward_headers", "passthrough_headers"]
@@ -60,54 +58,37 @@ def forward_headers(headers: dict[str, str], request_id: str) -> dict[str, str]:
 
 
 class ChatProxy:
-    def __init__(self, router: RequestRouter, client: httpx.AsyncClient, max_body_bytes: int) -> None:
+    def __init__(self, router: RequestRouter, client: httpx.AsyncClient) -> None:
         self.router = router
         self.client = client
-        self.max_body_bytes = max_body_bytes
 
     async def __call__(self, request: Request) -> Response:
         request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
-        raw = await request.body()
-        if len(raw) > self.max_body_bytes:
-            return _error(413, f"request body exceeds {self.max_body_bytes} bytes", "body_too_large", request_id)
-        try:
-            body = load_body(raw)
-        except (ValueError, RecursionError) as e:  # RecursionError: nested too deep
-            return _error(400, f"request body is not valid JSON: {e}", "invalid_json", request_id)
-        if not isinstance(body, dict):
-            return _error(400, "request body must be a JSON object", "invalid_body", request_id)
         headers = {k.lower(): v for k, v in request.headers.items()}
         headers["x-request-id"] = request_id
-        try:
-            outcome = await self.router.route(body, headers)
-        except InvalidRequest as e:
-            return _error(400, e.message, "invalid_request", request_id, e.param)
-        except RouterError as e:  # refused before any decision: the tenant's rate limit
-            return _router_error(e, request_id)
-        decision = outcome.decision
+        raw = await request.body()
+        reply = await self.router.handle(ParsedRequest(request.method, request.url.path, headers, raw))
+        if isinstance(reply, Answer):
+            return _response(reply, request_id)
+        if not reply.tracked:  # only the chat path and the model list are mounted here
+            return _response(error_answer(404, f"{request.url.path} is not served here", "not_found"), request_id)
+        return await self._forward(reply, headers, request_id)
+
+    async def _forward(self, forward: Forward, headers: dict[str, str], request_id: str) -> Response:
+        """The first candidate that answers before failing is streamed back; all failed: 502."""
         cfg = self.router.config
-        if isinstance(decision, Blocked):
-            status, bheaders, payload, ctype = render_block(
-                decision, cfg, stream=outcome.plan.stream, model=outcome.plan.requested_model
-            )
-            return Response(payload, status, _wire({**bheaders, "x-request-id": request_id}), media_type=ctype)
-        assert isinstance(decision, Routed)
-        resp_headers = {**outcome.response_headers, "x-request-id": request_id}
-        if outcome.cache_hit is not None:
-            payload, ctype = render_cached(outcome.cache_hit, stream=outcome.plan.stream, body=body)
-            return Response(payload, 200, _wire(resp_headers), media_type=ctype)
-        candidates = [(decision.model, decision.endpoint), *decision.candidates]
+        resp_headers = {**forward.response_headers, "x-request-id": request_id}
+        candidates = [(forward.model, forward.endpoint), *forward.candidates]
         last_error = "no candidate endpoint"
         for attempt, (model, endpoint) in enumerate(candidates):
-            upstream_body = dict(decision.body, model=model)
-            span = tracer.start_span(SPAN_UPSTREAM, context=outcome.trace_context, kind=trace.SpanKind.CLIENT)
+            span = tracer.start_span(SPAN_UPSTREAM, context=forward.trace_context, kind=trace.SpanKind.CLIENT)
             span.set_attributes({"model.name": model, "routing.endpoint": endpoint, "routing.attempt": attempt})
-            forward = {
+            sent = {
                 **forward_headers(headers, request_id),
-                **outgoing_headers(trace.set_span_in_context(span, outcome.trace_context)),
+                **outgoing_headers(trace.set_span_in_context(span, forward.trace_context)),
             }
             try:
-                upstream = await self._open(endpoint, upstream_body, forward)
+                upstream = await self._open(endpoint, forward.body_for(model), sent)
             except UpstreamUnavailable as e:
                 self.router.health.record_failure(endpoint)
                 last_error = str(e)
@@ -125,8 +106,9 @@ class ChatProxy:
                 resp_headers["x-vsr-selected-model"] = model
                 resp_headers["x-vsr-failover"] = "true"
             span.set_attribute("http.status_code", upstream.status_code)
-            return self._relay(upstream, model, outcome, resp_headers, span)
-        return _error(502, f"all candidate backends failed: {last_error}", "upstream_unavailable", request_id)
+            return self._relay(upstream, model, forward, resp_headers, span)
+        unavailable = UpstreamUnavailable(f"all candidate backends failed: {last_error}")
+        return _response(router_error_answer(unavailable), request_id)
 
     async def _open(self, endpoint: str, body: dict[str, Any], headers: dict[str, str]) -> httpx.Response:
         url = f"http://{endpoint}/v1/chat/completions"
@@ -142,19 +124,14 @@ class ChatProxy:
         return resp
 
     def _relay(
-        self, upstream: httpx.Response, model: str, outcome: Any, headers: dict[str, str], span: trace.Span
+        self, upstream: httpx.Response, model: str, forward: Forward, headers: dict[str, str], span: trace.Span
     ) -> Response:
         """Stream the upstream's answer through; `span` (the upstream call's) ends with the stream."""
         tracker = ResponseTracker(model=model)
         tracker.on_headers(upstream.status_code, upstream.headers.get("content-type", ""))
         passthrough = passthrough_headers(upstream.headers.raw)
         router = self.router
-        masking = outcome.decision.masking
-        restorer = (
-            ResponseRestorer(masking, sse=tracker.sse)
-            if masking is not None and masking.restore and 200 <= upstream.status_code < 300
-            else None
-        )
+        restorer = forward.restorer(upstream.status_code, upstream.headers.get("content-type", ""))
 
         async def body() -> AsyncIterator[bytes]:
             complete = False
@@ -173,7 +150,7 @@ class ChatProxy:
                     span.set_status(trace.StatusCode.ERROR, "stream interrupted")
                 span.end()
                 if complete:
-                    tracker.finish(router.config, router.cache, outcome.store_scope)
+                    tracker.finish(router.config, router.cache, forward.store_scope)
                 else:  # client went away or upstream broke mid-stream: count it, never cache it
                     label = metrics.model_label(router.config, model)
                     metrics.REQUEST_ERRORS.labels(model=label, reason="stream_interrupted").inc()
@@ -203,15 +180,7 @@ def _wire(headers: dict[str, str]) -> dict[str, str]:
     return {k: v.encode("utf-8").decode("latin-1") for k, v in headers.items()}
 
 
-def _error(status: int, message: str, code: str, request_id: str, param: str | None = None) -> Response:
-    kind = "invalid_request_error" if status < 500 else "server_error"
-    status, payload = openai_error(status, message, kind, code, param)
-    return Response(payload, status, {"x-request-id": request_id}, media_type="application/json")
-
-
-def _router_error(e: RouterError, request_id: str) -> Response:
-    status, payload = openai_error(e.status, e.message, e.error_type, e.code)
-    headers = {"x-request-id": request_id}
-    if e.retry_after_s is not None:
-        headers["retry-after"] = retry_after_header(e.retry_after_s)
-    return Response(payload, status, headers, media_type="application/json")
+def _response(answer: Answer, request_id: str) -> Response:
+    """The router's own answer, with the request's id."""
+    headers = _wire({**answer.headers, "x-request-id": request_id})
+    return Response(answer.body, answer.status, headers, media_type=answer.content_type)

@@ -14,11 +14,13 @@ from typing import Any
 
 from router_service.config import RouterConfig
 from router_service.decision_types import Blocked
+from wire.sse import STREAM_HEAD_KEYS, chat_chunk, encode_events
 
 __all__ = [
     "AUTO_MODEL_OWNER",
     "JSON",
     "SSE",
+    "dumps",
     "models_list",
     "openai_error",
     "render_block",
@@ -36,13 +38,13 @@ _BLOCK_CODES = {
 }
 
 
-def _dumps(payload: Any) -> bytes:
+def dumps(payload: Any) -> bytes:
     return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
 
 
 def openai_error(status: int, message: str, type: str, code: str, param: str | None = None) -> tuple[int, bytes]:
     """OpenAI's error shape: `{"error": {"message", "type", "code", "param"}}`."""
-    return status, _dumps({"error": {"message": message, "type": type, "code": code, "param": param}})
+    return status, dumps({"error": {"message": message, "type": type, "code": code, "param": param}})
 
 
 def render_block(
@@ -77,8 +79,8 @@ def render_block(
     ts = int(time.time()) if created is None else created
     message = {"role": "assistant", "content": blocked.message}
     if stream:
-        chunk = _chunk(rid, ts, model, [{"index": 0, "delta": message, "finish_reason": "content_filter"}])
-        return 200, headers, _sse([chunk]), SSE
+        chunk = chat_chunk(rid, ts, model, [{"index": 0, "delta": message, "finish_reason": "content_filter"}])
+        return 200, headers, encode_events([chunk]), SSE
     completion = {
         "id": rid,
         "object": "chat.completion",
@@ -87,56 +89,47 @@ def render_block(
         "choices": [{"index": 0, "message": message, "finish_reason": "content_filter"}],
         "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
     }
-    return 200, headers, _dumps(completion), JSON
+    return 200, headers, dumps(completion), JSON
 
 
 def render_cached(completion: Mapping[str, Any], *, stream: bool, body: Mapping[str, Any]) -> tuple[bytes, str]:
     """(body, content type) answering a request from a cached `chat.completion`.
 
-    Streaming requests get the completion replayed as SSE: per choice one chunk with the whole message,
-    one with its finish_reason, a usage chunk when `stream_options.include_usage` asks, then `[DONE]`.
+    Streaming requests get the completion replayed as SSE: per choice one chunk with the whole message (and its
+    logprobs), one with its finish_reason, a usage chunk when `stream_options.include_usage` asks, then `[DONE]`.
+    Every chunk carries the completion's `system_fingerprint` and `service_tier` when it has them, as a live
+    stream does.
     """
     if not stream:
-        return _dumps(completion), JSON
+        return dumps(completion), JSON
     rid = str(completion.get("id") or f"chatcmpl-{uuid.uuid4().hex}")
     ts = int(completion.get("created") or time.time())
     model = str(completion.get("model") or body.get("model") or "")
+    head = {k: completion[k] for k in STREAM_HEAD_KEYS if completion.get(k) is not None}
     chunks: list[dict[str, Any]] = []
     for i, choice in enumerate(completion.get("choices") or ()):
         index = choice.get("index", i)
-        delta = _delta(choice.get("message") or {})
-        chunks.append(_chunk(rid, ts, model, [{"index": index, "delta": delta, "finish_reason": None}]))
+        content: dict[str, Any] = {"index": index, "delta": _delta(choice.get("message") or {}), "finish_reason": None}
+        if choice.get("logprobs") is not None:
+            content["logprobs"] = choice["logprobs"]
+        chunks.append(chat_chunk(rid, ts, model, [content], **head))
         finish = choice.get("finish_reason") or "stop"
-        chunks.append(_chunk(rid, ts, model, [{"index": index, "delta": {}, "finish_reason": finish}]))
+        chunks.append(chat_chunk(rid, ts, model, [{"index": index, "delta": {}, "finish_reason": finish}], **head))
     options = body.get("stream_options")
     if isinstance(options, Mapping) and options.get("include_usage") and completion.get("usage"):
-        chunks.append({**_chunk(rid, ts, model, []), "usage": completion["usage"]})
-    return _sse(chunks), SSE
+        chunks.append(chat_chunk(rid, ts, model, [], **head, usage=completion["usage"]))
+    return encode_events(chunks), SSE
 
 
 def _delta(message: Mapping[str, Any]) -> dict[str, Any]:
     delta: dict[str, Any] = {"role": message.get("role", "assistant")}
-    for key in ("content", "refusal", "reasoning_content"):
+    for key in ("content", "refusal", "reasoning_content", "function_call"):
         if message.get(key) is not None:
             delta[key] = message[key]
     calls = message.get("tool_calls")
     if calls:
         delta["tool_calls"] = [{"index": k, **call} for k, call in enumerate(calls)]
     return delta
-
-
-def _chunk(rid: str, created: int, model: str, choices: list[dict[str, Any]]) -> dict[str, Any]:
-    return {
-        "id": rid,
-        "object": "chat.completion.chunk",
-        "created": created,
-        "model": model,
-        "choices": choices,
-    }
-
-
-def _sse(events: list[dict[str, Any]]) -> bytes:
-    return b"".join(b"data: " + _dumps(e) + b"\n\n" for e in events) + b"data: [DONE]\n\n"
 
 
 def models_list(cfg: RouterConfig, created: int = 0) -> dict[str, Any]:

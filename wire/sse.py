@@ -12,9 +12,41 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["CACHEABLE_FINISH_REASONS", "assemble_stream", "is_cacheable", "is_refusal", "iter_sse"]
+__all__ = [
+    "CACHEABLE_FINISH_REASONS",
+    "STREAM_HEAD_KEYS",
+    "assemble_stream",
+    "chat_chunk",
+    "encode_events",
+    "is_cacheable",
+    "is_refusal",
+    "iter_sse",
+]
 
 CACHEABLE_FINISH_REASONS = frozenset({"stop", "length", "tool_calls", "function_call"})
+STREAM_HEAD_KEYS = ("system_fingerprint", "service_tier")
+"""Completion-level keys a stream repeats on its chunks (besides id, created and model)."""
+
+
+def chat_chunk(rid: str, created: int, model: str, choices: list[dict[str, Any]], **head: Any) -> dict[str, Any]:
+    """One `chat.completion.chunk` event; `head` adds completion-level keys (`system_fingerprint`, `usage`)."""
+    return {
+        "id": rid,
+        "object": "chat.completion.chunk",
+        "created": created,
+        "model": model,
+        "choices": choices,
+        **head,
+    }
+
+
+def encode_events(events: list[dict[str, Any]]) -> bytes:
+    """Events as an SSE body: one `data:` line each (compact JSON, UTF-8), then `data: [DONE]`."""
+    return b"".join(b"data: " + _dumps(e) + b"\n\n" for e in events) + b"data: [DONE]\n\n"
+
+
+def _dumps(payload: Any) -> bytes:
+    return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
 
 
 def iter_sse(raw: bytes) -> Iterator[tuple[str, str]]:
@@ -138,7 +170,7 @@ def assemble_stream(raw: bytes, *, status_code: int = 200) -> dict[str, Any] | N
             return None
         if chunk.get("object", "chat.completion.chunk") != "chat.completion.chunk":
             return None
-        for key in ("id", "created", "model", "system_fingerprint", "service_tier"):
+        for key in ("id", "created", "model", *STREAM_HEAD_KEYS):
             if chunk.get(key) is not None:
                 head.setdefault(key, chunk[key])
         if isinstance(chunk.get("usage"), dict):
@@ -172,7 +204,7 @@ def assemble_stream(raw: bytes, *, status_code: int = 200) -> dict[str, Any] | N
             for c in sorted(choices.values(), key=lambda c: c.index)
         ],
     }
-    for key in ("system_fingerprint", "service_tier"):
+    for key in STREAM_HEAD_KEYS:
         if key in head:
             completion[key] = head[key]
     if usage is not None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+import uuid
 from pathlib import Path
 
 import httpx
@@ -84,5 +86,32 @@ def test_the_answering_triton_is_the_real_server(stack: RunningStack) -> None:
     proc = stack.stack.by_name["triton"]
     exe = Path(f"/proc/{proc.pid}/cmdline").read_bytes().split(b"\0")[0].decode()
     assert exe.endswith("/tritonserver")
-    stats = httpx.get(f"http://127.0.0.1:{stack.ports.triton_http}/v2/models/signals/stats", timeout=5).json()
-    assert stats["model_stats"][0]["inference_stats"]["success"]["count"] > 0
+    # The server's own statistics move by exactly what this test asks of it: one chat request with three new user
+    # texts is one inference request to Triton carrying three rows (the router sends a request's texts in one batch).
+    before = _triton_counts(stack)
+    tag = uuid.uuid4().hex
+    texts = [f"How do tides form? ({tag})", f"Why is the sky blue? ({tag})", f"What makes a rainbow? ({tag})"]
+    body = {"model": "MoM", "messages": [{"role": "user", "content": t} for t in texts]}
+    r = httpx.post(f"{stack.router_url}/v1/chat/completions", json=body, timeout=30)
+    assert r.status_code == 200, r.text
+    requests, rows = (a - b for a, b in zip(_triton_counts(stack), before, strict=True))
+    assert (requests, rows) == (1, 3)
+
+
+def _triton_counts(stack: RunningStack) -> tuple[int, int]:
+    """(successful inference requests, rows inferred) of the signals model, once no other call is moving them
+    (a config reload elsewhere may still be embedding a tool catalogue)."""
+    url = f"http://127.0.0.1:{stack.ports.triton_http}/v2/models/signals/stats"
+
+    def read() -> tuple[int, int]:
+        stats = httpx.get(url, timeout=5).json()["model_stats"][0]
+        return int(stats["inference_stats"]["success"]["count"]), int(stats["inference_count"])
+
+    seen, deadline = read(), time.monotonic() + 10
+    while time.monotonic() < deadline:
+        time.sleep(0.3)
+        now = read()
+        if now == seen:
+            return now
+        seen = now
+    return seen

@@ -11,7 +11,7 @@ import pytest
 from cache_service.client import CacheClient
 from router_service.accounting import ResponseTracker
 from router_service.config import load_config
-from router_service.pipeline import CacheScope
+from router_service.core.reply import CacheScope
 from wire.sse import is_cacheable, is_refusal
 
 CFG = load_config(Path(__file__).resolve().parents[1] / "fixtures" / "vsr-classic" / "config.e2e.yaml")

@@ -167,28 +167,36 @@ COMPLETIONS = [
             },
         ],
     },
+    {
+        "id": "c3",
+        "object": "chat.completion",
+        "created": 3,
+        "model": "m",
+        "system_fingerprint": "fp_y",
+        "service_tier": "default",
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": None, "function_call": {"name": "f", "arguments": "{}"}},
+                "logprobs": None,
+                "finish_reason": "function_call",
+            }
+        ],
+        "usage": USAGE,
+    },
 ]
 
 
-# What the served replay (`render_cached`) does not carry over: the stream has no system_fingerprint and no
-# logprobs. Everything else survives a store and a replay.
-NOT_REPLAYED = ("system_fingerprint",)
-
-
-def _replayable(completion: dict[str, Any]) -> dict[str, Any]:
-    out = {k: v for k, v in completion.items() if k not in NOT_REPLAYED}
-    out["choices"] = [{**c, "logprobs": None} for c in completion["choices"]]
-    return out
-
-
-@pytest.mark.parametrize("completion", COMPLETIONS, ids=["text", "tools+reasoning"])
+@pytest.mark.parametrize("completion", COMPLETIONS, ids=["text", "tools+reasoning+logprobs", "function_call"])
 def test_round_trip_through_the_served_replay(completion: dict[str, Any]) -> None:
+    # Everything a cached completion holds survives its replay as a stream: system_fingerprint, service_tier,
+    # logprobs and a legacy function_call included.
     usage = {"stream": True, "stream_options": {"include_usage": True}}
     replayed, ctype = render_cached(completion, stream=True, body=usage)
     assert ctype == "text/event-stream"
-    assert assemble_stream(replayed) == _replayable(completion)
+    assert assemble_stream(replayed) == completion
     plain, _ = render_cached(completion, stream=True, body={"stream": True})
-    assert assemble_stream(plain) == {k: v for k, v in _replayable(completion).items() if k != "usage"}
+    assert assemble_stream(plain) == {k: v for k, v in completion.items() if k != "usage"}
 
 
 def test_is_cacheable() -> None:
