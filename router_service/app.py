@@ -21,19 +21,20 @@ from starlette.routing import Route
 
 from cache_service.auth import AuthFailure, check_bearer, resolve_admin_token
 from cache_service.client import CacheClient
-from router_service import api, metrics
+from router_service import metrics
+from router_service.adapters import api
+from router_service.adapters.extproc import serve_extproc
+from router_service.adapters.proxy import ChatProxy
+from router_service.clients.pins import PinStore
+from router_service.clients.triton import SignalClient
 from router_service.config import RouterConfig
 from router_service.config.store import ConfigStore
+from router_service.core.render import JSON, openai_error
 from router_service.core.reply import Answer, error_answer, router_error_answer
+from router_service.core.tools import ToolIndex
 from router_service.errors import ConfigError, InvalidRequest, RouterError
-from router_service.extproc import serve_extproc
-from router_service.pin_store import PinStore
-from router_service.pipeline import RequestRouter
-from router_service.proxy import ChatProxy
-from router_service.responses import JSON, openai_error
+from router_service.router import RequestRouter
 from router_service.settings import Settings
-from router_service.signals import SignalClient
-from router_service.tools import ToolIndex
 from router_service.tracing import setup_tracing
 
 __all__ = ["create_app"]

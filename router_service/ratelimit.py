@@ -7,7 +7,6 @@ tenant values costs at most `max_tenants` entries.
 
 from __future__ import annotations
 
-import math
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -15,7 +14,7 @@ from dataclasses import dataclass
 
 from router_service.config import RateLimitConfig
 
-__all__ = ["TenantRateLimiter", "retry_after_header"]
+__all__ = ["TenantRateLimiter"]
 
 
 @dataclass
@@ -51,8 +50,3 @@ class TenantRateLimiter:
             bucket.tokens -= 1.0
             return None
         return (1.0 - bucket.tokens) / cfg.requests_per_second
-
-
-def retry_after_header(seconds: float) -> str:
-    """`Retry-After` is whole seconds (RFC 9110): round up, at least 1."""
-    return str(max(1, math.ceil(seconds)))

@@ -2,7 +2,7 @@
 
 `assemble_stream` turns a captured upstream stream into the completion to cache, or None when it must not be
 cached (partial, errored, non-200); `is_cacheable` and `is_refusal` say what may be stored. A cached completion
-is replayed as a stream by the router (`router_service.responses.render_cached`).
+is replayed as a stream by the router (`router_service.core.render.render_cached`).
 """
 
 from __future__ import annotations

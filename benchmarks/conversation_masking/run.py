@@ -31,10 +31,10 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from local_stack.components import ManagedProcess, free_port, valkey_command, wait_tcp  # noqa: E402
-from router_service.conversation import Pin  # noqa: E402
-from router_service.decision_types import PiiEntity  # noqa: E402
-from router_service.pii_masking import StreamRestorer, mask_body, plan_masking, restore_completion  # noqa: E402
-from router_service.pin_store import PinStore  # noqa: E402
+from router_service.clients.pins import PinStore  # noqa: E402
+from router_service.core.conversation import Pin  # noqa: E402
+from router_service.core.decision_types import PiiEntity  # noqa: E402
+from router_service.core.pii_masking import StreamRestorer, mask_body, plan_masking, restore_completion  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 EMAILS = [f"person{i}@example.com" for i in range(4)]

@@ -48,7 +48,7 @@ async def measure(grpc_port: int, calls: int) -> dict[str, float]:
     import tritonclient.grpc.aio as aioclient
     from tokenizers import Tokenizer
 
-    from router_service.signals import SignalClient
+    from router_service.clients.triton import SignalClient
 
     version = REPOSITORY / "signals" / "1"
     manifest = json.loads((version / "manifest.json").read_text())

@@ -14,11 +14,10 @@ from typing import Any
 
 from opentelemetry.context import Context
 
+from router_service.core.pii_masking import Masking, ResponseRestorer
+from router_service.core.prompt_paths import GUARDED_PATHS
+from router_service.core.render import JSON, openai_error, retry_after_header
 from router_service.errors import RouterError
-from router_service.pii_masking import Masking, ResponseRestorer
-from router_service.prompt_paths import GUARDED_PATHS
-from router_service.ratelimit import retry_after_header
-from router_service.responses import JSON, openai_error
 
 __all__ = [
     "CHAT_PATHS",

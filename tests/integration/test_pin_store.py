@@ -10,8 +10,8 @@ import pytest
 import redis
 
 from local_stack.components import free_port
-from router_service.conversation import Pin
-from router_service.pin_store import PREFIX, PinStore
+from router_service.clients.pins import PREFIX, PinStore
+from router_service.core.conversation import Pin
 from tests.integration.conftest import RedisServer
 
 pytestmark = pytest.mark.integration

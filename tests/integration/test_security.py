@@ -13,8 +13,8 @@ import pytest
 import yaml
 
 from local_stack.stack import Ports, Stack, StackSettings
+from router_service.clients.triton import SignalClient
 from router_service.errors import ClassifierOverloaded
-from router_service.signals import SignalClient
 from tests.integration.conftest import RunningStack, write_test_config
 
 pytestmark = pytest.mark.integration

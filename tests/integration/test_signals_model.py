@@ -141,7 +141,7 @@ async def test_a_lone_surrogate_does_not_fail_its_batch_mates(triton: int) -> No
     # batched with it (they share one Triton call).
     import asyncio
 
-    from router_service.signals import SignalClient
+    from router_service.clients.triton import SignalClient
 
     client = SignalClient(f"127.0.0.1:{triton}", REPOSITORY, window_ms=20.0, timeout_s=10.0)
     await client.start()
@@ -176,7 +176,7 @@ def test_requests_without_pii_outputs_run_the_graph_without_the_pii_branch(trito
 async def test_client_asks_triton_for_pii_only_when_told(triton: int) -> None:
     import asyncio
 
-    from router_service.signals import SignalClient
+    from router_service.clients.triton import SignalClient
 
     client = SignalClient(f"127.0.0.1:{triton}", REPOSITORY, window_ms=20.0, timeout_s=10.0)
     await client.start()

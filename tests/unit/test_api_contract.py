@@ -22,10 +22,10 @@ import yaml
 from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
-from router_service import api
+from router_service.adapters import api
 from router_service.app import _router_error
 from router_service.config import RouterConfig
-from router_service.decision_types import PiiEntity, TextSignals
+from router_service.core.decision_types import PiiEntity, TextSignals
 from router_service.errors import RouterError
 
 REFERENCE = Path(__file__).resolve().parents[1] / "fixtures" / "vsr-classic"  # vendored, see its NOTICE.md

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from router_service.responses import render_cached
+from router_service.core.render import render_cached
 from wire.sse import assemble_stream, is_cacheable
 
 HEAD = {"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 1700000000, "model": "m"}

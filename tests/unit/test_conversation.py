@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from router_service.conversation import Pin, PinLookup, conversation_key, in_tool_loop
-from router_service.decision import Routed, TextSignals, decide, plan
+from router_service.core.conversation import Pin, PinLookup, conversation_key, in_tool_loop
+from router_service.core.decision import Routed, TextSignals, decide, plan
 from tests.unit.test_decision import make_cfg, unit, user
 
 CFG = make_cfg(triton_router={"conversation": {"enabled": True, "switch_confidence": 0.85}})

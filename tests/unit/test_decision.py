@@ -15,9 +15,19 @@ import pytest
 import yaml
 
 from router_service.config import RouterConfig, load_config
-from router_service.decision import Blocked, PiiEntity, Plan, Routed, TextSignals, decide, load_body, message_text, plan
+from router_service.core.decision import (
+    Blocked,
+    PiiEntity,
+    Plan,
+    Routed,
+    TextSignals,
+    decide,
+    load_body,
+    message_text,
+    plan,
+)
+from router_service.core.tools import ToolEntry, ToolIndex
 from router_service.errors import InvalidRequest
-from router_service.tools import ToolEntry, ToolIndex
 
 REFERENCE = Path(__file__).resolve().parents[1] / "fixtures" / "vsr-classic"  # vendored, see its NOTICE.md
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from cache_service.scope import fingerprint
-from router_service.pipeline import in_embedding_space
+from router_service.router import in_embedding_space
 
 
 def test_the_same_request_under_two_builds_has_two_scopes() -> None:

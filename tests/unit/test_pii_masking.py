@@ -10,9 +10,8 @@ from typing import Any
 import pytest
 
 from router_service.config import RouterConfig, load_config
-from router_service.decision import PiiEntity, Routed, TextSignals, decide, plan
-from router_service.errors import InvalidRequest
-from router_service.pii_masking import (
+from router_service.core.decision import PiiEntity, Routed, TextSignals, decide, plan
+from router_service.core.pii_masking import (
     Masking,
     ResponseRestorer,
     StreamRestorer,
@@ -21,6 +20,7 @@ from router_service.pii_masking import (
     plan_masking,
     restore_completion,
 )
+from router_service.errors import InvalidRequest
 from tests.unit.test_decision import REFERENCE, blocked, chat, make_cfg, routed, sig, unit
 
 EMAIL = "jane.doe@example.com"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from router_service.proxy import _wire, passthrough_headers
+from router_service.adapters.proxy import _wire, passthrough_headers
 
 
 def test_passthrough_keeps_bytes_joins_repeats_and_drops_hop_by_hop() -> None:

@@ -15,13 +15,14 @@ from cache_service.auth import ENV_VAR, AuthFailure, check_bearer, resolve_admin
 from local_stack.components import ManagedProcess
 from local_stack.supervisor import Supervisor, read_supervisor_state
 from router_service.config import RateLimitConfig, RouterConfig
-from router_service.decision import load_body, plan
-from router_service.decision_types import CachePolicy, Routed
+from router_service.core.decision import load_body, plan
+from router_service.core.decision_types import CachePolicy, Routed
+from router_service.core.prompt_paths import as_chat
+from router_service.core.render import retry_after_header
 from router_service.endpoint_health import EndpointHealth
 from router_service.errors import InvalidRequest
-from router_service.pipeline import skip_unhealthy
-from router_service.prompt_paths import as_chat
-from router_service.ratelimit import TenantRateLimiter, retry_after_header
+from router_service.ratelimit import TenantRateLimiter
+from router_service.router import skip_unhealthy
 
 # --- admin token ---------------------------------------------------------------------------------------------
 

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
+from router_service.core.decision import parse_body
 from router_service.core.reply import error_answer, router_error_answer, wants_body
-from router_service.decision import parse_body
 from router_service.errors import (
     BodyTooLarge,
     ClassifierOverloaded,

@@ -10,8 +10,8 @@ import pytest
 import yaml
 
 from router_service.config import RouterConfig, load_config
-from router_service.decision import Blocked
-from router_service.responses import models_list, openai_error, render_block, render_cached
+from router_service.core.decision import Blocked
+from router_service.core.render import models_list, openai_error, render_block, render_cached
 
 REFERENCE = Path(__file__).resolve().parents[1] / "fixtures" / "vsr-classic"  # vendored, see its NOTICE.md
 RAW = yaml.safe_load((REFERENCE / "config.e2e.yaml").read_text())

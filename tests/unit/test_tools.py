@@ -11,8 +11,7 @@ import numpy.typing as npt
 import pytest
 
 from router_service.config import load_config, parse_config
-from router_service.errors import ConfigError
-from router_service.tools import (
+from router_service.core.tools import (
     MAX_TOOLS,
     ToolEntry,
     ToolIndex,
@@ -21,6 +20,7 @@ from router_service.tools import (
     rank,
     tool_text,
 )
+from router_service.errors import ConfigError
 
 REFERENCE = Path(__file__).resolve().parents[1] / "fixtures" / "vsr-classic"  # vendored, see its NOTICE.md
 

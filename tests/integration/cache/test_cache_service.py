@@ -19,7 +19,7 @@ from cache_service.client import CacheClient, Outcome
 from cache_service.codec import encode_embedding, entry_id
 from cache_service.scope import fingerprint, prompt_text
 from cache_service.service import CacheService
-from router_service.responses import render_cached
+from router_service.core.render import render_cached
 from tests.integration.cache.conftest import (
     ADMIN_HEADERS,
     TEST_ADMIN_TOKEN,

@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 
 from router_service.config import Category, ModelScore, RouterConfig
-from router_service.decision_types import Plan, TextSignals
-from router_service.tools import ToolIndex, rank, tool_name
+from router_service.core.decision_types import Plan, TextSignals
+from router_service.core.tools import ToolIndex, rank, tool_name
 
 __all__ = [
     "MAX_CANDIDATES",

@@ -7,13 +7,14 @@ fresh id and the current time; tests pass fixed values.
 from __future__ import annotations
 
 import json
+import math
 import time
 import uuid
 from collections.abc import Mapping
 from typing import Any
 
 from router_service.config import RouterConfig
-from router_service.decision_types import Blocked
+from router_service.core.decision_types import Blocked
 from wire.sse import STREAM_HEAD_KEYS, chat_chunk, encode_events
 
 __all__ = [
@@ -25,6 +26,7 @@ __all__ = [
     "openai_error",
     "render_block",
     "render_cached",
+    "retry_after_header",
 ]
 
 JSON = "application/json"
@@ -45,6 +47,11 @@ def dumps(payload: Any) -> bytes:
 def openai_error(status: int, message: str, type: str, code: str, param: str | None = None) -> tuple[int, bytes]:
     """OpenAI's error shape: `{"error": {"message", "type", "code", "param"}}`."""
     return status, dumps({"error": {"message": message, "type": type, "code": code, "param": param}})
+
+
+def retry_after_header(seconds: float) -> str:
+    """`Retry-After` is whole seconds (RFC 9110): round up, at least 1."""
+    return str(max(1, math.ceil(seconds)))
 
 
 def render_block(

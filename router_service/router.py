@@ -17,9 +17,15 @@ from opentelemetry.context import Context
 from cache_service.client import CacheClient
 from cache_service.scope import fingerprint
 from router_service import metrics
+from router_service.clients.pins import PinStore
+from router_service.clients.triton import SignalClient
 from router_service.config import RouterConfig
 from router_service.config.store import ConfigStore
-from router_service.conversation import PinLookup
+from router_service.core.conversation import PinLookup
+from router_service.core.decision import Blocked, Plan, Routed, TextSignals, decide, parse_body, plan
+from router_service.core.pii_masking import mask_any_body
+from router_service.core.prompt_paths import GUARDED_PATHS, as_chat
+from router_service.core.render import JSON, dumps, models_list, render_block, render_cached, retry_after_header
 from router_service.core.reply import (
     CHAT_PATHS,
     MODEL_PATHS,
@@ -31,16 +37,10 @@ from router_service.core.reply import (
     error_answer,
     router_error_answer,
 )
-from router_service.decision import Blocked, Plan, Routed, TextSignals, decide, parse_body, plan
+from router_service.core.tools import ToolIndex
 from router_service.endpoint_health import EndpointHealth
 from router_service.errors import ClassifierOverloaded, ClassifierUnavailable, RateLimited, RouterError
-from router_service.pii_masking import mask_any_body
-from router_service.pin_store import PinStore
-from router_service.prompt_paths import GUARDED_PATHS, as_chat
-from router_service.ratelimit import TenantRateLimiter, retry_after_header
-from router_service.responses import JSON, dumps, models_list, render_block, render_cached
-from router_service.signals import SignalClient
-from router_service.tools import ToolIndex
+from router_service.ratelimit import TenantRateLimiter
 from router_service.tracing import (
     SPAN_CACHE_LOOKUP,
     SPAN_CLASSIFICATION,

@@ -20,11 +20,11 @@ from google.protobuf import duration_pb2
 
 from router_service import metrics
 from router_service.accounting import ResponseTracker
+from router_service.adapters.proxy import forward_headers, passthrough_headers
+from router_service.core.pii_masking import ResponseRestorer
 from router_service.core.reply import Answer, Forward, ParsedRequest, error_answer, router_error_answer, wants_body
 from router_service.errors import UpstreamUnavailable
-from router_service.pii_masking import ResponseRestorer
-from router_service.pipeline import RequestRouter
-from router_service.proxy import forward_headers, passthrough_headers
+from router_service.router import RequestRouter
 from router_service.tracing import outgoing_headers
 
 __all__ = ["ExtProcServer", "serve_extproc"]

@@ -20,7 +20,7 @@ from router_service import metrics
 from router_service.accounting import ResponseTracker
 from router_service.core.reply import Answer, Forward, ParsedRequest, error_answer, router_error_answer
 from router_service.errors import UpstreamUnavailable
-from router_service.pipeline import RequestRouter
+from router_service.router import RequestRouter
 from router_service.tracing import SPAN_UPSTREAM, outgoing_headers
 
 __all__ = ["ChatProxy", "forward_headers", "passthrough_headers"]

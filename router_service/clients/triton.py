@@ -27,7 +27,7 @@ from tokenizers import Encoding, Tokenizer
 from tritonclient.utils import InferenceServerException
 
 from router_service import metrics
-from router_service.decision import PiiEntity, TextSignals, without_lone_surrogates
+from router_service.core.decision import PiiEntity, TextSignals, without_lone_surrogates
 from router_service.errors import ClassifierOverloaded, ClassifierUnavailable
 from wire.bio import bio_to_spans, trim_span
 

@@ -5,7 +5,7 @@ Two phases, so the I/O layer can batch every text of many requests into one Trit
 1. `plan(cfg, body, headers)` validates the chat request (raising `InvalidRequest`, a 400) and lists the
    distinct texts that need signals, with what each is for.
 2. `decide(cfg, plan, body, signals, tool_index)` turns those signals into `Routed` (rewritten body,
-   endpoint, headers, failover candidates, cache policy) or `Blocked` (rendered by `responses.render_block`).
+   endpoint, headers, failover candidates, cache policy) or `Blocked` (rendered by `render.render_block`).
    `signals=None` means Triton was unavailable: each check then follows `triton_router.failure_policy`.
 
 Order of the decision: category (keyword rules, then classifier) → jailbreak guard → candidate chain →
@@ -21,9 +21,9 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from router_service import conversation, guards, pii_masking, routing
 from router_service.config import RouterConfig
-from router_service.decision_types import (
+from router_service.core import conversation, guards, pii_masking, routing
+from router_service.core.decision_types import (
     Blocked,
     BlockReason,
     CachePolicy,
@@ -33,8 +33,8 @@ from router_service.decision_types import (
     TextSignals,
     ToolMode,
 )
+from router_service.core.tools import ToolIndex, tool_text
 from router_service.errors import BodyTooLarge, InvalidBody, InvalidJson, InvalidRequest
-from router_service.tools import ToolIndex, tool_text
 
 __all__ = [
     "BlockReason",

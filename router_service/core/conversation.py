@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from router_service.config import RouterConfig
-from router_service.routing import Candidate, Classification
+from router_service.core.routing import Candidate, Classification
 
 __all__ = ["Pin", "PinLookup", "PinOutcome", "Turn", "conversation_key", "in_tool_loop", "pin_first", "resolve"]
 

@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from router_service.decision_types import PiiEntity
+from router_service.core.decision_types import PiiEntity
 from router_service.errors import InvalidRequest
 
 __all__ = [

@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from router_service.config import Category, RouterConfig
-from router_service.decision_types import Blocked, PiiEntity, Plan, TextSignals
-from router_service.routing import Candidate
+from router_service.core.decision_types import Blocked, PiiEntity, Plan, TextSignals
+from router_service.core.routing import Candidate
 
 __all__ = ["check_jailbreak", "covered", "detect_pii", "eligible", "pii_blocked", "pii_entities", "unavailable"]
 

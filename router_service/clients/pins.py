@@ -14,7 +14,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from router_service import metrics
-from router_service.conversation import Pin, PinLookup
+from router_service.core.conversation import Pin, PinLookup
 
 __all__ = ["PinStore"]
 

@@ -18,11 +18,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from router_service.clients.triton import SignalClient
 from router_service.config import MAX_BATCH_SIZE_LIMIT, RouterConfig
-from router_service.decision import TextSignals
-from router_service.decision_types import PiiEntity
+from router_service.core.decision import TextSignals
+from router_service.core.decision_types import PiiEntity
 from router_service.errors import InvalidRequest
-from router_service.signals import SignalClient
 
 __all__ = ["LOW_CONFIDENCE_THRESHOLD", "openapi_document", "routes"]
 

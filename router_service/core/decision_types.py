@@ -1,4 +1,4 @@
-"""Value objects of the decision core (re-exported by `router_service.decision`).
+"""Value objects of the decision core (re-exported by `router_service.core.decision`).
 
 They live apart from `decision.py` so that its helpers (`routing.py`, `guards.py`) can build them without
 an import cycle. All are frozen: a decision is computed once and then only read by the transports.
@@ -14,8 +14,8 @@ import numpy as np
 import numpy.typing as npt
 
 if TYPE_CHECKING:
-    from router_service.conversation import Pin
-    from router_service.pii_masking import Masking
+    from router_service.core.conversation import Pin
+    from router_service.core.pii_masking import Masking
 
 __all__ = ["BlockReason", "Blocked", "CachePolicy", "PiiEntity", "Plan", "Routed", "TextSignals", "ToolMode"]
 
@@ -76,7 +76,7 @@ class Plan:
     tool_mode: ToolMode = "none"
     tool_indices: tuple[int, ...] = ()
     conversation_key: str | None = None
-    """The conversation's key when conversation routing is on (`router_service.conversation`)."""
+    """The conversation's key when conversation routing is on (`router_service.core.conversation`)."""
     tool_loop: bool = False
     """A tool call is in flight (after the last user message): a pinned conversation never switches models here."""
 
@@ -127,7 +127,7 @@ class Routed:
 
 @dataclass(frozen=True)
 class Blocked:
-    """Answer the client directly; the request never reaches a model. `responses.render_block` renders it."""
+    """Answer the client directly; the request never reaches a model. `render.render_block` renders it."""
 
     reason: BlockReason
     message: str
