@@ -7,15 +7,15 @@ redis and starlette when it is itself imported.
 
 from __future__ import annotations
 
-from cache_service.client import CacheClient, CacheHit, CircuitBreaker, Outcome
+from cache_service.client import CacheClient, CacheHit, CacheOutcome, CircuitBreaker
 from cache_service.scope import fingerprint, prompt_text
 from wire.sse import assemble_stream, is_cacheable, is_refusal
 
 __all__ = [
     "CacheClient",
     "CacheHit",
+    "CacheOutcome",
     "CircuitBreaker",
-    "Outcome",
     "assemble_stream",
     "fingerprint",
     "is_cacheable",

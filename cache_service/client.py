@@ -34,14 +34,16 @@ import numpy.typing as npt
 from cache_service.auth import bearer_headers
 from cache_service.codec import encode_embedding
 
-__all__ = ["CacheClient", "CacheHit", "CircuitBreaker", "Outcome"]
+__all__ = ["CacheClient", "CacheHit", "CacheOutcome", "CircuitBreaker"]
 
 log = logging.getLogger(__name__)
 
 _JSON = {"content-type": "application/json"}
 
 
-class Outcome(enum.StrEnum):
+class CacheOutcome(enum.StrEnum):
+    """How one cache operation ended (the `status` label of the router's cache-operation metrics)."""
+
     HIT = "hit"
     MISS = "miss"
     STORED = "stored"
@@ -59,7 +61,7 @@ class Outcome(enum.StrEnum):
     """A store was not sent: too many already in flight."""
 
 
-_FAILURES = frozenset({Outcome.TIMEOUT, Outcome.ERROR, Outcome.UNAVAILABLE, Outcome.BAD_RESPONSE})
+_FAILURES = frozenset({CacheOutcome.TIMEOUT, CacheOutcome.ERROR, CacheOutcome.UNAVAILABLE, CacheOutcome.BAD_RESPONSE})
 
 
 @dataclass(frozen=True, slots=True)
@@ -240,7 +242,7 @@ class _LookupPool:
         self._idle.clear()
 
 
-OutcomeHook = Callable[[str, Outcome, float], None]
+OutcomeHook = Callable[[str, CacheOutcome, float], None]
 """Called as hook(operation, outcome, seconds) after each lookup/store, e.g. to feed the router's metrics."""
 
 
@@ -266,8 +268,8 @@ class CacheClient:
         self.store_timeout_s = store_timeout_s
         self.max_pending_stores = max_pending_stores
         self.breaker = CircuitBreaker(failure_threshold, cooldown_s)
-        self.outcomes: Counter[Outcome] = Counter()
-        self.last_outcome: Outcome | None = None
+        self.outcomes: Counter[CacheOutcome] = Counter()
+        self.last_outcome: CacheOutcome | None = None
         self._on_outcome = on_outcome
         self._write_headers = {**_JSON, **bearer_headers(admin_token)}
         """Stores and invalidations need the deployment's admin token (cache_service.auth)."""
@@ -300,7 +302,7 @@ class CacheClient:
         """The cached completion for this prompt in this scope, or None (a miss, or the cache is away)."""
         t0 = time.perf_counter()
         if not self.breaker.allow():
-            self._record("lookup", Outcome.CIRCUIT_OPEN, t0)
+            self._record("lookup", CacheOutcome.CIRCUIT_OPEN, t0)
             return None
         try:
             payload: dict[str, Any] = {
@@ -321,31 +323,31 @@ class CacheClient:
                     status, content = resp.status_code, resp.content
             outcome, hit = self._parse_lookup(status, content)
         except TimeoutError:
-            outcome, hit = Outcome.TIMEOUT, None
+            outcome, hit = CacheOutcome.TIMEOUT, None
         except (httpx.HTTPError, OSError) as e:
             log.debug("cache lookup failed: %r", e)
-            outcome, hit = Outcome.ERROR, None
+            outcome, hit = CacheOutcome.ERROR, None
         except Exception:  # never into the request path
             log.exception("cache lookup failed unexpectedly")
-            outcome, hit = Outcome.ERROR, None
+            outcome, hit = CacheOutcome.ERROR, None
         self._record("lookup", outcome, t0)
         return hit
 
     @staticmethod
-    def _parse_lookup(status: int, content: bytes) -> tuple[Outcome, CacheHit | None]:
+    def _parse_lookup(status: int, content: bytes) -> tuple[CacheOutcome, CacheHit | None]:
         if status >= 500:
-            return Outcome.UNAVAILABLE, None
+            return CacheOutcome.UNAVAILABLE, None
         if status >= 400:
             log.warning("cache rejected a lookup (%d): %s", status, content[:300].decode("utf-8", "replace"))
-            return Outcome.REJECTED, None
+            return CacheOutcome.REJECTED, None
         try:
             data = json.loads(content)
             if not data.get("hit"):
-                return Outcome.MISS, None
+                return CacheOutcome.MISS, None
             response = data["response"]
             if not isinstance(response, dict):
-                return Outcome.BAD_RESPONSE, None
-            return Outcome.HIT, CacheHit(
+                return CacheOutcome.BAD_RESPONSE, None
+            return CacheOutcome.HIT, CacheHit(
                 response=response,
                 similarity=float(data["similarity"]),
                 exact=bool(data.get("exact", False)),
@@ -354,7 +356,7 @@ class CacheClient:
                 created_at=float(data.get("created_at", 0.0)),
             )
         except (ValueError, KeyError, TypeError, AttributeError):
-            return Outcome.BAD_RESPONSE, None
+            return CacheOutcome.BAD_RESPONSE, None
 
     # -- store -------------------------------------------------------------------------------------------
 
@@ -373,10 +375,10 @@ class CacheClient:
         `max_pending_stores` are already in flight or the breaker is open."""
         t0 = time.perf_counter()
         if self._pending_stores >= self.max_pending_stores:
-            self._record("store", Outcome.DROPPED, t0)
+            self._record("store", CacheOutcome.DROPPED, t0)
             return False
         if not self.breaker.allow():
-            self._record("store", Outcome.CIRCUIT_OPEN, t0)
+            self._record("store", CacheOutcome.CIRCUIT_OPEN, t0)
             return False
         self._pending_stores += 1
         try:
@@ -393,30 +395,30 @@ class CacheClient:
             async with asyncio.timeout(self.store_timeout_s):
                 resp = await self._http.post("/v1/cache/store", content=_dumps(payload), headers=self._write_headers)
             if resp.status_code >= 500:
-                outcome = Outcome.UNAVAILABLE
+                outcome = CacheOutcome.UNAVAILABLE
             elif resp.status_code >= 400:
                 log.warning("cache rejected a store (%d): %s", resp.status_code, resp.text[:300])
-                outcome = Outcome.REJECTED
+                outcome = CacheOutcome.REJECTED
             else:
-                outcome = Outcome.STORED
+                outcome = CacheOutcome.STORED
         except TimeoutError:
-            outcome = Outcome.TIMEOUT
+            outcome = CacheOutcome.TIMEOUT
         except (httpx.HTTPError, OSError) as e:
             log.debug("cache store failed: %r", e)
-            outcome = Outcome.ERROR
+            outcome = CacheOutcome.ERROR
         except Exception:
             log.exception("cache store failed unexpectedly")
-            outcome = Outcome.ERROR
+            outcome = CacheOutcome.ERROR
         finally:
             self._pending_stores -= 1
         self._record("store", outcome, t0)
-        return outcome is Outcome.STORED
+        return outcome is CacheOutcome.STORED
 
     def spawn_store(self, **kwargs: Any) -> bool:
         """Run `store(**kwargs)` as a background task this client keeps a reference to (and cancels on
         close); returns False, creating nothing, when the bound is already reached."""
         if self._pending_stores + len(self._tasks) >= self.max_pending_stores:
-            self._record("store", Outcome.DROPPED, time.perf_counter())
+            self._record("store", CacheOutcome.DROPPED, time.perf_counter())
             return False
         task = asyncio.create_task(self.store(**kwargs))
         self._tasks.add(task)
@@ -489,10 +491,10 @@ class CacheClient:
 
     # -- internals ---------------------------------------------------------------------------------------
 
-    def _record(self, operation: str, outcome: Outcome, t0: float) -> None:
+    def _record(self, operation: str, outcome: CacheOutcome, t0: float) -> None:
         if outcome in _FAILURES:
             self.breaker.record_failure()
-        elif outcome not in (Outcome.CIRCUIT_OPEN, Outcome.DROPPED):
+        elif outcome not in (CacheOutcome.CIRCUIT_OPEN, CacheOutcome.DROPPED):
             self.breaker.record_success()
         self.outcomes[outcome] += 1
         self.last_outcome = outcome

@@ -1,5 +1,8 @@
-"""The request path shared by the ExtProc server and the direct proxy: plan → signals (one batched Triton call)
-→ decision → semantic-cache lookup. Transport code turns the `Outcome` into protobuf or HTTP."""
+"""The request path shared by the ExtProc server and the direct proxy, with its I/O.
+
+`RequestRouter.handle` is the one entry point: a `ParsedRequest` in, an `Answer` or a `Forward` out
+(`core.reply`). A chat request goes plan → signals (one batched Triton call, beside the conversation's pin lookup)
+→ decision → semantic-cache lookup (`route`, a `RouteResult`); the transports only speak the reply."""
 
 from __future__ import annotations
 
@@ -22,7 +25,7 @@ from router_service.clients.triton import SignalClient
 from router_service.config import RouterConfig
 from router_service.config.store import ConfigStore
 from router_service.core.conversation import PinLookup
-from router_service.core.decision import Blocked, Plan, Routed, TextSignals, decide, parse_body, plan
+from router_service.core.decision import Blocked, Plan, Routed, TextSignals, decide, parse_body, plan_request
 from router_service.core.pii_masking import mask_any_body
 from router_service.core.prompt_paths import GUARDED_PATHS, as_chat
 from router_service.core.render import JSON, dumps, models_list, render_block, render_cached, retry_after_header
@@ -50,7 +53,7 @@ from router_service.tracing import (
     outgoing_headers,
 )
 
-__all__ = ["Outcome", "RequestRouter", "in_embedding_space", "skip_unhealthy", "with_candidate"]
+__all__ = ["RequestRouter", "RouteResult", "in_embedding_space", "skip_unhealthy", "with_candidate"]
 
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer("router_service")
@@ -66,7 +69,9 @@ def in_embedding_space(body_fingerprint: str, build_key: str) -> str:
 
 
 @dataclass
-class Outcome:
+class RouteResult:
+    """One chat request's routing: the decision, its plan, a cache hit or the scope to store the answer under."""
+
     decision: Routed | Blocked
     plan: Plan
     cache_hit: dict[str, Any] | None = None
@@ -143,37 +148,37 @@ class RequestRouter:
         return Forward(upstream_headers={"x-vsr-destination-endpoint": cfg.default_endpoint()})
 
     async def _chat(self, body: dict[str, Any], headers: Mapping[str, str]) -> Reply:
-        outcome = await self.route(body, headers)
-        decision = outcome.decision
+        result = await self.route(body, headers)
+        decision = result.decision
         if isinstance(decision, Blocked):
             status, block_headers, payload, ctype = render_block(
-                decision, self.store.current, stream=outcome.plan.stream, model=outcome.plan.requested_model
+                decision, self.store.current, stream=result.plan.stream, model=result.plan.requested_model
             )
             return Answer(status, block_headers, payload, ctype, f"blocked_{decision.reason}")
-        if outcome.cache_hit is not None:
-            payload, ctype = render_cached(outcome.cache_hit, stream=outcome.plan.stream, body=body)
-            return Answer(200, outcome.response_headers, payload, ctype, "cache_hit")
+        if result.cache_hit is not None:
+            payload, ctype = render_cached(result.cache_hit, stream=result.plan.stream, body=body)
+            return Answer(200, result.response_headers, payload, ctype, "cache_hit")
         return Forward(
             body=decision.body,
-            upstream_headers={**decision.upstream_headers, **outcome.upstream_trace_headers},
-            response_headers=outcome.response_headers,
+            upstream_headers={**decision.upstream_headers, **result.upstream_trace_headers},
+            response_headers=result.response_headers,
             model=decision.model,
             endpoint=decision.endpoint,
             candidates=decision.candidates,
             tracked=True,
             masking=decision.masking,
-            store_scope=outcome.store_scope,
-            trace_context=outcome.trace_context,
+            store_scope=result.store_scope,
+            trace_context=result.trace_context,
         )
 
     async def _prompt(self, kind: str, body: dict[str, Any], headers: Mapping[str, str]) -> Reply:
         """/v1/completions and /v1/responses: guarded and routed as a chat request would be, never cached."""
         headers = {**headers, CACHE_CONTROL_HEADER: "no-cache, no-store"}
-        outcome = await self.route(as_chat(kind, body), headers)
-        decision = outcome.decision
+        result = await self.route(as_chat(kind, body), headers)
+        decision = result.decision
         if isinstance(decision, Blocked):
             status, block_headers, payload, ctype = render_block(
-                decision, self.store.current, stream=False, model=outcome.plan.requested_model, as_error=True
+                decision, self.store.current, stream=False, model=result.plan.requested_model, as_error=True
             )
             return Answer(status, block_headers, payload, ctype, f"blocked_{decision.reason}")
         upstream = {**body, "model": decision.model}
@@ -182,14 +187,14 @@ class RequestRouter:
         return Forward(
             body=upstream,
             upstream_headers=dict(decision.upstream_headers),
-            response_headers=outcome.response_headers,
+            response_headers=result.response_headers,
             model=decision.model,
             endpoint=decision.endpoint,
             masking=decision.masking,
-            trace_context=outcome.trace_context,
+            trace_context=result.trace_context,
         )
 
-    async def route(self, body: dict[str, Any], headers: Mapping[str, str]) -> Outcome:
+    async def route(self, body: dict[str, Any], headers: Mapping[str, str]) -> RouteResult:
         """Decide what to do with one chat request. Raises InvalidRequest for a malformed body."""
         started = time.perf_counter()
         cfg = self.store.current
@@ -198,18 +203,18 @@ class RequestRouter:
             SPAN_REQUEST, context=incoming_context(headers), kind=trace.SpanKind.SERVER
         ) as root:
             root.set_attribute("request.id", headers.get("x-request-id", ""))
-            the_plan = plan(cfg, body, headers)
-            root.set_attribute("routing.original_model", the_plan.requested_model)
+            plan = plan_request(cfg, body, headers)
+            root.set_attribute("routing.original_model", plan.requested_model)
             timings: dict[str, float] = {}
             signals: list[TextSignals] | None = None
             unclassified: ClassifierUnavailable | None = None
-            pin_lookup = self._start_pin_lookup(the_plan)  # runs beside the Triton call
-            if the_plan.texts:
+            pin_lookup = self._start_pin_lookup(plan)  # runs beside the Triton call
+            if plan.texts:
                 t0 = time.perf_counter()
                 with tracer.start_as_current_span(SPAN_CLASSIFICATION) as span:
-                    span.set_attributes({"classifier.type": "triton", "classification.texts": len(the_plan.texts)})
+                    span.set_attributes({"classifier.type": "triton", "classification.texts": len(plan.texts)})
                     try:
-                        signals = await self.signals.classify(list(the_plan.texts), pii=bool(the_plan.pii_indices))
+                        signals = await self.signals.classify(list(plan.texts), pii=bool(plan.pii_indices))
                     except ClassifierUnavailable as e:
                         unclassified = e
                         if isinstance(e, ClassifierOverloaded):
@@ -222,22 +227,22 @@ class RequestRouter:
                     span.set_attribute("classification.time_ms", round(timings["signals"], 3))
             pin = await pin_lookup if pin_lookup is not None else None
             with tracer.start_as_current_span(SPAN_ROUTING_DECISION) as span:
-                decision = decide(cfg, the_plan, body, signals, self.tool_index, pin)
+                decision = decide(cfg, plan, body, signals, self.tool_index, pin)
                 span.set_attributes(_decision_attributes(decision))
             if unclassified is not None:
                 decision = _unclassified(decision, unclassified)
             if isinstance(decision, Routed):
                 decision = skip_unhealthy(decision, self.health)
-            self._save_pin(cfg, the_plan, decision)
-            outcome = Outcome(decision=decision, plan=the_plan, timings_ms=timings)
-            record_decision(cfg, the_plan, decision)
+            self._save_pin(cfg, plan, decision)
+            result = RouteResult(decision=decision, plan=plan, timings_ms=timings)
+            record_decision(cfg, plan, decision)
             if isinstance(decision, Routed):
-                await self._cache_lookup(outcome, cfg, body, headers, signals)
-            outcome.trace_context = trace.set_span_in_context(root)
+                await self._cache_lookup(result, cfg, body, headers, signals)
+            result.trace_context = trace.set_span_in_context(root)
         timings["total"] = (time.perf_counter() - started) * 1000
         metrics.ROUTING_LATENCY.observe(timings["total"] / 1000)
-        self._log(cfg, outcome, headers)
-        return outcome
+        self._log(cfg, result, headers)
+        return result
 
     def _check_rate(self, cfg: RouterConfig, headers: Mapping[str, str]) -> None:
         """Raise RateLimited when the request's tenant is over `triton_router.rate_limit`."""
@@ -252,65 +257,65 @@ class RequestRouter:
             metrics.RATE_LIMITED.inc()
             raise RateLimited(f"rate limit exceeded for this tenant ({limits.requests_per_second:g} requests/s)", wait)
 
-    def _start_pin_lookup(self, the_plan: Plan) -> asyncio.Task[PinLookup] | None:
+    def _start_pin_lookup(self, plan: Plan) -> asyncio.Task[PinLookup] | None:
         """The conversation's pin, fetched concurrently with the signals (None: conversation routing is off)."""
-        if the_plan.conversation_key is None:
+        if plan.conversation_key is None:
             return None
         if self.pins is None:  # configured on, but the router runs without Redis: say so on every turn
             return asyncio.get_running_loop().create_task(_unavailable())
-        return asyncio.get_running_loop().create_task(self.pins.lookup(the_plan.conversation_key))
+        return asyncio.get_running_loop().create_task(self.pins.lookup(plan.conversation_key))
 
-    def _save_pin(self, cfg: RouterConfig, the_plan: Plan, decision: Routed | Blocked) -> None:
+    def _save_pin(self, cfg: RouterConfig, plan: Plan, decision: Routed | Blocked) -> None:
         if not isinstance(decision, Routed) or decision.pin_outcome is None:
             return
         metrics.CONVERSATION_PINS.labels(outcome=decision.pin_outcome).inc()
-        if self.pins is not None and decision.pin is not None and the_plan.conversation_key is not None:
-            self.pins.spawn_save(the_plan.conversation_key, decision.pin, cfg.triton_router.conversation.ttl_seconds)
+        if self.pins is not None and decision.pin is not None and plan.conversation_key is not None:
+            self.pins.spawn_save(plan.conversation_key, decision.pin, cfg.triton_router.conversation.ttl_seconds)
 
     @staticmethod
-    def _log(cfg: RouterConfig, outcome: Outcome, headers: Mapping[str, str]) -> None:
+    def _log(cfg: RouterConfig, result: RouteResult, headers: Mapping[str, str]) -> None:
         """One line per decision; the prompt only when the operator opted in (`triton_router.log_prompts`)."""
-        d = outcome.decision
+        d = result.decision
         fields = {
             "request_id": headers.get("x-request-id", "-"),
-            "requested": outcome.plan.requested_model,
-            "ms": round(outcome.timings_ms.get("total", 0.0), 2),
+            "requested": result.plan.requested_model,
+            "ms": round(result.timings_ms.get("total", 0.0), 2),
         }
         if isinstance(d, Routed):
             fields |= {"model": d.model, "category": d.category, "confidence": d.confidence, "reason": d.reason}
-            fields["cache_hit"] = outcome.cache_hit is not None
+            fields["cache_hit"] = result.cache_hit is not None
         else:
             fields |= {"blocked": d.reason, "category": d.category}
-        if cfg.triton_router.log_prompts and outcome.plan.intent_index is not None:
-            prompt = outcome.plan.texts[outcome.plan.intent_index]
+        if cfg.triton_router.log_prompts and result.plan.intent_index is not None:
+            prompt = result.plan.texts[result.plan.intent_index]
             masking = d.masking if isinstance(d, Routed) else None
             fields["prompt"] = (masking.mask(prompt) if masking is not None else prompt)[:500]  # masked stays masked
         log.info("decision %s", " ".join(f"{k}={v}" for k, v in fields.items()))
 
     async def _cache_lookup(
         self,
-        outcome: Outcome,
+        result: RouteResult,
         cfg: RouterConfig,
         body: dict[str, Any],
         headers: Mapping[str, str],
         signals: list[TextSignals] | None,
     ) -> None:
-        decision = outcome.decision
+        decision = result.decision
         assert isinstance(decision, Routed)
-        the_plan = outcome.plan
-        if self.cache is None or not decision.cache.enabled or signals is None or the_plan.embedding_index is None:
+        plan = result.plan
+        if self.cache is None or not decision.cache.enabled or signals is None or plan.embedding_index is None:
             return
         control = headers.get(CACHE_CONTROL_HEADER, "").lower()
-        query = signals[the_plan.embedding_index]
+        query = signals[plan.embedding_index]
         scope = CacheScope(
-            prompt=the_plan.texts[the_plan.embedding_index],
+            prompt=plan.texts[plan.embedding_index],
             embedding=query.embedding,
             model=decision.model,
             fingerprint=in_embedding_space(fingerprint(body), self.signals.manifest.build_key),
             tenant=headers.get(cfg.triton_router.cache_tenant_header.lower()) or None,
         )
         if "no-store" not in control:
-            outcome.store_scope = scope
+            result.store_scope = scope
         if "no-cache" in control or "no-store" in control:
             return
         t0 = time.perf_counter()
@@ -324,12 +329,12 @@ class RequestRouter:
                 threshold=decision.cache.threshold,
             )
             span.set_attribute("cache.hit", hit is not None)
-        outcome.timings_ms["cache"] = (time.perf_counter() - t0) * 1000
+        result.timings_ms["cache"] = (time.perf_counter() - t0) * 1000
         if hit is None:
             metrics.CACHE_MISSES.inc()
             return
         metrics.CACHE_HITS.inc()
-        outcome.cache_hit = hit.response
+        result.cache_hit = hit.response
 
 
 def skip_unhealthy(decision: Routed, health: EndpointHealth) -> Routed:
@@ -383,9 +388,9 @@ _BLOCK_ERROR_REASONS = {"jailbreak": "jailbreak_block", "pii": "pii_policy_denie
 """VSR's `llm_request_errors_total` reasons for the router's own refusals."""
 
 
-def record_decision(cfg: RouterConfig, the_plan: Plan, decision: Routed | Blocked) -> None:
+def record_decision(cfg: RouterConfig, plan: Plan, decision: Routed | Blocked) -> None:
     """The decision's Prometheus metrics (VSR's names), once per request for both transports."""
-    requested = metrics.model_label(cfg, the_plan.requested_model)
+    requested = metrics.model_label(cfg, plan.requested_model)
     if isinstance(decision, Blocked):
         metrics.REQUESTS_BLOCKED.labels(reason=decision.reason).inc()
         reason = _BLOCK_ERROR_REASONS.get(decision.reason, decision.reason)
@@ -397,7 +402,7 @@ def record_decision(cfg: RouterConfig, the_plan: Plan, decision: Routed | Blocke
     model = metrics.model_label(cfg, decision.model)
     metrics.MODEL_REQUESTS.labels(model=model).inc()
     metrics.ROUTING_REASON_CODES.labels(reason_code=decision.reason, model=model).inc()
-    if decision.model != the_plan.requested_model:
+    if decision.model != plan.requested_model:
         metrics.ROUTING_MODIFICATIONS.labels(source_model=requested, target_model=model).inc()
     for model, types in decision.pii_denied.items():
         for pii_type in types:
@@ -405,7 +410,7 @@ def record_decision(cfg: RouterConfig, the_plan: Plan, decision: Routed | Blocke
     if decision.masking is not None:
         for pii_type, count in decision.masking.counts.items():
             metrics.PII_MASKED.labels(model=metrics.model_label(cfg, decision.model), pii_type=pii_type).inc(count)
-    if not the_plan.is_auto:
+    if not plan.is_auto:
         return
     if decision.category is not None:
         metrics.CATEGORY_CLASSIFICATIONS.labels(category=decision.category).inc()

@@ -52,7 +52,7 @@ import redis.asyncio as aioredis
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from cache_service.client import CacheClient, Outcome  # noqa: E402
+from cache_service.client import CacheClient, CacheOutcome  # noqa: E402
 from cache_service.codec import encode_embedding, entry_id  # noqa: E402
 from cache_service.errors import CacheError  # noqa: E402
 from cache_service.index import IndexSpec, ensure_index  # noqa: E402
@@ -385,7 +385,7 @@ class Bench:
         print(_fmt(row), flush=True)
 
 
-_NO_ANSWER = (Outcome.TIMEOUT, Outcome.ERROR, Outcome.UNAVAILABLE, Outcome.BAD_RESPONSE)
+_NO_ANSWER = (CacheOutcome.TIMEOUT, CacheOutcome.ERROR, CacheOutcome.UNAVAILABLE, CacheOutcome.BAD_RESPONSE)
 
 
 # (client over httpx?, service with the one-round-trip lookup?) per HTTP path

@@ -101,14 +101,14 @@ class BatchRequest(_Request):
 # --- responses ---------------------------------------------------------------------------------------------
 
 
-class Classification(BaseModel):
+class IntentClassification(BaseModel):
     category: str
     confidence: float
     processing_time_ms: int
 
 
 class IntentResponse(BaseModel):
-    classification: Classification
+    classification: IntentClassification
     probabilities: dict[str, float] | None = None
     recommended_model: str
     routing_decision: Literal["high_confidence_specialized", "low_confidence_general"]
@@ -229,7 +229,7 @@ def intent_result(
     confident = sig.intent_confidence >= threshold
     model = cfg.best_model_for(sig.intent) if confident else None
     return IntentResponse(
-        classification=Classification(
+        classification=IntentClassification(
             category=sig.intent, confidence=sig.intent_confidence, processing_time_ms=elapsed_ms
         ),
         probabilities=dict(sig.intent_probs) if opts.return_probabilities else None,

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from router_service.config import RouterConfig
-from router_service.core.routing import Candidate, Classification
+from router_service.core.routing import Candidate, CategoryChoice
 
 __all__ = ["Pin", "PinLookup", "PinOutcome", "Turn", "conversation_key", "in_tool_loop", "pin_first", "resolve"]
 
@@ -53,7 +53,7 @@ class PinLookup:
 class Turn:
     """The policy's verdict for one turn: the classification to route by, the model to put first, the outcome."""
 
-    classification: Classification
+    classification: CategoryChoice
     pinned_model: str | None
     outcome: PinOutcome | None
 
@@ -109,7 +109,7 @@ def in_tool_loop(messages: Sequence[Mapping[str, Any]]) -> bool:
     return False
 
 
-def resolve(cfg: RouterConfig, is_auto: bool, tool_loop: bool, cls: Classification, lookup: PinLookup | None) -> Turn:
+def resolve(cfg: RouterConfig, is_auto: bool, tool_loop: bool, cls: CategoryChoice, lookup: PinLookup | None) -> Turn:
     """Apply the pin to this turn's classification (see the module docstring)."""
     if lookup is None or not is_auto:
         return Turn(cls, None, None)
@@ -118,7 +118,7 @@ def resolve(cfg: RouterConfig, is_auto: bool, tool_loop: bool, cls: Classificati
     pin = lookup.pin
     if pin is None or pin.model not in cfg.all_models():
         return Turn(cls, None, "created")
-    pinned = Classification(
+    pinned = CategoryChoice(
         cfg.category(pin.category) if pin.category is not None else None, cls.confidence, PIN_REASON
     )
     if tool_loop:

@@ -2,7 +2,7 @@
 
 Two phases, so the I/O layer can batch every text of many requests into one Triton call:
 
-1. `plan(cfg, body, headers)` validates the chat request (raising `InvalidRequest`, a 400) and lists the
+1. `plan_request(cfg, body, headers)` validates the chat request (raising `InvalidRequest`, a 400) and lists the
    distinct texts that need signals, with what each is for.
 2. `decide(cfg, plan, body, signals, tool_index)` turns those signals into `Routed` (rewritten body,
    endpoint, headers, failover candidates, cache policy) or `Blocked` (rendered by `render.render_block`).
@@ -49,7 +49,7 @@ __all__ = [
     "message_text",
     "parse_body",
     "pii_windows",
-    "plan",
+    "plan_request",
     "without_lone_surrogates",
 ]
 
@@ -60,7 +60,7 @@ TOOL_CHOICES = frozenset({"none", "auto", "required"})
 # --- phase 1: plan ---------------------------------------------------------------------------------------
 
 
-def plan(cfg: RouterConfig, body: object, headers: Mapping[str, str]) -> Plan:
+def plan_request(cfg: RouterConfig, body: object, headers: Mapping[str, str]) -> Plan:
     """Validate a chat-completions body and say which texts need signals.
 
     `headers` give the conversation key (conversation routing); cache control and tenant scoping are applied by

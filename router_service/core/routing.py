@@ -21,7 +21,7 @@ from router_service.core.tools import ToolIndex, rank, tool_name
 __all__ = [
     "MAX_CANDIDATES",
     "Candidate",
-    "Classification",
+    "CategoryChoice",
     "apply_reasoning",
     "apply_system_prompt",
     "apply_tools",
@@ -35,7 +35,7 @@ MAX_CANDIDATES = 8
 
 
 @dataclass(frozen=True)
-class Classification:
+class CategoryChoice:
     """The category a request routes by (None: use default_model) and how it was found."""
 
     category: Category | None
@@ -58,26 +58,26 @@ class Candidate:
         return self.model
 
 
-def classify(cfg: RouterConfig, plan: Plan, signals: Sequence[TextSignals] | None) -> Classification:
+def classify(cfg: RouterConfig, plan: Plan, signals: Sequence[TextSignals] | None) -> CategoryChoice:
     """Keyword rules first (confidence 1.0), then the intent classifier with its confidence threshold."""
     if not plan.is_auto:
-        return Classification(None, None, "explicit")
+        return CategoryChoice(None, None, "explicit")
     if plan.keyword_category is not None:
-        return Classification(cfg.category(plan.keyword_category), 1.0, "keyword")
+        return CategoryChoice(cfg.category(plan.keyword_category), 1.0, "keyword")
     if plan.intent_index is None:
-        return Classification(None, None, "no_user_text")
+        return CategoryChoice(None, None, "no_user_text")
     if signals is None:
-        return Classification(None, None, "classifier_unavailable")
+        return CategoryChoice(None, None, "classifier_unavailable")
     signal = signals[plan.intent_index]
     category = cfg.category(signal.intent)
     if category is None:
-        return Classification(None, signal.intent_confidence, "unknown_category")
+        return CategoryChoice(None, signal.intent_confidence, "unknown_category")
     if signal.intent_confidence < cfg.classifier.category_model.threshold:
-        return Classification(None, signal.intent_confidence, "low_confidence")
-    return Classification(category, signal.intent_confidence, "classifier")
+        return CategoryChoice(None, signal.intent_confidence, "low_confidence")
+    return CategoryChoice(category, signal.intent_confidence, "classifier")
 
 
-def candidate_chain(cfg: RouterConfig, plan: Plan, cls: Classification) -> tuple[Candidate, ...]:
+def candidate_chain(cfg: RouterConfig, plan: Plan, cls: CategoryChoice) -> tuple[Candidate, ...]:
     """Models in preference order: an explicit model alone; for auto, the category's entries by score,
     then default_model (the PII fallback chain)."""
     if not plan.is_auto:

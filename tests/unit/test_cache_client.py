@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 import numpy as np
 import pytest
 
-from cache_service.client import CacheClient, CircuitBreaker, Outcome
+from cache_service.client import CacheClient, CacheOutcome, CircuitBreaker
 from local_stack.components import free_port
 
 EMB = np.ones(384, dtype=np.float32) / np.sqrt(384)
@@ -42,14 +42,14 @@ async def test_refused_connection_is_a_fast_none_then_circuit_open() -> None:
             t0 = time.perf_counter()
             assert await client.lookup(**KW) is None
             assert time.perf_counter() - t0 < 0.2
-        assert client.last_outcome in (Outcome.ERROR, Outcome.TIMEOUT)
+        assert client.last_outcome in (CacheOutcome.ERROR, CacheOutcome.TIMEOUT)
         assert client.breaker.is_open
         t0 = time.perf_counter()
         assert await client.lookup(**KW) is None
-        assert client.outcomes[Outcome.CIRCUIT_OPEN] == 1
+        assert client.outcomes[CacheOutcome.CIRCUIT_OPEN] == 1
         assert time.perf_counter() - t0 < 0.005
         assert await client.store(**KW, response={}) is False
-        assert client.outcomes[Outcome.CIRCUIT_OPEN] == 2
+        assert client.outcomes[CacheOutcome.CIRCUIT_OPEN] == 2
     finally:
         await client.close()
 
@@ -80,7 +80,7 @@ async def test_slow_service_lookup_gives_up_within_budget(black_hole: int) -> No
             t0 = time.perf_counter()
             assert await client.lookup(**KW) is None
             elapsed = time.perf_counter() - t0
-            assert client.last_outcome is Outcome.TIMEOUT
+            assert client.last_outcome is CacheOutcome.TIMEOUT
             assert elapsed < 0.1, elapsed  # budget 20 ms; generous bound for a loaded CI machine
     finally:
         await client.close()
@@ -93,11 +93,11 @@ async def test_stores_are_bounded(black_hole: int) -> None:
     try:
         spawned = [client.spawn_store(**KW, response={"x": 1}) for _ in range(10)]
         assert spawned.count(True) == 4
-        assert client.outcomes[Outcome.DROPPED] == 6
+        assert client.outcomes[CacheOutcome.DROPPED] == 6
         results = await asyncio.gather(*[client.store(**KW, response={}) for _ in range(3)])
         assert results == [False, False, False]  # the 4 slots are still taken
         await asyncio.sleep(0.5)
-        assert client.outcomes[Outcome.TIMEOUT] == 4
+        assert client.outcomes[CacheOutcome.TIMEOUT] == 4
     finally:
         await client.close()
 
@@ -146,7 +146,7 @@ async def test_lookups_reuse_one_connection() -> None:
     try:
         for _ in range(5):
             assert await client.lookup(**KW) is None
-            assert client.last_outcome is Outcome.MISS
+            assert client.last_outcome is CacheOutcome.MISS
         assert answered == [5]
     finally:
         await client.close()
@@ -159,7 +159,7 @@ async def test_a_connection_closed_by_the_server_is_replaced() -> None:
     try:
         for _ in range(3):
             assert await client.lookup(**KW) is None
-            assert client.last_outcome is Outcome.MISS, client.outcomes
+            assert client.last_outcome is CacheOutcome.MISS, client.outcomes
             await asyncio.sleep(0.05)
         assert answered == [1, 1, 1]
     finally:

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from router_service.core.conversation import Pin, PinLookup, conversation_key, in_tool_loop
-from router_service.core.decision import Routed, TextSignals, decide, plan
+from router_service.core.decision import Routed, TextSignals, decide, plan_request
 from tests.unit.test_decision import make_cfg, unit, user
 
 CFG = make_cfg(triton_router={"conversation": {"enabled": True, "switch_confidence": 0.85}})
@@ -25,7 +25,7 @@ def turn(
     headers: dict[str, str] | None = None,
 ) -> Routed:
     body = {"model": "MoM", "messages": messages}
-    p = plan(CFG, body, headers or {})
+    p = plan_request(CFG, body, headers or {})
     signals = [TextSignals(intent, conf, {intent: conf}, 0.0, (), unit(1.0)) for _ in p.texts]
     result = decide(CFG, p, body, signals, None, lookup)
     assert isinstance(result, Routed)
@@ -123,7 +123,7 @@ def test_store_unavailable_routes_statelessly_and_pins_nothing() -> None:
 
 def test_explicit_models_take_no_part() -> None:
     body = {"model": "gpt", "messages": [user("x")]}
-    p = plan(CFG, body, {})
+    p = plan_request(CFG, body, {})
     assert p.conversation_key is None
     signals = [TextSignals("math", 0.9, {}, 0.0, (), unit(1.0)) for _ in p.texts]
     r = decide(CFG, p, body, signals, None, None)

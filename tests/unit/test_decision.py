@@ -1,4 +1,4 @@
-"""Table tests of the decision core: plan() validation and every routing/guard rule of decide()."""
+"""Table tests of the decision core: plan_request() validation and every routing/guard rule of decide()."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ from router_service.core.decision import (
     decide,
     load_body,
     message_text,
-    plan,
+    plan_request,
 )
 from router_service.core.tools import ToolEntry, ToolIndex
 from router_service.errors import InvalidRequest
@@ -165,7 +165,7 @@ def run(
     tool_index: ToolIndex | None = None,
 ) -> Routed | Blocked:
     """plan → fake Triton (per-text signals, else `default`) → decide."""
-    p = plan(cfg, body, {})
+    p = plan_request(cfg, body, {})
     fallback = default or sig()
     signals = None if unavailable else [(by_text or {}).get(t, fallback) for t in p.texts]
     return decide(cfg, p, body, signals, tool_index)
@@ -237,7 +237,7 @@ def blocked(result: Routed | Blocked) -> Blocked:
 )
 def test_plan_rejects_malformed_bodies(body: Any, param: str | None) -> None:
     with pytest.raises(InvalidRequest) as err:
-        plan(CFG, body, {})
+        plan_request(CFG, body, {})
     assert err.value.param == param
     assert err.value.status == 400
 
@@ -254,7 +254,7 @@ def test_plan_lists_each_text_once_with_its_purposes() -> None:
         "first",
         {"role": "assistant", "content": None},
     )
-    p = plan(CFG, body, {})
+    p = plan_request(CFG, body, {})
     assert p.texts == ("sys", "first", "answer", "last")
     assert p.pii_indices == (0, 1, 2, 3)
     assert p.jailbreak_indices == (1, 3)
@@ -271,7 +271,7 @@ def test_plan_lists_each_text_once_with_its_purposes() -> None:
     ],
 )
 def test_plan_classifies_intent_only_for_auto(model: str, is_auto: bool, intent_index: int | None) -> None:
-    p = plan(CFG, chat("hello", model=model, stream=True), {})
+    p = plan_request(CFG, chat("hello", model=model, stream=True), {})
     assert (p.is_auto, p.intent_index, p.embedding_index, p.stream) == (is_auto, intent_index, 0, True)
 
 
@@ -281,10 +281,10 @@ def test_message_text_joins_text_parts() -> None:
     assert message_text({"role": "assistant", "content": None}) == ""
 
 
-def test_decide_rejects_signals_that_do_not_match_the_plan() -> None:
+def test_decide_rejects_signals_that_do_not_match_plan() -> None:
     body = chat("hello")
     with pytest.raises(ValueError, match="signals"):
-        decide(CFG, plan(CFG, body, {}), body, [sig(), sig()], None)
+        decide(CFG, plan_request(CFG, body, {}), body, [sig(), sig()], None)
 
 
 # --- auto routing -----------------------------------------------------------------------------------
@@ -670,7 +670,7 @@ ALL_ALLOW = {"model_config": {m: {"pii_policy": {"allow_by_default": True}} for 
 )
 def test_plan_asks_for_pii_only_where_it_can_change_the_outcome(cfg: RouterConfig, model: str, needs_pii: bool) -> None:
     body = chat({"role": "system", "content": "be brief"}, "my ssn is 123-45-6789", model=model)
-    p = plan(cfg, body, {})
+    p = plan_request(cfg, body, {})
     assert cfg.pii_can_matter(model, cfg.is_auto_model(model)) is needs_pii
     assert p.pii_indices == ((0, 1) if needs_pii else ())
     # Without PII the system prompt is not sent to Triton at all: only the user text is classified.
@@ -1074,8 +1074,8 @@ def test_reference_e2e_pii_moves_to_permissive_model() -> None:
 
 
 def test_plan_is_a_value() -> None:
-    p = plan(CFG, chat("q"), {})
-    assert isinstance(p, Plan) and p == plan(CFG, chat("q"), {})
+    p = plan_request(CFG, chat("q"), {})
+    assert isinstance(p, Plan) and p == plan_request(CFG, chat("q"), {})
 
 
 @pytest.mark.parametrize(

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from router_service.config import RouterConfig, load_config
-from router_service.core.decision import PiiEntity, Routed, TextSignals, decide, plan
+from router_service.core.decision import PiiEntity, Routed, TextSignals, decide, plan_request
 from router_service.core.pii_masking import (
     Masking,
     ResponseRestorer,
@@ -187,7 +187,7 @@ SSN = "123-45-6789"
 
 
 def run_with(cfg: RouterConfig, body: dict[str, Any], entities: tuple[PiiEntity, ...], **kw: Any) -> Any:
-    p = plan(cfg, body, {})
+    p = plan_request(cfg, body, {})
     signals: list[TextSignals] | None = [
         TextSignals("math", 0.9, {"math": 0.9}, 0.0, entities, unit(1.0), **kw) for _ in p.texts
     ]
@@ -208,7 +208,7 @@ def test_a_masking_model_keeps_the_request_and_gets_placeholders() -> None:
 
 def test_without_masking_the_same_request_falls_back() -> None:
     body = chat(f"My SSN is {SSN}; is 7 prime?")
-    p = plan(make_cfg(), body, {})
+    p = plan_request(make_cfg(), body, {})
     signals = [sig(pii=(("US_SSN", 0.95),)) for _ in p.texts]
     r = routed(decide(make_cfg(), p, body, signals, None))
     assert r.model != "qwen" and r.reason.endswith("+pii_fallback") and r.masking is None
@@ -218,7 +218,7 @@ def test_without_masking_the_same_request_falls_back() -> None:
 def test_masking_fails_closed_when_detection_is_unavailable(policy: str) -> None:
     cfg = make_cfg(**MASKING, triton_router={"failure_policy": {"pii": policy}})
     body = chat(f"My SSN is {SSN}; is 7 prime?")
-    p = plan(cfg, body, {})
+    p = plan_request(cfg, body, {})
     result = decide(cfg, p, body, None, None)
     if isinstance(result, Routed):
         assert result.model != "qwen"  # never the masking model with unchecked text
@@ -234,7 +234,7 @@ def test_a_truncated_text_is_not_vouched_for() -> None:
 def test_an_explicit_masking_model_always_gets_pii_detection() -> None:
     cfg = make_cfg(**MASKING)
     assert cfg.pii_can_matter("qwen", is_auto=False)
-    p = plan(cfg, chat(f"SSN {SSN}", model="qwen"), {})
+    p = plan_request(cfg, chat(f"SSN {SSN}", model="qwen"), {})
     assert p.pii_indices
 
 
@@ -246,7 +246,7 @@ def test_an_explicit_masking_model_is_masked() -> None:
 def test_a_masking_failover_candidate_only_gets_what_it_may_see() -> None:
     # physics: gpt (allows all) first, then qwen (masks). gpt gets clear text, so qwen must not be its failover.
     body = chat(f"SSN {SSN}: why is the sky blue?")
-    p = plan(CFG_MASK, body, {})
+    p = plan_request(CFG_MASK, body, {})
     signals = [TextSignals("physics", 0.9, {}, 0.0, (entity("US_SSN", SSN),), unit(1.0)) for _ in p.texts]
     r = routed(decide(CFG_MASK, p, body, signals, None))
     assert r.model == "gpt" and r.masking is None
@@ -264,7 +264,7 @@ def test_action_mask_alone_masks_every_type() -> None:
 
 def test_long_messages_are_checked_in_windows() -> None:
     long_text = "word " * 600 + f"SSN {SSN}"
-    p = plan(CFG_MASK, chat(long_text), {})
+    p = plan_request(CFG_MASK, chat(long_text), {})
     windows = [p.texts[i] for i in p.pii_indices]
     assert len(windows) > 1 and all(len(w) <= 1000 for w in windows)
     assert any(SSN in w for w in windows)

@@ -15,7 +15,7 @@ from cache_service.auth import ENV_VAR, AuthFailure, check_bearer, resolve_admin
 from local_stack.components import ManagedProcess
 from local_stack.supervisor import Supervisor, read_supervisor_state
 from router_service.config import RateLimitConfig, RouterConfig
-from router_service.core.decision import load_body, plan
+from router_service.core.decision import load_body, plan_request
 from router_service.core.decision_types import CachePolicy, Routed
 from router_service.core.prompt_paths import as_chat
 from router_service.core.render import retry_after_header
@@ -264,5 +264,5 @@ def test_a_model_name_too_long_for_a_header_is_a_400() -> None:
         }
     )
     with pytest.raises(InvalidRequest) as err:
-        plan(cfg, {"model": "🙂" * 5000, "messages": [{"role": "user", "content": "hi"}]}, {})
+        plan_request(cfg, {"model": "🙂" * 5000, "messages": [{"role": "user", "content": "hi"}]}, {})
     assert err.value.param == "model"

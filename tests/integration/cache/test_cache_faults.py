@@ -19,7 +19,7 @@ import pytest
 import redis
 
 from cache_service.auth import ENV_VAR as ADMIN_TOKEN_ENV
-from cache_service.client import CacheClient, Outcome
+from cache_service.client import CacheClient, CacheOutcome
 from local_stack.components import ManagedProcess, free_port, wait_http_ok
 from tests.integration.cache.conftest import TEST_ADMIN_TOKEN
 from tests.integration.conftest import RedisServer
@@ -99,7 +99,7 @@ async def _until_hit(client: CacheClient, deadline_s: float) -> float:
         if hit is not None:
             assert not hit.exact
             return time.monotonic() - t0
-        if client.last_outcome is Outcome.MISS:
+        if client.last_outcome is CacheOutcome.MISS:
             await client.store(prompt="q", embedding=V, response=RESPONSE, **SCOPE)
         await asyncio.sleep(0.1)
     raise AssertionError(f"no hit within {deadline_s}s; outcomes {dict(client.outcomes)}")
@@ -121,7 +121,7 @@ async def test_redis_killed_then_restarted(private_redis: RedisServer, cache_pro
         private_redis.stop()
         times = await _timed_lookups(client, 10)
         assert max(times) < BOUND_S, times
-        assert client.outcomes[Outcome.CIRCUIT_OPEN] >= 5  # the breaker took over after 3 failures
+        assert client.outcomes[CacheOutcome.CIRCUIT_OPEN] >= 5  # the breaker took over after 3 failures
         assert sorted(times)[5] < 0.005  # an open breaker costs ~0 ms
         t0 = time.perf_counter()
         assert await client.store(prompt="q2", embedding=V, response=RESPONSE, **SCOPE) is False
@@ -149,7 +149,7 @@ async def test_redis_frozen_then_resumed(private_redis: RedisServer, cache_proce
         try:
             times = await _timed_lookups(client, 8)
             assert max(times) < BOUND_S, times
-            assert client.outcomes[Outcome.TIMEOUT] + client.outcomes[Outcome.UNAVAILABLE] >= 3
+            assert client.outcomes[CacheOutcome.TIMEOUT] + client.outcomes[CacheOutcome.UNAVAILABLE] >= 3
             t0 = time.perf_counter()
             await client.store(prompt="q3", embedding=V, response=RESPONSE, **SCOPE)
             assert time.perf_counter() - t0 < 1.5  # the store's own budget; it runs in the background anyway

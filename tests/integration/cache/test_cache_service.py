@@ -15,7 +15,7 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from cache_service.client import CacheClient, Outcome
+from cache_service.client import CacheClient, CacheOutcome
 from cache_service.codec import encode_embedding, entry_id
 from cache_service.scope import fingerprint, prompt_text
 from cache_service.service import CacheService
@@ -81,7 +81,7 @@ async def test_paraphrase_hits_unrelated_misses(serve_cache: ServeCache, encode:
     async with serve_cache() as cache, client_for(cache) as client:
         scope: dict[str, Any] = {"model": "qwen3-8b", "fingerprint": FP, "tenant": None}
         assert await client.lookup(prompt=QUESTION, embedding=q, **scope) is None
-        assert client.last_outcome is Outcome.MISS
+        assert client.last_outcome is CacheOutcome.MISS
         assert await client.store(prompt=QUESTION, embedding=q, response=completion("Use reversed()."), **scope)
 
         hit = await client.lookup(prompt=PARAPHRASE, embedding=para, threshold=0.85, **scope)
@@ -430,7 +430,7 @@ async def test_lookup_paths_agree_and_refresh_hits(
         # below the threshold: the nearest similarity comes back, nothing is refreshed
         await cache.redis.expire(key, 10)
         miss = await client.lookup(prompt="p3?", embedding=at_similarity(vecs[3], 0.9), threshold=0.95, **scope)
-        assert miss is None and client.last_outcome is Outcome.MISS
+        assert miss is None and client.last_outcome is CacheOutcome.MISS
         await asyncio.sleep(0.2)
         assert await cache.redis.ttl(key) <= 10
         # the exact fast path: whatever the vector
@@ -468,4 +468,4 @@ async def test_store_and_invalidate_need_the_admin_token(serve_cache: ServeCache
         # a client without the token cannot store: it reports a rejection, never raises
         async with CacheClient(cache.url, timeout_s=5.0, store_timeout_s=5.0) as anonymous:
             assert not await anonymous.store(prompt="q", embedding=v, model="m", fingerprint="f", response={})
-            assert anonymous.last_outcome is Outcome.REJECTED
+            assert anonymous.last_outcome is CacheOutcome.REJECTED
