@@ -10,7 +10,7 @@ import gc
 import json
 import logging
 from collections.abc import AsyncIterator
-from typing import Any
+from dataclasses import dataclass
 
 import httpx
 from starlette.applications import Starlette
@@ -37,7 +37,7 @@ from router_service.router import RequestRouter
 from router_service.settings import Settings
 from router_service.tracing import setup_tracing
 
-__all__ = ["create_app"]
+__all__ = ["AppParts", "create_app"]
 
 log = logging.getLogger(__name__)
 
@@ -96,16 +96,31 @@ async def _poll_cache_entries(cache: CacheClient, every_s: float = 5.0) -> None:
         await asyncio.sleep(every_s)
 
 
+@dataclass(frozen=True)
+class AppParts:
+    """The running app's parts, shared by every route. Built in the lifespan, not in `create_app`: the Triton and
+    cache clients belong to the event loop that serves requests."""
+
+    signals: SignalClient
+    cache: CacheClient | None
+    router: RequestRouter
+    proxy: ChatProxy
+
+
 def create_app(settings: Settings) -> Starlette:
-    state: dict[str, Any] = {}
+    parts: AppParts | None = None
+
+    def running() -> AppParts:
+        if parts is None:
+            raise RuntimeError("the router's parts are built when the app starts (its lifespan)")
+        return parts
 
     def on_reload(cfg: RouterConfig) -> None:
         metrics.CONFIG_RELOADS.labels(result="ok").inc()
         log.info("config reloaded from %s", settings.config)
-        signals: SignalClient | None = state.get("signals")
-        router: RequestRouter | None = state.get("router")
-        if signals is not None and router is not None:
-            task = asyncio.get_running_loop().create_task(_build_tool_index(cfg, signals))
+        if parts is not None:
+            router = parts.router
+            task = asyncio.get_running_loop().create_task(_build_tool_index(cfg, parts.signals))
             task.add_done_callback(lambda t: setattr(router, "tool_index", t.result()))
 
     def on_reload_error(exc: Exception) -> None:
@@ -120,6 +135,7 @@ def create_app(settings: Settings) -> Starlette:
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        nonlocal parts
         tracer_provider = setup_tracing(store.current)
         signals = SignalClient(
             settings.triton_url,
@@ -146,9 +162,8 @@ def create_app(settings: Settings) -> Starlette:
         )
         pins = PinStore(settings.redis_url, timeout_s=settings.pin_timeout_s) if settings.redis_url else None
         router = RequestRouter(store, signals, cache, pins=pins, max_body_bytes=settings.max_body_bytes)
-        state.update(signals=signals, router=router, cache=cache)
         router.tool_index = await _build_tool_index(store.current, signals)
-        state["proxy"] = ChatProxy(router, http)
+        parts = AppParts(signals=signals, cache=cache, router=router, proxy=ChatProxy(router, http))
         grpc_server = await serve_extproc(
             router, settings.host, settings.grpc_port, http=http, upstream_timeout_s=settings.upstream_timeout_s
         )
@@ -180,18 +195,17 @@ def create_app(settings: Settings) -> Starlette:
                         await asyncio.to_thread(tracer_provider.shutdown)
 
     async def health(_: Request) -> Response:
-        signals: SignalClient = state["signals"]
-        triton_ok = await signals.ready()
+        triton_ok = await running().signals.ready()
         body = {
             "status": "healthy" if triton_ok else "degraded",
             "triton": "ready" if triton_ok else "unavailable",
-            "cache": "configured" if state.get("cache") else "disabled",
+            "cache": "configured" if running().cache is not None else "disabled",
             "config": str(settings.config),
         }
         return JSONResponse(body)
 
     async def info_models(_: Request) -> Response:
-        signals: SignalClient = state["signals"]
+        signals = running().signals
         m = signals.manifest
         return JSONResponse(
             {
@@ -228,15 +242,7 @@ def create_app(settings: Settings) -> Starlette:
         return JSONResponse(api.openapi_document())
 
     async def chat(request: Request) -> Response:
-        proxy: ChatProxy = state["proxy"]
-        return await proxy(request)
-
-    def signals_client() -> SignalClient:
-        return state["signals"]  # type: ignore[no-any-return]
-
-    class _LazySignals:
-        async def classify(self, texts: list[str], *, pii: bool = True) -> Any:
-            return await signals_client().classify(texts, pii=pii)
+        return await running().proxy(request)
 
     return Starlette(
         routes=[
@@ -248,7 +254,7 @@ def create_app(settings: Settings) -> Starlette:
             Route("/config/reload", reload_config, methods=["POST"]),
             Route("/openapi.json", openapi),
             Route("/v1/chat/completions", chat, methods=_ALL_METHODS),  # the router answers 405 to all but POST
-            *api.routes(lambda: store.current, _LazySignals()),  # type: ignore[arg-type]
+            *api.routes(lambda: store.current, lambda: running().signals),
         ],
         lifespan=lifespan,
         exception_handlers={

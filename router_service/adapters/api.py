@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -405,10 +405,12 @@ def _json(model: BaseModel) -> Response:
 # --- routes ------------------------------------------------------------------------------------------------
 
 
-def routes(get_config: Any, signals: SignalClient) -> list[Route]:
+def routes(get_config: Callable[[], RouterConfig], get_signals: Callable[[], SignalClient]) -> list[Route]:
+    """The classification routes; `get_config` and `get_signals` give the running config and Triton client."""
+
     async def classify_one(text: str, *, pii: bool = False) -> tuple[TextSignals, int]:
         started = time.perf_counter()
-        [sig] = await signals.classify([text], pii=pii)
+        [sig] = await get_signals().classify([text], pii=pii)
         return sig, _ms(time.perf_counter() - started)
 
     async def intent(request: Request) -> Response:
@@ -431,7 +433,7 @@ def routes(get_config: Any, signals: SignalClient) -> list[Route]:
         cfg: RouterConfig = get_config()
         check_batch_size(cfg, len(body.texts))
         started = time.perf_counter()
-        sigs = await signals.classify(body.texts, pii=body.task_type in ("pii", "all"))
+        sigs = await get_signals().classify(body.texts, pii=body.task_type in ("pii", "all"))
         return _json(batch_result(cfg, sigs, body, _ms(time.perf_counter() - started)))
 
     return [

@@ -89,8 +89,9 @@ def cfg_box() -> dict[str, RouterConfig]:
 
 @pytest.fixture
 def client(cfg_box: dict[str, RouterConfig]) -> Iterator[TestClient]:
+    signals = FakeSignals()
     app = Starlette(
-        routes=api.routes(lambda: cfg_box["cfg"], FakeSignals()),  # type: ignore[arg-type]
+        routes=api.routes(lambda: cfg_box["cfg"], lambda: signals),  # type: ignore[arg-type,return-value]
         exception_handlers={RouterError: _router_error},
     )
     with TestClient(app) as c:
