@@ -1,5 +1,6 @@
-"""Envoy ExtProc gRPC server: the same decision core as the direct proxy, spoken as header/body mutations and
-ImmediateResponses. One `_Stream` per HTTP request follows it through the phases Envoy sends."""
+"""Envoy ExtProc gRPC server: the router's reply (`RequestRouter.handle`), spoken as header/body mutations (a
+`Forward`) or an ImmediateResponse (an `Answer`). One `_Stream` per HTTP request follows it through the phases Envoy
+sends; the response phase restores masked PII, fails over to further candidates and accounts the response."""
 
 from __future__ import annotations
 
