@@ -20,7 +20,9 @@ from typing import Any
 
 import httpx
 
-from local_stack.components import ComponentError
+from local_stack import local_llm
+from local_stack.components import ComponentError, port_in_use
+from local_stack.llm_front import ENDPOINT_HEADER
 from local_stack.paths import DEFAULT_CONFIG, REPO_ROOT
 from local_stack.stack import Ports, Stack, StackSettings, read_state, stop_from_state
 from local_stack.supervisor import read_supervisor_state
@@ -73,6 +75,7 @@ def run_demo(envoy_port: int) -> int:
             if headers.get("x-vsr-jailbreak-blocked") == "true"
             else ("pii" if headers.get("x-vsr-pii-violation") == "true" else "")
         )
+        cache_hit = headers.get("x-vsr-cache-hit", "false")
         rows.append(
             (
                 prompt,
@@ -80,10 +83,11 @@ def run_demo(envoy_port: int) -> int:
                 headers.get("x-vsr-selected-category", "-"),
                 headers.get("x-vsr-selected-model", "-"),
                 headers.get("x-vsr-selected-reasoning", "-"),
-                headers.get("x-vsr-cache-hit", "false"),
+                cache_hit,
                 blocked or "-",
                 headers.get("x-vsr-pii-masked", "-"),
                 f"{elapsed:.0f}",
+                _answered_by(headers, cache_hit == "true", bool(blocked)),
                 answer,
             )
         )
@@ -92,21 +96,50 @@ def run_demo(envoy_port: int) -> int:
         from rich.table import Table
 
         table = Table(title=f"Requests through Envoy :{envoy_port} with model=MoM", show_lines=False)
-        for col in ("prompt", "HTTP", "category", "model", "reasoning", "cache hit", "blocked", "PII masked", "ms"):
+        columns = ("prompt", "HTTP", "category", "model", "reasoning", "cache hit", "blocked", "PII masked", "ms")
+        for col in (*columns, "answered by"):
             table.add_column(col, overflow="fold")
         for row in rows:
-            table.add_row(row[0][:60], *(str(c) for c in row[1:9]))
-        console = Console(width=170)
+            table.add_row(row[0][:60], *(str(c) for c in row[1:10]))
+        console = Console(width=190)
         console.print(table)
+        console.print("Answers (first 150 characters):")
+        for row in rows:
+            console.print(f"  [{row[9]}] {row[0][:45]!r} -> {' '.join(row[10].split())[:150]!r}", markup=False)
         masked = [row for row in rows if row[7] != "-"]
         for row in masked:
-            console.print(f"PII masked ({row[7]}) before the backend, restored in the answer: {row[9][:150]!r}")
+            console.print(f"PII masked ({row[7]}) before the backend, restored in the answer: {row[10][:150]!r}")
         console.print(_conversation_table(client))
-        print("Answers come from DEMO backends (not LLMs) unless the config points at real endpoints.")
+        print(_backend_summary([str(row[9]) for row in rows]))
     except ImportError:  # pragma: no cover - rich is a pinned dependency
         for row in rows:
             print(row)
     return 0
+
+
+def _answered_by(headers: Any, cache_hit: bool, blocked: bool) -> str:
+    """Who wrote the answer: the semantic cache, the router (a refusal), the local LLM or a canned demo backend
+    (each says so in a response header), else an endpoint the config points at."""
+    if cache_hit:
+        return "semantic cache"
+    if blocked:
+        return "router"
+    if headers.get(ENDPOINT_HEADER):
+        return f"local LLM via {headers[ENDPOINT_HEADER]}"
+    if headers.get("x-demo-backend"):
+        return f"CANNED demo via {headers['x-demo-backend']}"
+    return "configured endpoint"
+
+
+def _backend_summary(answered_by: list[str]) -> str:
+    if any(a.startswith("local LLM") for a in answered_by):
+        return f"Answers come from the local LLM, {local_llm.MODEL_NAME}, serving every demo endpoint."
+    if any(a.startswith("CANNED") for a in answered_by):
+        return (
+            "Answers come from CANNED demo backends (not an LLM): the local LLM is switched off "
+            f"({local_llm.ENV_SWITCH}=0) or not installed (`make setup` installs it)."
+        )
+    return "Answers come from the endpoints the config names."
 
 
 def _conversation_table(client: Any) -> Any:
@@ -147,7 +180,12 @@ def _conversation_table(client: Any) -> Any:
 def _settings(args: argparse.Namespace) -> StackSettings:
     offset = getattr(args, "port_offset", 0)
     ports = Ports(**{name: port + offset for name, port in asdict(Ports()).items()})
-    return StackSettings(config=Path(args.config).resolve(), run_dir=Path(args.run_dir).resolve(), ports=ports)
+    return StackSettings(
+        config=Path(args.config).resolve(),
+        run_dir=Path(args.run_dir).resolve(),
+        ports=ports,
+        local_llm=local_llm.enabled(),
+    )
 
 
 def _detach(args: argparse.Namespace, settings: StackSettings) -> int:
@@ -155,7 +193,7 @@ def _detach(args: argparse.Namespace, settings: StackSettings) -> int:
     settings.run_dir.mkdir(parents=True, exist_ok=True)
     log_path = settings.run_dir / "logs" / "launcher.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    argv = [sys.executable, "-m", "local_stack", "wire", "stack", "up", "--config", str(settings.config)]
+    argv = [sys.executable, "-m", "local_stack", "stack", "up", "--config", str(settings.config)]
     argv += ["--run-dir", str(settings.run_dir), "--port-offset", str(args.port_offset)]
     with log_path.open("ab") as log:
         child = subprocess.Popen(
@@ -201,8 +239,11 @@ def _up(args: argparse.Namespace) -> int:
         f"metrics http://127.0.0.1:{p.router_metrics}/metrics · Triton 127.0.0.1:{p.triton_grpc}",
         file=sys.stderr,
     )
+    if stack.llm is not None:
+        served = ", ".join(f"'{name}' on 127.0.0.1:{port}" for name, port in stack.llm.endpoints.items())
+        print(f"  local LLM {local_llm.MODEL_NAME} serves {served}", file=sys.stderr)
     for backend in stack.demo:
-        print(f"  demo backend (not an LLM) '{backend.name}' on 127.0.0.1:{backend.port}", file=sys.stderr)
+        print(f"  CANNED demo backend (not an LLM) '{backend.name}' on 127.0.0.1:{backend.port}", file=sys.stderr)
     if args.demo:
         run_demo(p.envoy)
     print(
@@ -251,7 +292,22 @@ def _status(args: argparse.Namespace) -> int:
     for name, entry in supervised.items():
         if name not in checks:
             print(f"{name:<8} {entry.get('state', '?')!s:<8} pid {entry.get('pid')}{_restarts(entry)}")
+    print(_backends_status(state))
     return 0 if healthy else 1
+
+
+def _backends_status(state: dict[str, object]) -> str:
+    llm = state.get("local_llm")
+    demo = state.get("demo_backends")
+    if isinstance(llm, dict):
+        ok = port_in_use(int(llm["port"]))  # its HTTP routes wait behind a running generation
+        served = ", ".join(f"{name} :{port}" for name, port in dict(llm["endpoints"]).items())
+        return f"backends: local LLM {llm['model']} {'healthy' if ok else 'DOWN'} on :{llm['port']}, serving {served}"
+    if isinstance(demo, list) and demo:
+        served = ", ".join(f"{d['name']} :{d['port']}" for d in demo)
+        note = state.get("backend_note")
+        return f"backends: CANNED demo replies (not an LLM) on {served}" + (f"; {note}" if note else "")
+    return "backends: the endpoints the config names (none started here)"
 
 
 def _restarts(entry: dict[str, object] | None) -> str:

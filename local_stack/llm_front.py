@@ -1,0 +1,148 @@
+"""The front of the local LLM: one process listening on every demo endpoint's port, forwarding to the one
+llama-cpp-python server (see local_stack.local_llm).
+
+Each port is one endpoint of the router config (`small-endpoint` on 8101, ...); a request gets the same model
+whichever port it reaches. The front sets `max_tokens` when the request sets no limit (`--max-tokens`), passes
+answers through unchanged (streamed ones as they come) and adds `x-local-llm-endpoint: <endpoint name>`.
+GET /health is 200 while the LLM server accepts connections.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import socket
+from typing import Any
+
+import httpx
+import uvicorn
+from starlette.applications import Starlette
+from starlette.background import BackgroundTask
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from local_stack.local_llm import DEFAULT_MAX_TOKENS
+
+__all__ = ["ENDPOINT_HEADER", "create_app", "with_default_max_tokens"]
+
+ENDPOINT_HEADER = "x-local-llm-endpoint"
+_LIMIT_KEYS = ("max_tokens", "max_completion_tokens")
+
+
+def with_default_max_tokens(body: dict[str, Any], default: int) -> dict[str, Any]:
+    """`body` with `max_tokens: default` added when it sets no positive limit of its own."""
+    if any(isinstance(body.get(k), int) and body[k] > 0 for k in _LIMIT_KEYS):
+        return body
+    return {**{k: v for k, v in body.items() if k not in _LIMIT_KEYS}, "max_tokens": default}
+
+
+async def _accepts(host: str, port: int) -> bool:
+    """The LLM server accepts connections (a request would wait behind a running generation: llama-cpp-python's
+    server holds one lock for every model route, GET /v1/models included)."""
+    try:
+        _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), 2.0)
+    except (OSError, TimeoutError):
+        return False
+    writer.close()
+    return True
+
+
+def _error(status: int, message: str, kind: str) -> JSONResponse:
+    return JSONResponse({"error": {"message": message, "type": kind, "code": status}}, status)
+
+
+def create_app(upstream: str, endpoints: dict[int, str], *, max_tokens: int, client: httpx.AsyncClient) -> Starlette:
+    """`endpoints` maps each listening port to its endpoint name."""
+
+    upstream_url = httpx.URL(upstream)
+
+    def endpoint(request: Request) -> str:
+        server = request.scope.get("server") or ("", 0)
+        return endpoints.get(int(server[1]), "unknown")
+
+    async def generate(request: Request) -> Response:
+        try:
+            body = json.loads(await request.body())
+        except ValueError:
+            return _error(400, "the request body is not JSON", "invalid_request_error")
+        if not isinstance(body, dict):
+            return _error(400, "the request body must be a JSON object", "invalid_request_error")
+        body = with_default_max_tokens(body, max_tokens)
+        upstream_request = client.build_request("POST", f"{upstream}{request.url.path}", json=body)
+        try:
+            answer = await client.send(upstream_request, stream=True)
+        except httpx.HTTPError as e:
+            return _error(502, f"the local LLM did not answer: {type(e).__name__}", "server_error")
+        headers = {ENDPOINT_HEADER: endpoint(request)}
+        media_type = answer.headers.get("content-type", "application/json")
+        if body.get("stream"):
+            return StreamingResponse(
+                answer.aiter_raw(),
+                status_code=answer.status_code,
+                media_type=media_type,
+                headers=headers,
+                background=BackgroundTask(answer.aclose),
+            )
+        try:
+            content = await answer.aread()
+        finally:
+            await answer.aclose()
+        return Response(content, answer.status_code, headers=headers, media_type=media_type)
+
+    async def models(_: Request) -> Response:
+        try:
+            answer = await client.get(f"{upstream}/v1/models")
+        except httpx.HTTPError as e:
+            return _error(502, f"the local LLM did not answer: {type(e).__name__}", "server_error")
+        return Response(answer.content, answer.status_code, media_type="application/json")
+
+    async def health(request: Request) -> Response:
+        ok = await _accepts(upstream_url.host, upstream_url.port or 80)
+        body = {"status": "ok" if ok else "down", "endpoint": endpoint(request), "local_llm": upstream}
+        return JSONResponse(body, 200 if ok else 503)
+
+    async def not_found(request: Request) -> Response:
+        return _error(404, f"{request.url.path} is not served by the local LLM", "invalid_request_error")
+
+    return Starlette(
+        routes=[
+            Route("/v1/chat/completions", generate, methods=["POST"]),
+            Route("/v1/completions", generate, methods=["POST"]),
+            Route("/v1/models", models),
+            Route("/health", health),
+            Route("/{path:path}", not_found, methods=["GET", "POST", "PUT", "DELETE", "PATCH"]),
+        ]
+    )
+
+
+def _listen(port: int) -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", port))
+    return sock
+
+
+async def _serve(upstream: str, endpoints: dict[int, str], max_tokens: int) -> None:
+    # Generation on a small CPU takes seconds; a streamed answer may pause between tokens.
+    async with httpx.AsyncClient(timeout=httpx.Timeout(300.0, connect=5.0)) as client:
+        app = create_app(upstream, endpoints, max_tokens=max_tokens, client=client)
+        config = uvicorn.Config(app, log_level="warning", access_log=False)
+        await uvicorn.Server(config).serve(sockets=[_listen(port) for port in endpoints])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--upstream", required=True, help="the LLM server, e.g. http://127.0.0.1:18555")
+    parser.add_argument(
+        "--endpoint", action="append", required=True, metavar="NAME=PORT", help="one per endpoint (repeat)"
+    )
+    parser.add_argument("--max-tokens", type=int, default=DEFAULT_MAX_TOKENS, help="when a request sets no limit")
+    args = parser.parse_args()
+    endpoints = {int(port): name for name, port in (e.rsplit("=", 1) for e in args.endpoint)}
+    asyncio.run(_serve(args.upstream.rstrip("/"), endpoints, args.max_tokens))
+
+
+if __name__ == "__main__":
+    main()
