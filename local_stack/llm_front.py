@@ -13,12 +13,12 @@ import argparse
 import asyncio
 import json
 import socket
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import uvicorn
 from starlette.applications import Starlette
-from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
@@ -78,13 +78,15 @@ def create_app(upstream: str, endpoints: dict[int, str], *, max_tokens: int, cli
         headers = {ENDPOINT_HEADER: endpoint(request)}
         media_type = answer.headers.get("content-type", "application/json")
         if body.get("stream"):
-            return StreamingResponse(
-                answer.aiter_raw(),
-                status_code=answer.status_code,
-                media_type=media_type,
-                headers=headers,
-                background=BackgroundTask(answer.aclose),
-            )
+
+            async def relay() -> AsyncIterator[bytes]:
+                try:
+                    async for piece in answer.aiter_raw():
+                        yield piece
+                finally:  # also when the client goes away mid-stream
+                    await answer.aclose()
+
+            return StreamingResponse(relay(), answer.status_code, headers=headers, media_type=media_type)
         try:
             content = await answer.aread()
         finally:

