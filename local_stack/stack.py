@@ -32,7 +32,7 @@ from local_stack.components import (
     wait_http_ok,
     wait_tcp,
 )
-from local_stack.local_llm import LLM_VENV, MODEL_ALIAS, find_local_llm
+from local_stack.local_llm import ENV_SWITCH, LLM_VENV, MODEL_ALIAS, find_local_llm
 from local_stack.paths import REPO_ROOT, cache_dir
 from local_stack.render_envoy import render as render_envoy
 from local_stack.supervisor import Supervisor, read_supervisor_state
@@ -242,7 +242,9 @@ class Stack:
         }
         if not missing:
             return
-        if self.s.local_llm and self._start_local_llm(py, missing):
+        if not self.s.local_llm:
+            self.backend_note = f"the local LLM is off ({ENV_SWITCH}=0, or a stack that wants deterministic replies)"
+        elif self._start_local_llm(py, missing):
             return
         for name, port in missing.items():
             self._start(

@@ -61,7 +61,7 @@ if ! command -v promtool >/dev/null || ! command -v docker-compose >/dev/null; t
 fi
 
 # The local LLM for the demo and the e2e tests (SmolLM2-135M-Instruct served by llama-cpp-python), in its own
-# .venv-llm. The first install builds llama-cpp-python from source (about 6 minutes on 2 cores); later runs skip it.
+# .venv-llm. The first install builds llama-cpp-python from source (6-10 minutes on 2 cores); later runs skip it.
 # SEMANTIC_ROUTER_LOCAL_LLM=0 skips it; without it (or when the build fails) the demo answers with canned replies.
 if [ "${SEMANTIC_ROUTER_LOCAL_LLM:-1}" = 0 ]; then
   echo "setup: local LLM off (SEMANTIC_ROUTER_LOCAL_LLM=0): the demo's backends give canned replies"
@@ -73,7 +73,7 @@ else
   elif [ "$(cat .venv-llm.failed 2>/dev/null)" = "$llm_want" ]; then
     echo "setup: the local LLM could not be installed before (see .venv-llm.install.log; delete .venv-llm.failed to retry): the demo's backends give canned replies"
   else
-    echo "setup: installing the local LLM into .venv-llm (first run builds llama-cpp-python: about 6 minutes)"
+    echo "setup: installing the local LLM into .venv-llm (first run builds llama-cpp-python: 6-10 minutes)"
     llm_log=.venv-llm.install.log
     started=$SECONDS
     if { [ -x .venv-llm/bin/python ] || "$PY" -m venv .venv-llm; } >"$llm_log" 2>&1 \
