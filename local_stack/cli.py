@@ -45,9 +45,9 @@ DEMO_PROMPTS = [
 ]
 
 DEMO_CONVERSATION = [
-    "What caused the fall of the Western Roman Empire?",
-    "Can you explain that more simply?",  # alone: a weak guess (philosophy) that would move it to another model
-    "Which of those reasons mattered most?",
+    "Why is the speed of light the same for every observer?",  # physics -> qwen3-32b, pinned
+    "Can you give me an example?",  # alone: a weak guess (computer science, 0.45) that would move it elsewhere
+    "Why does that matter in everyday life?",  # alone: psychology (0.60) -> qwen3-1.7b
     "Fix this Python code so it emails jane.doe@example.com: smtplib.SMTP().sendmail(to)",  # a confident change
 ]
 
