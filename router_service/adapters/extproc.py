@@ -93,34 +93,39 @@ class ExtProcServer(pb_grpc.ExternalProcessorServicer):  # type: ignore[misc]
         context: grpc.aio.ServicerContext[Any, Any],
     ) -> AsyncIterator[pb.ProcessingResponse]:
         stream = _Stream()
-        async for req in request_iterator:
-            kind = req.WhichOneof("request")
-            try:
-                if kind == "request_headers":
-                    yield await self._on_request_headers(stream, req.request_headers)
-                elif kind == "request_body":
-                    yield await self._on_request_body(stream, req.request_body)
-                elif kind == "response_headers" and self._failed_upstream(stream, req.response_headers):
-                    # Before the first byte reached the client: answer from the next candidate instead. The
-                    # fetch may take as long as a generation, so the message deadline is extended first.
-                    yield pb.ProcessingResponse(
-                        override_message_timeout=duration_pb2.Duration(seconds=int(self.upstream_timeout_s))
-                    )
-                    yield await self._fail_over(stream)
-                elif kind == "response_headers":
-                    yield self._on_response_headers(stream, req.response_headers)
-                    self._finish_if_done(stream)  # after the reply: bookkeeping is off the response's path
-                elif kind == "response_body":
-                    yield self._on_response_body(stream, req.response_body)
-                    self._finish_if_done(stream)
-                elif kind == "request_trailers":
-                    yield pb.ProcessingResponse(request_trailers=pb.TrailersResponse())
-                elif kind == "response_trailers":
-                    yield pb.ProcessingResponse(response_trailers=pb.TrailersResponse())
-            except Exception:  # one bad request must not take the stream down silently
-                log.exception("extproc: error in %s", kind)
-                yield _immediate(error_answer(500, "internal router error", "router_error"))
-                return
+        try:
+            async for req in request_iterator:
+                kind = req.WhichOneof("request")
+                try:
+                    if kind == "request_headers":
+                        yield await self._on_request_headers(stream, req.request_headers)
+                    elif kind == "request_body":
+                        yield await self._on_request_body(stream, req.request_body)
+                    elif kind == "response_headers" and self._failed_upstream(stream, req.response_headers):
+                        # Before the first byte reached the client: answer from the next candidate instead. The
+                        # fetch may take as long as a generation, so the message deadline is extended first.
+                        yield pb.ProcessingResponse(
+                            override_message_timeout=duration_pb2.Duration(seconds=int(self.upstream_timeout_s))
+                        )
+                        yield await self._fail_over(stream)
+                    elif kind == "response_headers":
+                        yield self._on_response_headers(stream, req.response_headers)
+                        self._finish_if_done(stream)  # after the reply: bookkeeping is off the response's path
+                    elif kind == "response_body":
+                        yield self._on_response_body(stream, req.response_body)
+                        self._finish_if_done(stream)
+                    elif kind == "request_trailers":
+                        yield pb.ProcessingResponse(request_trailers=pb.TrailersResponse())
+                    elif kind == "response_trailers":
+                        yield pb.ProcessingResponse(response_trailers=pb.TrailersResponse())
+                except Exception:  # one bad request must not take the stream down silently
+                    log.exception("extproc: error in %s", kind)
+                    yield _immediate(error_answer(500, "internal router error", "router_error"))
+                    return
+        finally:
+            # Envoy may end the gRPC stream as soon as it has the last reply, before this generator resumes after
+            # its `yield`: the response's bookkeeping (metrics, the cache store) must not depend on that race.
+            self._finish_if_done(stream)
 
     # -- request phase: the router's reply, spoken as mutations or an immediate response ----------------------
 

@@ -12,7 +12,7 @@ from openai import OpenAI
 
 from tests.integration.conftest import RunningStack
 from tests.integration.test_routing import _metric
-from tests.integration.test_semantic_cache_path import _counters, _stored_control
+from tests.integration.test_semantic_cache_path import CacheCalls, _counters, _stored_control
 
 pytestmark = pytest.mark.integration
 
@@ -101,5 +101,5 @@ def test_masked_requests_are_not_cached(stack: RunningStack) -> None:
             model=MODEL, messages=[{"role": "user", "content": prompt}]
         )
         assert raw.headers.get("x-vsr-cache-hit") is None
-    delta = _stored_control(stack, before)
-    assert (delta["lookups"], delta["stores"]) == (0, 1), ("only the control may store", delta)
+    calls = _stored_control(stack, before)
+    assert calls == CacheCalls(lookups=0, stores=0, landed=0), "a masked request neither looks up nor stores"
