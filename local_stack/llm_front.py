@@ -4,7 +4,8 @@ llama-cpp-python server (see local_stack.local_llm).
 Each port is one endpoint of the router config (`small-endpoint` on 8101, ...); a request gets the same model
 whichever port it reaches. The front sets `max_tokens` when the request sets no limit (`--max-tokens`), passes
 answers through unchanged (streamed ones as they come) and adds `x-local-llm-endpoint: <endpoint name>`.
-GET /health is 200 while the LLM server accepts connections.
+llama-cpp-python has no Responses API: `POST /v1/responses` (not streamed) is answered by translating it to a chat
+completion and back. GET /health is 200 while the LLM server accepts connections.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import argparse
 import asyncio
 import json
 import socket
+import time
+import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -25,7 +28,7 @@ from starlette.routing import Route
 
 from local_stack.local_llm import DEFAULT_MAX_TOKENS
 
-__all__ = ["ENDPOINT_HEADER", "create_app", "with_default_max_tokens"]
+__all__ = ["ENDPOINT_HEADER", "chat_to_response", "create_app", "responses_to_chat", "with_default_max_tokens"]
 
 ENDPOINT_HEADER = "x-local-llm-endpoint"
 _LIMIT_KEYS = ("max_tokens", "max_completion_tokens")
@@ -36,6 +39,72 @@ def with_default_max_tokens(body: dict[str, Any], default: int) -> dict[str, Any
     if any(isinstance(body.get(k), int) and body[k] > 0 for k in _LIMIT_KEYS):
         return body
     return {**{k: v for k, v in body.items() if k not in _LIMIT_KEYS}, "max_tokens": default}
+
+
+def _text(content: Any) -> str:
+    """A Responses input item's content as plain text: a string, or the text of its `input_text` parts."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(p.get("text") or "" for p in content if isinstance(p, dict) and p.get("type") == "input_text")
+    raise ValueError("content must be a string or a list of input_text parts")
+
+
+def responses_to_chat(body: dict[str, Any]) -> dict[str, Any]:
+    """A Responses API request (`input`, `instructions`, `max_output_tokens`, `temperature`, `top_p`) as a chat
+    completion request. Raises ValueError for what this translation does not carry (streaming, tools, images)."""
+    if body.get("stream"):
+        raise ValueError("streamed Responses are not served by the local LLM: send stream=false")
+    if body.get("tools"):
+        raise ValueError("tools are not served by the local LLM's Responses translation")
+    messages: list[dict[str, str]] = []
+    if isinstance(body.get("instructions"), str):
+        messages.append({"role": "system", "content": body["instructions"]})
+    given = body.get("input")
+    if isinstance(given, str):
+        messages.append({"role": "user", "content": given})
+    elif isinstance(given, list):
+        for item in given:
+            if not isinstance(item, dict) or item.get("role") not in ("system", "developer", "user", "assistant"):
+                raise ValueError("input items must be messages with a role (system, developer, user, assistant)")
+            role = "system" if item["role"] == "developer" else item["role"]
+            messages.append({"role": role, "content": _text(item.get("content"))})
+    else:
+        raise ValueError("input must be a string or a list of messages")
+    chat: dict[str, Any] = {"model": body.get("model") or "local", "messages": messages}
+    if isinstance(body.get("max_output_tokens"), int):
+        chat["max_tokens"] = body["max_output_tokens"]
+    for key in ("temperature", "top_p"):
+        if isinstance(body.get(key), int | float):
+            chat[key] = body[key]
+    return chat
+
+
+def chat_to_response(completion: dict[str, Any], model: str) -> dict[str, Any]:
+    """A chat completion as a Responses API `response` object (one assistant message with one output_text)."""
+    choice = (completion.get("choices") or [{}])[0]
+    text = (choice.get("message") or {}).get("content") or ""
+    usage = completion.get("usage") or {}
+    prompt, output = int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
+    incomplete = choice.get("finish_reason") == "length"
+    return {
+        "id": f"resp_{uuid.uuid4().hex}",
+        "object": "response",
+        "created_at": int(completion.get("created") or time.time()),
+        "status": "incomplete" if incomplete else "completed",
+        "incomplete_details": {"reason": "max_output_tokens"} if incomplete else None,
+        "model": model,
+        "output": [
+            {
+                "type": "message",
+                "id": f"msg_{uuid.uuid4().hex}",
+                "status": "incomplete" if incomplete else "completed",
+                "role": "assistant",
+                "content": [{"type": "output_text", "text": text, "annotations": []}],
+            }
+        ],
+        "usage": {"input_tokens": prompt, "output_tokens": output, "total_tokens": prompt + output},
+    }
 
 
 async def _accepts(host: str, port: int) -> bool:
@@ -93,6 +162,23 @@ def create_app(upstream: str, endpoints: dict[int, str], *, max_tokens: int, cli
             await answer.aclose()
         return Response(content, answer.status_code, headers=headers, media_type=media_type)
 
+    async def responses(request: Request) -> Response:
+        try:
+            body = json.loads(await request.body())
+            if not isinstance(body, dict):
+                raise ValueError("the request body must be a JSON object")
+            chat = with_default_max_tokens(responses_to_chat(body), max_tokens)
+        except ValueError as e:
+            return _error(400, str(e), "invalid_request_error")
+        try:
+            answer = await client.post(f"{upstream}/v1/chat/completions", json=chat)
+        except httpx.HTTPError as e:
+            return _error(502, f"the local LLM did not answer: {type(e).__name__}", "server_error")
+        headers = {ENDPOINT_HEADER: endpoint(request)}
+        if answer.status_code != 200:
+            return Response(answer.content, answer.status_code, headers=headers, media_type="application/json")
+        return JSONResponse(chat_to_response(answer.json(), chat["model"]), headers=headers)
+
     async def models(_: Request) -> Response:
         try:
             answer = await client.get(f"{upstream}/v1/models")
@@ -112,6 +198,7 @@ def create_app(upstream: str, endpoints: dict[int, str], *, max_tokens: int, cli
         routes=[
             Route("/v1/chat/completions", generate, methods=["POST"]),
             Route("/v1/completions", generate, methods=["POST"]),
+            Route("/v1/responses", responses, methods=["POST"]),
             Route("/v1/models", models),
             Route("/health", health),
             Route("/{path:path}", not_found, methods=["GET", "POST", "PUT", "DELETE", "PATCH"]),

@@ -85,6 +85,25 @@ def test_a_streamed_answer_arrives_token_by_token(llm_stack: RunningStack) -> No
     assert {c.model for c in chunks} == {"qwen3-1.7b"}
 
 
+def test_the_responses_api_gets_a_generated_answer(llm_stack: RunningStack) -> None:
+    """`/v1/responses` through Envoy and the router (guarded and routed like a chat request) to the local LLM, whose
+    front translates it to a chat completion and back."""
+    raw = _client(llm_stack).responses.with_raw_response.create(
+        model="MoM",
+        instructions="Answer in one sentence.",
+        input="What is the derivative of x squared?",
+        max_output_tokens=16,
+        extra_headers=NO_CACHE,
+    )
+    response = raw.parse()
+    assert raw.headers["x-vsr-selected-model"] == "qwen3-32b"
+    assert raw.headers[ENDPOINT_HEADER] == "large-endpoint"
+    assert response.output_text.strip()
+    assert response.status in ("completed", "incomplete")
+    assert response.usage is not None and 0 < response.usage.output_tokens <= 16
+    assert response.usage.input_tokens > 5
+
+
 def test_the_front_caps_a_request_that_sets_no_limit(llm_stack: RunningStack) -> None:
     port = llm_stack.backends["small-endpoint"]
     essay = "Write a long, detailed essay on the history of the Roman Empire."  # far more than 128 tokens
@@ -100,7 +119,9 @@ def test_the_front_rejects_bad_input_with_openai_errors(llm_stack: RunningStack)
     port = llm_stack.backends["small-endpoint"]
     r = httpx.post(f"http://127.0.0.1:{port}/v1/chat/completions", content=b"{not json", timeout=10)
     assert r.status_code == 400 and r.json()["error"]["type"] == "invalid_request_error"
-    r = httpx.post(f"http://127.0.0.1:{port}/v1/responses", json={"input": "hi"}, timeout=10)
+    r = httpx.post(f"http://127.0.0.1:{port}/v1/responses", json={"input": "hi", "stream": True}, timeout=10)
+    assert r.status_code == 400 and "stream" in r.json()["error"]["message"]
+    r = httpx.post(f"http://127.0.0.1:{port}/v1/embeddings", json={"input": "hi"}, timeout=10)
     assert r.status_code == 404 and r.json()["error"]["message"]
     health = httpx.get(f"http://127.0.0.1:{port}/health", timeout=10).json()
     assert health["status"] == "ok" and health["endpoint"] == "small-endpoint"

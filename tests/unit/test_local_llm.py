@@ -9,7 +9,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from local_stack.components import free_port
-from local_stack.llm_front import create_app, with_default_max_tokens
+from local_stack.llm_front import chat_to_response, create_app, responses_to_chat, with_default_max_tokens
 from local_stack.local_llm import ENV_SWITCH, MODEL_ALIAS, enabled, find_local_llm
 
 
@@ -70,3 +70,52 @@ def test_the_front_answers_bad_input_and_a_missing_llm_with_openai_errors() -> N
         assert r.status_code == 503 and r.json()["status"] == "down"
         r = client.post("/v1/embeddings", json={})
         assert r.status_code == 404 and r.json()["error"]["message"]
+
+
+def test_a_responses_request_becomes_a_chat_request() -> None:
+    body = {
+        "model": "qwen3-32b",
+        "instructions": "Be brief.",
+        "input": [
+            {"role": "developer", "content": "Use SI units."},
+            {
+                "role": "user",
+                "content": [{"type": "input_text", "text": "How far "}, {"type": "input_text", "text": "is it?"}],
+            },
+        ],
+        "max_output_tokens": 20,
+        "temperature": 0.2,
+    }
+    assert responses_to_chat(body) == {
+        "model": "qwen3-32b",
+        "messages": [
+            {"role": "system", "content": "Be brief."},
+            {"role": "system", "content": "Use SI units."},
+            {"role": "user", "content": "How far is it?"},
+        ],
+        "max_tokens": 20,
+        "temperature": 0.2,
+    }
+    assert responses_to_chat({"input": "hi"})["messages"] == [{"role": "user", "content": "hi"}]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [{"input": "hi", "stream": True}, {"input": 3}, {"input": [{"content": "no role"}]}, {"input": "x", "tools": [{}]}],
+)
+def test_what_the_responses_translation_does_not_carry_is_a_clear_error(body: dict[str, object]) -> None:
+    with pytest.raises(ValueError):
+        responses_to_chat(body)
+
+
+def test_a_chat_completion_becomes_a_response() -> None:
+    completion = {
+        "created": 1700000000,
+        "choices": [{"message": {"role": "assistant", "content": "Paris."}, "finish_reason": "length"}],
+        "usage": {"prompt_tokens": 12, "completion_tokens": 3},
+    }
+    response = chat_to_response(completion, "qwen3-32b")
+    assert response["object"] == "response" and response["model"] == "qwen3-32b"
+    assert response["status"] == "incomplete" and response["incomplete_details"] == {"reason": "max_output_tokens"}
+    assert response["output"][0]["content"] == [{"type": "output_text", "text": "Paris.", "annotations": []}]
+    assert response["usage"] == {"input_tokens": 12, "output_tokens": 3, "total_tokens": 15}
