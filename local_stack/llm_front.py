@@ -177,7 +177,11 @@ def create_app(upstream: str, endpoints: dict[int, str], *, max_tokens: int, cli
         headers = {ENDPOINT_HEADER: endpoint(request)}
         if answer.status_code != 200:
             return Response(answer.content, answer.status_code, headers=headers, media_type="application/json")
-        return JSONResponse(chat_to_response(answer.json(), chat["model"]), headers=headers)
+        try:
+            completion = answer.json()
+        except ValueError:
+            return _error(502, "the local LLM's answer is not JSON", "server_error")
+        return JSONResponse(chat_to_response(completion, chat["model"]), headers=headers)
 
     async def models(_: Request) -> Response:
         try:
