@@ -1,4 +1,4 @@
-"""`python -m build_engines {build,evaluate,export,tensorrt,install-repo,compare,speed-twin}`."""
+"""`python -m build_engines {build,evaluate,export,tensorrt,install-repo,compare,sweep,speed-twin}`."""
 
 from __future__ import annotations
 
@@ -136,6 +136,20 @@ def cmd_compare(args: argparse.Namespace) -> None:
     print(compare(args.only, Path(args.output or REPORTS_DIR), keys))
 
 
+def cmd_sweep(args: argparse.Namespace) -> None:
+    from build_engines.compare import sweep
+    from build_engines.paths import cache_root
+
+    output = Path(args.output) if args.output else cache_root() / "sweep.jsonl"
+    record = sweep(args.set or [], output)
+    for row in record["history"]:
+        print({k: round(v, 4) for k, v in row.items()})
+    print(
+        f"kept epoch {record['best_epoch']}, validation mean {record['best_val_score']:.4f}, "
+        f"served jailbreak threshold {record['served_threshold']:.2f}; appended to {output}"
+    )
+
+
 def cmd_speed_twin(_: argparse.Namespace) -> None:
     from build_engines.compare import write_speed_twin
     from build_engines.paraphrase import load_pairs
@@ -219,6 +233,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cached", action="append", metavar="KEY=LABEL", help="tabulate a cached build instead")
     p.add_argument("--output", help="folder for design_comparison.{json,md} (default: build_engines/reports)")
     p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser("sweep", help="train a one-pass variant and print its validation figures per epoch (no test)")
+    p.add_argument("--set", action="append", metavar="FIELD=VALUE", help="e.g. shared.method=full (repeatable)")
+    p.add_argument("--output", help="JSON lines file to append to (default: <cache root>/sweep.jsonl)")
+    p.set_defaults(func=cmd_sweep)
 
     p = sub.add_parser(
         "speed-twin", help="a latency twin of the previous default build (reports/baseline.json) for the benchmarks"

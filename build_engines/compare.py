@@ -286,3 +286,83 @@ def write_speed_twin(baseline: dict[str, Any], calibration_texts: list[str]) -> 
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
     (out / COMPLETE_MARKER).write_text(key + "\n", encoding="utf-8")
     return out
+
+
+# --- validation sweeps of the one-pass training (no export, no test split) -----------------------------------
+
+
+def parse_changes(items: list[str]) -> dict[str, dict[str, Any]]:
+    """["shared.method=full", "pii_data.presidio_extra=2000", "seed=7"] -> {"shared": {...}, "pii_data": {...},
+    "": {"seed": 7}}; values take the type of the field's default."""
+    import dataclasses
+
+    changes: dict[str, dict[str, Any]] = {}
+    for item in items:
+        path, _, raw = item.partition("=")
+        group, _, name = path.rpartition(".")
+        owner = getattr(_DEFAULT, group) if group else _DEFAULT
+        fields = {f.name for f in dataclasses.fields(owner)}
+        if name not in fields:
+            raise SystemExit(f"sweep: {path!r} is not a setting (known in {group or 'BuildConfig'}: {sorted(fields)})")
+        default = getattr(owner, name)
+        value: Any = raw
+        if isinstance(default, bool):
+            value = raw.lower() in ("1", "true", "yes", "on")
+        elif isinstance(default, int):
+            value = int(raw)
+        elif isinstance(default, float):
+            value = float(raw)
+        changes.setdefault(group, {})[name] = value
+    return changes
+
+
+def sweep_config(changes: dict[str, dict[str, Any]]) -> BuildConfig:
+    import dataclasses
+
+    config = _DEFAULT.replace(**changes.get("", {}))
+    nested = {g: dataclasses.replace(getattr(config, g), **c) for g, c in changes.items() if g}
+    return config.replace(**nested)
+
+
+def sweep(items: list[str], output: Path) -> dict[str, Any]:
+    """Train the one-pass top with `items` changed (see `parse_changes`) exactly as `build` would, and record its
+    per-epoch VALIDATION figures and the jailbreak threshold the build would serve; the test splits are not
+    loaded. One JSON line per run is appended to `output`."""
+    from build_engines import pipeline
+    from build_engines.data.intent import load_intent
+    from build_engines.data.jailbreak import load_jailbreak
+    from build_engines.data.labels import bio_tags
+    from build_engines.encoder import load_encoder
+    from build_engines.paths import AUTHORED_DIR
+    from build_engines.threads import choose_threads
+    from build_engines.train import seed_everything
+
+    config = sweep_config(parse_changes(items))
+    if config.design != "shared":
+        raise SystemExit("sweep: only the one-pass design (design=shared) is swept")
+    timings: dict[str, float] = {"threads": choose_threads()}
+    seed_everything(config.seed)
+    intent = load_intent(
+        AUTHORED_DIR, seed=config.seed, val_fraction=config.val_fraction, weak=config.weak_intent != "off"
+    )
+    jailbreak = load_jailbreak(AUTHORED_DIR, intent, seed=config.seed, val_fraction=config.val_fraction)
+    pii = pipeline._load_pii(config, intent)
+    result, threshold, info = pipeline._train_shared(
+        load_encoder(), config, intent, jailbreak, pii, bio_tags(), timings
+    )
+    record = {
+        "changes": items,
+        "config": config.to_dict(),
+        "build_key": pipeline.key_for(config),
+        "best_epoch": result.best_epoch,
+        "best_val_score": result.best_score,
+        "served_threshold": threshold,
+        "history": result.history,
+        "train_rows": info["train_rows"],
+        "timings": timings,
+        "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    output.parent.mkdir(parents=True, exist_ok=True)
+    with output.open("a", encoding="utf-8") as f:
+        f.write(json.dumps(record) + "\n")
+    return record

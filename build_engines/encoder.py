@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import torch
-from tokenizers import Tokenizer
+from tokenizers import Tokenizer, normalizers
 from transformers import BertModel
 from transformers.utils import logging as hf_logging
 
@@ -27,9 +27,17 @@ __all__ = [
 MAX_SEQ_LENGTH = 512
 
 
-def load_tokenizer(max_length: int = MAX_SEQ_LENGTH, path: Path | None = None) -> Tokenizer:
-    """The fast tokenizer with truncation at `max_length` and no padding (batches pad to their longest)."""
+def load_tokenizer(max_length: int = MAX_SEQ_LENGTH, path: Path | None = None, compat: bool = True) -> Tokenizer:
+    """The fast tokenizer with truncation at `max_length` and no padding (batches pad to their longest).
+
+    `compat` (the served tokenizer): Unicode NFKC before BERT's own normalizer, so compatibility forms read as the
+    letters they show. all-MiniLM-L6-v2's vocabulary has no fullwidth letters, mathematical alphanumerics or
+    ligatures: without it `ｉｇｎｏｒｅ ａｌｌ` is a row of [UNK] to every classifier (a known filter-evasion
+    trick) and a benign fullwidth question reads as noise. Offsets still index the original
+    text. `compat=False` is the base encoder's tokenizer as published (the reference embedding)."""
     tokenizer = Tokenizer.from_file(str((path or encoder_path()) / "tokenizer.json"))
+    if compat and tokenizer.normalizer is not None and "NFKC" not in repr(tokenizer.normalizer):
+        tokenizer.normalizer = normalizers.Sequence([normalizers.NFKC(), tokenizer.normalizer])
     tokenizer.no_padding()
     tokenizer.enable_truncation(max_length=max_length)
     return tokenizer

@@ -385,13 +385,15 @@ def _embedding_fidelity(onnx_path: Path, texts: Sequence[str]) -> dict[str, Any]
 
     reference_model: BertModel = BertModel.from_pretrained(str(encoder_path()), add_pooling_layer=False)
     reference_model.eval()  # type: ignore[no-untyped-call]
-    tokenizer = load_tokenizer(256)  # sentence-transformers' max_seq_length for this model
+    tokenizer = load_tokenizer(256, compat=False)  # as sentence-transformers, its max_seq_length for this model
     rows = [e.ids for e in encode(tokenizer, texts)]
+    served_rows = [e.ids for e in encode(load_tokenizer(256), texts)]
     sess = session(onnx_path)
     cosines: list[float] = []
     for start in range(0, len(rows), 16):
         ids, mask = pad_batch(rows[start : start + 16])
         expected = sentence_embedding(reference_model, ids, mask).numpy().astype(np.float64)
+        ids, mask = pad_batch(served_rows[start : start + 16])
         got = sess.run(["embedding"], {"input_ids": ids.numpy(), "attention_mask": mask.numpy()})[0]
         cosines += list((expected * got).sum(1) / np.linalg.norm(got, axis=1))
     values = np.array(cosines)
@@ -420,7 +422,7 @@ def _paraphrase_figures(onnx_path: Path) -> dict[str, Any]:
 
     reference_model: BertModel = BertModel.from_pretrained(str(encoder_path()), add_pooling_layer=False)
     reference_model.eval()  # type: ignore[no-untyped-call]
-    tokenizer = load_tokenizer()
+    tokenizer = load_tokenizer(compat=False)
 
     def original(texts: Sequence[str]) -> NDArray[np.float32]:
         rows = [e.ids for e in encode(tokenizer, texts)]
