@@ -78,6 +78,25 @@ def test_merge_adjacent_joins_space_separated_parts_of_one_address_only() -> Non
     assert merged == [Span(3, 28, "STREET_ADDRESS"), Span(29, 35, "GPE"), Span(36, 41, "GPE")]
 
 
+def test_a_place_or_company_read_as_two_names_side_by_side_is_one_entity() -> None:
+    text = "grew up in Quinta do Paço, worked at Acme Widgets\nParis Lyon"
+    # Quinta | do | Paço | , | worked | at | Acme | Widgets | Paris | Lyon
+    offsets = [(11, 17), (18, 20), (21, 25), (25, 26), (27, 33), (34, 36), (37, 41), (42, 49), (50, 55), (56, 60)]
+    tags = ["B-GPE", "I-GPE", "B-GPE", "O", "O", "O", "B-ORGANIZATION", "B-ORGANIZATION", "B-GPE", "B-PERSON"]
+    assert bio_to_spans(offsets, tags, text) == [
+        Span(11, 25, "GPE"),
+        Span(37, 49, "ORGANIZATION"),
+        Span(50, 55, "GPE"),
+        Span(56, 60, "PERSON"),
+    ]
+    # a line break or a comma still separates two places; two people side by side stay two people
+    assert bio_to_spans([(0, 5), (6, 10)], ["B-GPE", "B-GPE"], "Paris\nLyon") == [Span(0, 5, "GPE"), Span(6, 10, "GPE")]
+    assert bio_to_spans([(0, 3), (4, 7)], ["B-PERSON", "B-PERSON"], "Ann Bob") == [
+        Span(0, 3, "PERSON"),
+        Span(4, 7, "PERSON"),
+    ]
+
+
 def test_trim_span_drops_edge_hyphens_and_leading_slashes_but_keeps_a_url_slash() -> None:
     text = "07633 74 03 82-Office, 9241798036-Fax, -Zombie Bodnár, see //www.example.com/"
     assert trim_span(text, Span(23, 34, "PHONE_NUMBER")) == Span(23, 33, "PHONE_NUMBER")
@@ -178,8 +197,9 @@ def test_space_separated_address_parts_are_one_address_as_in_the_gold() -> None:
     tags = ["O", "O", "B-STREET_ADDRESS", "I-STREET_ADDRESS", "B-STREET_ADDRESS", "I-STREET_ADDRESS"]
     tags += ["I-STREET_ADDRESS", "O"]
     assert bio_to_spans(_words(text), tags, text) == [Span(10, 34, "STREET_ADDRESS")]
-    # other types keep adjacent entities apart
-    assert len(bio_to_spans([(0, 3), (4, 7)], ["B-GPE", "B-GPE"], "Ann Bob")) == 2
+    # people and the number-like types keep adjacent entities apart
+    assert len(bio_to_spans([(0, 3), (4, 7)], ["B-PERSON", "B-PERSON"], "Ann Bob")) == 2
+    assert len(bio_to_spans([(0, 2), (3, 5)], ["B-AGE", "B-AGE"], "31 47")) == 2
 
 
 def test_only_an_address_continues_over_a_line_break() -> None:
