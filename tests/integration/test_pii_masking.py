@@ -26,8 +26,10 @@ def _client(base: str) -> OpenAI:
 
 def _prompt() -> str:
     # Short: the demo backend echoes the first 80 characters, so the placeholder comes back in its answer. (No
-    # random marker in it: the detector may well take a hex id for a number; requests are told apart by id.)
-    return f"Send the build log to {EMAIL} please"
+    # random marker in it: the detector may well take a hex id for a number; requests are told apart by id.) Not
+    # "Send the build log to ...": the prompt guard scores that one 0.85 (build c93c07bdf7a46a1c), over the
+    # validated threshold, and blocks it before masking; a masking test must not ride on that boundary.
+    return f"Email the quarterly report to {EMAIL} please"
 
 
 def _rid() -> dict[str, str]:
