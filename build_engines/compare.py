@@ -342,8 +342,12 @@ def sweep(items: list[str], output: Path) -> dict[str, Any]:
         raise SystemExit("sweep: only the one-pass design (design=shared) is swept")
     timings: dict[str, float] = {"threads": choose_threads()}
     seed_everything(config.seed)
-    intent = load_intent(
-        AUTHORED_DIR, seed=config.seed, val_fraction=config.val_fraction, weak=config.weak_intent != "off"
+    intent = load_intent(  # as `pipeline.build` loads it
+        AUTHORED_DIR,
+        seed=config.seed,
+        val_fraction=config.val_fraction,
+        weak=config.weak_intent != "off",
+        external=list(config.external_intent),
     )
     jailbreak = load_jailbreak(AUTHORED_DIR, intent, seed=config.seed, val_fraction=config.val_fraction)
     pii = pipeline._load_pii(config, intent)

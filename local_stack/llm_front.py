@@ -27,6 +27,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from local_stack.local_llm import DEFAULT_MAX_TOKENS
+from wire.responses import input_messages
 
 __all__ = ["ENDPOINT_HEADER", "chat_to_response", "create_app", "responses_to_chat", "with_default_max_tokens"]
 
@@ -41,36 +42,17 @@ def with_default_max_tokens(body: dict[str, Any], default: int) -> dict[str, Any
     return {**{k: v for k, v in body.items() if k not in _LIMIT_KEYS}, "max_tokens": default}
 
 
-def _text(content: Any) -> str:
-    """A Responses input item's content as plain text: a string, or the text of its `input_text` parts."""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return "".join(p.get("text") or "" for p in content if isinstance(p, dict) and p.get("type") == "input_text")
-    raise ValueError("content must be a string or a list of input_text parts")
-
-
 def responses_to_chat(body: dict[str, Any]) -> dict[str, Any]:
     """A Responses API request (`input`, `instructions`, `max_output_tokens`, `temperature`, `top_p`) as a chat
-    completion request. Raises ValueError for what this translation does not carry (streaming, tools, images)."""
+    completion request, its messages read as the router reads them (`wire.responses`). Raises ValueError for what
+    this translation does not carry (streaming, tools) or a malformed input."""
     if body.get("stream"):
         raise ValueError("streamed Responses are not served by the local LLM: send stream=false")
     if body.get("tools"):
         raise ValueError("tools are not served by the local LLM's Responses translation")
-    messages: list[dict[str, str]] = []
-    if isinstance(body.get("instructions"), str):
-        messages.append({"role": "system", "content": body["instructions"]})
-    given = body.get("input")
-    if isinstance(given, str):
-        messages.append({"role": "user", "content": given})
-    elif isinstance(given, list):
-        for item in given:
-            if not isinstance(item, dict) or item.get("role") not in ("system", "developer", "user", "assistant"):
-                raise ValueError("input items must be messages with a role (system, developer, user, assistant)")
-            role = "system" if item["role"] == "developer" else item["role"]
-            messages.append({"role": role, "content": _text(item.get("content"))})
-    else:
-        raise ValueError("input must be a string or a list of messages")
+    messages = input_messages(body)
+    if not messages:
+        raise ValueError("input must hold at least one message")
     chat: dict[str, Any] = {"model": body.get("model") or "local", "messages": messages}
     if isinstance(body.get("max_output_tokens"), int):
         chat["max_tokens"] = body["max_output_tokens"]

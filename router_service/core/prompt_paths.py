@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from router_service.errors import InvalidRequest
+from wire.responses import ResponsesInputError, input_messages
 
 __all__ = ["GUARDED_PATHS", "as_chat"]
 
@@ -22,7 +23,6 @@ GUARDED_PATHS = {
     "/v1/responses": "responses",
     "/responses": "responses",
 }
-_RESPONSES_ROLES = {"user": "user", "system": "system", "developer": "system", "assistant": "assistant"}
 
 
 def as_chat(kind: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -49,41 +49,7 @@ def _completion_messages(body: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def _responses_messages(body: dict[str, Any]) -> list[dict[str, Any]]:
-    messages: list[dict[str, Any]] = []
-    instructions = body.get("instructions")
-    if isinstance(instructions, str) and instructions:
-        messages.append({"role": "system", "content": instructions})
-    elif instructions is not None and not isinstance(instructions, str):
-        raise InvalidRequest("'instructions' must be a string.", "instructions")
-    given = body.get("input")
-    if isinstance(given, str):
-        return [*messages, {"role": "user", "content": given}]
-    if not isinstance(given, list):
-        raise InvalidRequest("'input' must be a string or an array of input items.", "input")
-    for i, item in enumerate(given):
-        if not isinstance(item, dict):
-            raise InvalidRequest(f"'input[{i}]' must be an object.", f"input[{i}]")
-        if item.get("type", "message") != "message":
-            continue  # tool outputs, reasoning items, references: no user prompt in them
-        role = _RESPONSES_ROLES.get(item.get("role"))  # type: ignore[arg-type]
-        if role is None:
-            raise InvalidRequest(f"'input[{i}].role' must be user, system, developer or assistant.", f"input[{i}].role")
-        messages.append({"role": role, "content": _responses_text(i, item.get("content"))})
-    return messages
-
-
-def _responses_text(i: int, content: object) -> str:
-    if isinstance(content, str):
-        return content
-    if not isinstance(content, list):
-        raise InvalidRequest(f"'input[{i}].content' must be a string or an array of parts.", f"input[{i}].content")
-    texts = []
-    for j, part in enumerate(content):
-        if not isinstance(part, dict):
-            raise InvalidRequest(f"'input[{i}].content[{j}]' must be an object.", f"input[{i}].content[{j}]")
-        text = part.get("text")
-        if part.get("type") in ("input_text", "output_text", "text"):
-            if not isinstance(text, str):
-                raise InvalidRequest(f"'input[{i}].content[{j}].text' must be a string.", f"input[{i}].content[{j}]")
-            texts.append(text)
-    return "\n".join(texts)
+    try:
+        return list(input_messages(body))
+    except ResponsesInputError as e:
+        raise InvalidRequest(str(e), e.param) from e

@@ -80,7 +80,7 @@ def test_a_responses_request_becomes_a_chat_request() -> None:
             {"role": "developer", "content": "Use SI units."},
             {
                 "role": "user",
-                "content": [{"type": "input_text", "text": "How far "}, {"type": "input_text", "text": "is it?"}],
+                "content": [{"type": "input_text", "text": "How far is it?"}, {"type": "input_text", "text": "In km."}],
             },
         ],
         "max_output_tokens": 20,
@@ -91,7 +91,7 @@ def test_a_responses_request_becomes_a_chat_request() -> None:
         "messages": [
             {"role": "system", "content": "Be brief."},
             {"role": "system", "content": "Use SI units."},
-            {"role": "user", "content": "How far is it?"},
+            {"role": "user", "content": "How far is it?\nIn km."},
         ],
         "max_tokens": 20,
         "temperature": 0.2,
@@ -101,7 +101,13 @@ def test_a_responses_request_becomes_a_chat_request() -> None:
 
 @pytest.mark.parametrize(
     "body",
-    [{"input": "hi", "stream": True}, {"input": 3}, {"input": [{"content": "no role"}]}, {"input": "x", "tools": [{}]}],
+    [
+        {"input": "hi", "stream": True},
+        {"input": 3},
+        {"input": [{"content": "no role"}]},
+        {"input": "x", "tools": [{}]},
+        {"input": []},
+    ],
 )
 def test_what_the_responses_translation_does_not_carry_is_a_clear_error(body: dict[str, object]) -> None:
     with pytest.raises(ValueError):
