@@ -20,6 +20,7 @@ import asyncio
 import enum
 import json
 import logging
+import re
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -505,5 +506,14 @@ class CacheClient:
                 log.exception("cache outcome hook failed")
 
 
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 def _dumps(obj: Any) -> bytes:
-    return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    """`obj` as UTF-8 JSON. A lone surrogate (a str read from a JSON escape such as "\\ud800") has no UTF-8 form:
+    it is sent as U+FFFD, as the router reads it, instead of failing the call with an encode error."""
+    text = json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        return _LONE_SURROGATE.sub("\ufffd", text).encode("utf-8")

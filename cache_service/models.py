@@ -78,8 +78,18 @@ def parse(model: type[M], raw: bytes) -> M:
     except ValidationError as e:
         first = e.errors(include_url=False)[0]
         if first.get("type") == "json_invalid":
+            if not _is_utf8(raw):
+                raise InvalidRequestError("the body is not valid UTF-8", code="invalid_utf8") from e
             raise InvalidRequestError("the body is not valid JSON", code="invalid_json") from e
         if first.get("type") == "model_type" and not first.get("loc"):
             raise InvalidRequestError("the body must be a JSON object", code="invalid_body") from e
         where = ".".join(str(p) for p in first.get("loc", ())) or "body"
         raise InvalidRequestError(f"{where}: {first.get('msg', 'invalid')}", code="invalid_field") from e
+
+
+def _is_utf8(raw: bytes) -> bool:
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True

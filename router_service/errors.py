@@ -16,6 +16,7 @@ __all__ = [
     "ClassifierUnavailable",
     "ConfigError",
     "InvalidBody",
+    "InvalidEncoding",
     "InvalidJson",
     "InvalidRequest",
     "RateLimited",
@@ -87,6 +88,13 @@ class InvalidJson(InvalidRequest):
     """The request body is empty, not JSON, or nested deeper than the router reads."""
 
     code = "invalid_json"
+
+
+class InvalidEncoding(InvalidJson):
+    """The request body is not UTF-8 (JSON between systems is UTF-8, RFC 8259): raw bytes that decode to nothing,
+    or to a lone surrogate. Refused whole: a body is never forwarded with bytes the router could not read."""
+
+    code = "invalid_utf8"
 
 
 class InvalidBody(InvalidRequest):

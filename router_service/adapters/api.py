@@ -20,13 +20,21 @@ from starlette.routing import Route
 
 from router_service.clients.triton import SignalClient
 from router_service.config import MAX_BATCH_SIZE_LIMIT, RouterConfig
-from router_service.core.decision import TextSignals
+from router_service.core.decision import TextSignals, parse_body
 from router_service.core.decision_types import PiiEntity
+from router_service.core.openai_schema import (
+    ChatCompletionRequest,
+    CompletionRequest,
+    ResponsesRequest,
+    invalid_request,
+)
 from router_service.errors import InvalidRequest
 
 __all__ = ["LOW_CONFIDENCE_THRESHOLD", "openapi_document", "routes"]
 
 MAX_TEXT_CHARS = 100_000
+MAX_BODY_BYTES = 16 * 1024 * 1024
+"""Largest body read: a full batch of texts at MAX_TEXT_CHARS, with room for escapes."""
 LOW_CONFIDENCE_THRESHOLD = 0.7
 """VSR's bar for `statistics.low_confidence_count` (and its routing_decision) when no confidence_threshold is given."""
 
@@ -198,13 +206,13 @@ _M = TypeVar("_M", bound=BaseModel)
 
 
 async def _parse(request: Request, model: type[_M]) -> _M:
+    """The body read as the chat path reads one (`parse_body`: UTF-8, JSON, depth and size limits), then checked
+    against the request's model; the first problem is a 400 naming its field."""
+    body = parse_body(await request.body(), max_bytes=MAX_BODY_BYTES, expected="a JSON object")
     try:
-        raw = await request.body()
-        return model.model_validate_json(raw)
+        return model.model_validate(body)
     except ValidationError as e:
-        first = e.errors()[0]
-        where = ".".join(str(p) for p in first.get("loc", ())) or "body"
-        raise InvalidRequest(f"{where}: {first.get('msg', 'invalid value')}", where) from e
+        raise invalid_request(e, body) from None
 
 
 def _set(threshold: float | None) -> float | None:
@@ -452,6 +460,15 @@ _OPERATIONS: list[tuple[str, str, type[BaseModel] | None, type[BaseModel] | None
 ]
 
 
+_PROMPT_OPERATIONS: list[tuple[str, type[BaseModel], str]] = [
+    ("/v1/chat/completions", ChatCompletionRequest, "OpenAI chat completions: validated, guarded, routed, cached"),
+    ("/v1/completions", CompletionRequest, "OpenAI completions (legacy): validated, guarded and routed"),
+    ("/v1/responses", ResponsesRequest, "OpenAI Responses API: validated, guarded and routed"),
+]
+"""The prompt paths, with the request schemas the router checks (`openai_schema`); served through Envoy, and the
+chat path by the direct proxy too."""
+
+
 def openapi_document() -> dict[str, Any]:
     paths: dict[str, Any] = {}
     schemas: dict[str, Any] = {}
@@ -482,12 +499,28 @@ def openapi_document() -> dict[str, Any]:
         ("/config", "Active configuration, secrets redacted"),
     ]:
         paths[path] = {"get": {"summary": summary, "responses": {"200": {"description": "OK"}}}}
-    paths["/v1/chat/completions"] = {
-        "post": {
-            "summary": "OpenAI-compatible chat completions (routed, guarded, cached; SSE when stream=true)",
-            "responses": {"200": {"description": "chat.completion or SSE stream"}},
+    for path, req, summary in _PROMPT_OPERATIONS:
+        schema = req.model_json_schema(ref_template="#/components/schemas/{model}")
+        schemas.update(schema.pop("$defs", {}))
+        schemas[req.__name__] = schema
+        paths[path] = {
+            "post": {
+                "summary": summary,
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{req.__name__}"}}},
+                },
+                "responses": {
+                    "200": {"description": "The backend's answer (JSON, or SSE when stream=true), or a cache hit"},
+                    "400": {"description": "Invalid request: OpenAI error body, `param` names the field"},
+                    "403": {"description": "Refused by the jailbreak or PII guard (OpenAI error body)"},
+                    "413": {"description": "Body too large"},
+                    "429": {"description": "Rate limited (Retry-After)"},
+                    "502": {"description": "Every candidate backend failed before its first byte"},
+                    "503": {"description": "Classifier unavailable under a fail-closed policy (Retry-After)"},
+                },
+            }
         }
-    }
     return {
         "openapi": "3.1.0",
         "info": {"title": "Triton semantic router", "version": "0.1.0"},

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -33,8 +34,9 @@ from router_service.core.decision_types import (
     TextSignals,
     ToolMode,
 )
+from router_service.core.openai_schema import check_request
 from router_service.core.tools import ToolIndex, tool_text
-from router_service.errors import BodyTooLarge, InvalidBody, InvalidJson, InvalidRequest
+from router_service.errors import BodyTooLarge, InvalidBody, InvalidEncoding, InvalidJson, InvalidRequest
 
 __all__ = [
     "BlockReason",
@@ -53,32 +55,22 @@ __all__ = [
     "without_lone_surrogates",
 ]
 
-ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
-TOOL_CHOICES = frozenset({"none", "auto", "required"})
-
-
 # --- phase 1: plan ---------------------------------------------------------------------------------------
 
 
 def plan_request(cfg: RouterConfig, body: object, headers: Mapping[str, str]) -> Plan:
-    """Validate a chat-completions body and say which texts need signals.
+    """Validate a chat-completions body against OpenAI's schema (`openai_schema`) and say which texts need signals.
 
     `headers` give the conversation key (conversation routing); cache control and tenant scoping are applied by
     the cache layer.
     """
     if not isinstance(body, dict):
         raise InvalidRequest("The request body must be a JSON object.")
-    model = _model(body)
+    check_request("chat", body)
+    model: str = body["model"]
     stream = body.get("stream")
-    if stream is not None and not isinstance(stream, bool):
-        raise InvalidRequest("'stream' must be a boolean.", "stream")
-    options = body.get("stream_options")
-    if options is not None and not (
-        isinstance(options, dict) and isinstance(options.get("include_usage", False), bool)
-    ):
-        raise InvalidRequest("'stream_options' must be an object with a boolean 'include_usage'.", "stream_options")
     texts = _Texts()
-    messages = _messages(body)
+    messages: list[dict[str, Any]] = body["messages"]
     roles_and_texts = [(m["role"], message_text(m)) for m in messages]
     is_auto = cfg.is_auto_model(model)
     pii_texts = (w for _, t in roles_and_texts if t.strip() for w in pii_windows(t))
@@ -143,25 +135,44 @@ def message_text(message: Mapping[str, Any]) -> str:
 
 
 def load_body(raw: bytes) -> Any:
-    """The request body as JSON. Raises ValueError (not JSON) or RecursionError (nested too deep).
+    """The request body as JSON. Raises UnicodeDecodeError (not UTF-8), ValueError (not JSON, or a number no JSON
+    parser elsewhere reads: NaN, Infinity, a float past the double range) or RecursionError (nested too deep).
 
-    JSON may escape a lone surrogate ("\\ud800"); UTF-8 cannot carry one, so the tokenizer and the re-encoded
-    upstream body would fail on it. Every lone surrogate becomes U+FFFD (valid pairs decode to their character).
+    The bytes must be UTF-8 (a leading byte-order mark is skipped): strictly, so an encoded surrogate (ED A0 80) is
+    refused too, where `json.loads(bytes)` would let it through as a lone surrogate that no later encode survives.
+    JSON may still escape a lone surrogate ("\\ud800"): every one becomes U+FFFD (valid pairs decode to their
+    character), since the tokenizer and the re-encoded upstream body could not carry it.
     """
-    body = json.loads(raw)
+    text = raw.decode("utf-8").removeprefix("\ufeff")
+    body = json.loads(text, parse_constant=_no_constant, parse_float=_finite_float)
     _check_depth(body)
     return _without_surrogates(body) if _SURROGATE_ESCAPE.search(raw) else body
 
 
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _finite_float(literal: str) -> float:
+    value = float(literal)
+    if math.isinf(value):
+        raise ValueError(f"number out of range: {literal[:40]}")
+    return value
+
+
 def parse_body(raw: bytes | None, *, max_bytes: int, expected: str) -> dict[str, Any]:
-    """A request body as a JSON object. Raises BodyTooLarge (over `max_bytes`), InvalidJson (empty, not JSON,
-    nested too deep) or InvalidBody (JSON, but not an object); `expected` completes "send ..." when it is empty."""
+    """A request body as a JSON object. Raises BodyTooLarge (over `max_bytes`), InvalidEncoding (not UTF-8),
+    InvalidJson (empty, not JSON, nested too deep) or InvalidBody (JSON, but not an object); `expected` completes
+    "send ..." when it is empty."""
     if not raw:
         raise InvalidJson(f"request body is empty: send {expected}")
     if len(raw) > max_bytes:
         raise BodyTooLarge(f"request body exceeds {max_bytes} bytes")
     try:
         body = load_body(raw)
+    except UnicodeDecodeError as e:
+        where = f"byte 0x{e.object[e.start]:02x} at offset {e.start}"
+        raise InvalidEncoding(f"request body is not valid UTF-8 ({where}): send JSON as UTF-8") from None
     except (ValueError, RecursionError) as e:  # RecursionError: nested too deep
         raise InvalidJson(f"request body is not valid JSON: {e}") from None
     if not isinstance(body, dict):
@@ -169,7 +180,6 @@ def parse_body(raw: bytes | None, *, max_bytes: int, expected: str) -> dict[str,
     return body
 
 
-MAX_MODEL_NAME_CHARS = 256
 MAX_JSON_DEPTH = 64
 """Deepest nesting of arrays and objects accepted in a request body. Real requests (tool schemas included) stay far
 below it; deeper bodies parse, but copying or re-encoding them would exhaust the interpreter's recursion limit."""
@@ -207,64 +217,8 @@ def _without_surrogates(value: Any) -> Any:
     return value
 
 
-def _model(body: Mapping[str, Any]) -> str:
-    model = body.get("model")
-    if model is None:
-        raise InvalidRequest("Missing required parameter: 'model'.", "model")
-    if not isinstance(model, str) or not model.strip():
-        raise InvalidRequest("'model' must be a non-empty string.", "model")
-    if not model.isprintable():  # it is echoed in response headers, where control characters are not allowed
-        raise InvalidRequest("'model' must not contain control characters.", "model")
-    if len(model) > MAX_MODEL_NAME_CHARS:  # echoed in headers too, which Envoy bounds (60 KiB in all by default)
-        raise InvalidRequest(f"'model' must be at most {MAX_MODEL_NAME_CHARS} characters.", "model")
-    return model
-
-
-def _messages(body: Mapping[str, Any]) -> list[dict[str, Any]]:
-    messages = body.get("messages")
-    if messages is None:
-        raise InvalidRequest("Missing required parameter: 'messages'.", "messages")
-    if not isinstance(messages, list) or not messages:
-        raise InvalidRequest("'messages' must be a non-empty array.", "messages")
-    for i, message in enumerate(messages):
-        _check_message(i, message)
-    return messages
-
-
-def _check_message(i: int, message: object) -> None:
-    where = f"messages[{i}]"
-    if not isinstance(message, dict):
-        raise InvalidRequest(f"'{where}' must be an object.", where)
-    role = message.get("role")
-    if role not in ROLES:
-        allowed = ", ".join(sorted(ROLES))
-        raise InvalidRequest(f"'{where}.role' must be one of: {allowed}.", f"{where}.role")
-    content = message.get("content")
-    if content is None or isinstance(content, str):
-        return
-    if not isinstance(content, list):
-        raise InvalidRequest(
-            f"'{where}.content' must be a string, an array of content parts, or null.", f"{where}.content"
-        )
-    for j, part in enumerate(content):
-        if not isinstance(part, dict) or not isinstance(part.get("type"), str):
-            raise InvalidRequest(
-                f"'{where}.content[{j}]' must be an object with a string 'type'.", f"{where}.content[{j}]"
-            )
-        if part["type"] == "text" and not isinstance(part.get("text"), str):
-            raise InvalidRequest(f"'{where}.content[{j}].text' must be a string.", f"{where}.content[{j}].text")
-
-
 def _tool_mode(cfg: RouterConfig, body: Mapping[str, Any], last_user: int | None) -> ToolMode:
-    tools = body.get("tools")
-    if tools is not None and not isinstance(tools, list):
-        raise InvalidRequest("'tools' must be an array.", "tools")
-    for i, tool in enumerate(tools or ()):
-        if not isinstance(tool, dict):
-            raise InvalidRequest(f"'tools[{i}]' must be an object.", f"tools[{i}]")
-    choice = body.get("tool_choice")
-    if choice is not None and not isinstance(choice, dict) and choice not in TOOL_CHOICES:
-        raise InvalidRequest("'tool_choice' must be 'none', 'auto', 'required' or an object.", "tool_choice")
+    tools, choice = body.get("tools"), body.get("tool_choice")
     if not cfg.tools.enabled or last_user is None:
         return "none"
     if tools and choice in (None, "auto"):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from router_service.core.openai_schema import check_request
 from router_service.errors import InvalidRequest
 from wire.responses import ResponsesInputError, input_messages
 
@@ -26,7 +27,9 @@ GUARDED_PATHS = {
 
 
 def as_chat(kind: str, body: dict[str, Any]) -> dict[str, Any]:
-    """A chat-completions view of a completions/responses body, for planning. Raises InvalidRequest."""
+    """A chat-completions view of a completions/responses body, for planning. Raises InvalidRequest when the body
+    is not valid for its path's schema (`openai_schema`) or holds nothing the guards can read."""
+    check_request(kind, body)
     messages = _completion_messages(body) if kind == "completions" else _responses_messages(body)
     if not messages:
         field = "prompt" if kind == "completions" else "input"

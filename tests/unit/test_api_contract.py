@@ -347,13 +347,9 @@ def test_unknown_keys_are_ignored(client: TestClient, path: str, body: dict[str,
         ("batch", b'{"task_type": "intent"}', "texts"),
         ("batch", b'{"texts": []}', "texts"),
         ("batch", b'{"texts": "one"}', "texts"),
-        ("batch", b'{"texts": ["a", 5]}', "texts.1"),
+        ("batch", b'{"texts": ["a", 5]}', "texts[1]"),
         ("batch", b'{"texts": ["a"], "task_type": "jailbreak"}', "task_type"),
         ("batch", b'{"texts": ["a"], "options": {"return_probabilities": []}}', "options.return_probabilities"),
-        ("batch", b'{"texts": [invalid json', "body"),
-        ("intent", b"[1, 2]", "body"),
-        ("intent", b"\xff\xfe", "body"),
-        ("intent", b"", "body"),
     ],
 )
 def test_bad_input_is_a_400_with_an_openai_error(client: TestClient, path: str, payload: bytes, param: str) -> None:
@@ -362,6 +358,32 @@ def test_bad_input_is_a_400_with_an_openai_error(client: TestClient, path: str, 
     error = r.json()["error"]
     assert error["message"] and error["type"] == "invalid_request_error" and error["code"] == "invalid_request"
     assert error["param"] == param
+
+
+@pytest.mark.parametrize(
+    ("payload", "code"),
+    [
+        (b'{"texts": [invalid json', "invalid_json"),
+        (b"[1, 2]", "invalid_body"),
+        (b"\xff\xfe", "invalid_utf8"),
+        (b'{"text": "caf\xc3"}', "invalid_utf8"),
+        (b'{"text": "\xed\xa0\x80"}', "invalid_utf8"),  # an encoded surrogate: not UTF-8 either
+        (b'{"text": 1e999}', "invalid_json"),
+        (b"", "invalid_json"),
+    ],
+)
+def test_a_body_that_is_not_a_json_object_in_utf8_is_a_400(client: TestClient, payload: bytes, code: str) -> None:
+    for path in ("intent", "pii", "security", "batch"):
+        r = client.post(f"/api/v1/classify/{path}", content=payload, headers={"content-type": "application/json"})
+        assert r.status_code == 400, r.text
+        error = r.json()["error"]
+        assert error["message"] and error["type"] == "invalid_request_error" and error["code"] == code
+
+
+def test_a_lone_surrogate_escape_is_read_as_u_fffd(client: TestClient) -> None:
+    r = client.post("/api/v1/classify/pii", content=b'{"text": "mail \\ud800 me"}')
+    assert r.status_code == 200, r.text
+    assert r.json()["masked_text"] == "mail \ufffd me"
 
 
 def test_openapi_documents_the_flat_batch_item() -> None:

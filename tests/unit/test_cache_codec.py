@@ -139,6 +139,10 @@ def test_request_validation() -> None:
         parse(StoreRequest, b"{")
     with pytest.raises(InvalidRequestError, match=r"JSON|UTF-8"):  # lone surrogate: never a 500
         parse(LookupRequest, _j({"prompt": "\ud800", "embedding": emb, "model": "m", "fingerprint": "f"}))
+    for raw in (b'{"prompt": "\xff"}', b'{"prompt": "\xed\xa0\x80"}'):  # raw bytes that are not UTF-8
+        with pytest.raises(InvalidRequestError, match="not valid UTF-8") as err:
+            parse(LookupRequest, raw)
+        assert (err.value.status_code, err.value.code) == (400, "invalid_utf8")
 
 
 def _j(obj: object) -> bytes:

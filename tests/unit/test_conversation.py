@@ -106,7 +106,8 @@ def test_same_category_keeps_the_pin_even_when_the_stateless_choice_differs() ->
 
 
 def test_a_tool_loop_never_switches() -> None:
-    messages = [user("a"), assistant("", tool_calls=[{"id": "1"}]), {"role": "tool", "content": "r"}]
+    call = {"id": "1", "type": "function", "function": {"name": "f", "arguments": "{}"}}
+    messages = [user("a"), assistant("", tool_calls=[call]), {"role": "tool", "content": "r", "tool_call_id": "1"}]
     r = turn(messages, "history", 0.99, PinLookup(Pin("qwen", "math")))
     assert r.model == "qwen" and r.pin_outcome == "applied_tool_loop"
 

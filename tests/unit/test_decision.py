@@ -146,6 +146,9 @@ def sig(
     return TextSignals(intent, conf, {intent: conf}, jb, entities, unit(1.0) if emb is None else emb)
 
 
+CALL = {"id": "call_1", "type": "function", "function": {"name": "f", "arguments": "{}"}}
+
+
 def user(text: str) -> dict[str, Any]:
     return {"role": "user", "content": text}
 
@@ -223,7 +226,7 @@ def blocked(result: Routed | Blocked) -> Blocked:
         ),
         pytest.param(
             {"model": "MoM", "messages": [user("hi")], "stream_options": {"include_usage": "x"}},
-            "stream_options",
+            "stream_options.include_usage",
             id="include-usage-not-bool",
         ),
         pytest.param({"model": "MoM", "messages": [user("hi")], "tools": {}}, "tools", id="tools-not-list"),
@@ -249,10 +252,10 @@ def test_plan_lists_each_text_once_with_its_purposes() -> None:
         {"role": "assistant", "content": "answer"},
         {
             "role": "user",
-            "content": [{"type": "text", "text": "last"}, {"type": "image_url", "image_url": {}}],
+            "content": [{"type": "text", "text": "last"}, {"type": "image_url", "image_url": {"url": "data:,"}}],
         },
         "first",
-        {"role": "assistant", "content": None},
+        {"role": "assistant", "content": None, "tool_calls": [CALL]},
     )
     p = plan_request(CFG, body, {})
     assert p.texts == ("sys", "first", "answer", "last")
@@ -991,7 +994,7 @@ def test_unavailable_auto_routes_to_default_with_reason() -> None:
 
 
 def test_no_texts_means_no_checks() -> None:
-    body = chat({"role": "assistant", "content": None})
+    body = chat({"role": "assistant", "content": None, "tool_calls": [CALL]})
     assert routed(run(body, unavailable=True)).model == "gpt"
 
 

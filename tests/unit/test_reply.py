@@ -12,6 +12,7 @@ from router_service.errors import (
     BodyTooLarge,
     ClassifierOverloaded,
     InvalidBody,
+    InvalidEncoding,
     InvalidJson,
     InvalidRequest,
     RateLimited,
@@ -43,6 +44,34 @@ def test_parse_body_errors(raw: bytes | None, error: type[InvalidRequest], statu
         "code": code,
         "param": None,
     }
+
+
+@pytest.mark.parametrize(
+    ("raw", "where"),
+    [
+        (b'{"model": "MoM", "messages": "\xff"}', "byte 0xff at offset 30"),
+        (b'{"a": "caf\xc3"}', "byte 0xc3 at offset 10"),  # a sequence cut short
+        (b'{"a": "\xed\xa0\x80"}', "byte 0xed at offset 7"),  # a surrogate encoded as UTF-8 (CESU-8)
+        (b'{"a": "\xc0\xaf"}', "byte 0xc0 at offset 7"),  # an overlong form
+        (b"\xff\xfe{\x00}\x00", "byte 0xff at offset 0"),  # UTF-16: JSON between systems is UTF-8
+    ],
+)
+def test_a_body_that_is_not_utf8_is_a_400_saying_where(raw: bytes, where: str) -> None:
+    with pytest.raises(InvalidEncoding) as info:
+        parse_body(raw, max_bytes=1 << 20, expected="a JSON request")
+    answer = router_error_answer(info.value)
+    assert (answer.status, answer.details) == (400, "invalid_utf8")
+    assert where in json.loads(answer.body)["error"]["message"]
+
+
+@pytest.mark.parametrize("raw", [b'{"a": NaN}', b'{"a": -Infinity}', b'{"a": 1e309}', b'{"a": ' + b"9" * 5000 + b"}"])
+def test_numbers_other_parsers_refuse_are_invalid_json(raw: bytes) -> None:
+    with pytest.raises(InvalidJson):
+        parse_body(raw, max_bytes=1 << 20, expected="a JSON request")
+
+
+def test_a_byte_order_mark_is_skipped() -> None:
+    assert parse_body(b'\xef\xbb\xbf{"a": 1.5}', max_bytes=100, expected="x") == {"a": 1.5}
 
 
 def test_parse_body_returns_the_object() -> None:

@@ -123,6 +123,21 @@ async def test_exact_match_fast_path(serve_cache: ServeCache) -> None:
         assert await client.lookup(prompt="What is HNSW?", embedding=orthogonal, **{**scope, "tenant": "b"}) is None
 
 
+async def test_lone_surrogates_reach_the_service_as_u_fffd(serve_cache: ServeCache) -> None:
+    """A str holding a lone surrogate (read from a JSON escape) has no UTF-8 form: the client sends U+FFFD instead
+    of failing the call with an encode error, and the entry is found again under either spelling."""
+    v = unit(np.random.default_rng(4).standard_normal(384))
+    async with serve_cache() as cache, client_for(cache) as client:
+        scope: dict[str, Any] = {"model": "m\udc80", "fingerprint": "f", "tenant": "t\ud800"}
+        assert await client.lookup(prompt="odd \ud800 prompt", embedding=v, **scope) is None
+        assert client.last_outcome is CacheOutcome.MISS
+        assert await client.store(prompt="odd \ud800 prompt", embedding=v, response=completion("\udfff"), **scope)
+        hit = await client.lookup(prompt="odd \ufffd prompt", embedding=v, threshold=0.99, **scope)
+        assert hit is not None and hit.exact
+        assert hit.response == completion("\ufffd")
+        assert await client.invalidate(model="m\udc80") == 1
+
+
 async def test_scope_model_fingerprint_tenant(serve_cache: ServeCache, encode: Encoder) -> None:
     q, para = encode([QUESTION, PARAPHRASE])
     other_system = copy.deepcopy(BODY)
