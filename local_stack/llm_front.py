@@ -6,6 +6,11 @@ whichever port it reaches. The front sets `max_tokens` when the request sets no 
 answers through unchanged (streamed ones as they come) and adds `x-local-llm-endpoint: <endpoint name>`.
 llama-cpp-python has no Responses API: `POST /v1/responses` (not streamed) is answered by translating it to a chat
 completion and back. GET /health is 200 while the LLM server accepts connections.
+
+The chat path reads messages as OpenAI sends them and llama-cpp-python's chat templates do not: content as an array
+of parts becomes its text parts joined by newlines, an assistant turn with only tool calls gets empty text; an image,
+audio or file part is a 400 saying the local model reads text only. A request the model cannot serve (a limit past
+its context, several choices) is a 400 with the reason and the field, as vLLM answers it, never a 500.
 """
 
 from __future__ import annotations
@@ -26,13 +31,79 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from local_stack.local_llm import DEFAULT_MAX_TOKENS
+from local_stack.local_llm import CONTEXT_TOKENS, DEFAULT_MAX_TOKENS
 from wire.responses import input_messages
 
-__all__ = ["ENDPOINT_HEADER", "chat_to_response", "create_app", "responses_to_chat", "with_default_max_tokens"]
+__all__ = [
+    "ENDPOINT_HEADER",
+    "RequestFault",
+    "chat_to_response",
+    "create_app",
+    "responses_to_chat",
+    "text_only_chat",
+    "with_default_max_tokens",
+]
 
 ENDPOINT_HEADER = "x-local-llm-endpoint"
 _LIMIT_KEYS = ("max_tokens", "max_completion_tokens")
+_NOT_TEXT = {"image_url": "an image", "input_audio": "audio", "file": "a file"}
+
+
+class RequestFault(ValueError):
+    """What the local model cannot serve in a request: a 400 with `param` naming the field."""
+
+    def __init__(self, message: str, param: str | None = None) -> None:
+        super().__init__(message)
+        self.param = param
+
+
+def text_only_chat(body: dict[str, Any], context_tokens: int = CONTEXT_TOKENS) -> dict[str, Any]:
+    """A chat request as the local model's chat template reads it: every message's content a string (text parts
+    joined by newlines; an assistant turn with only tool calls reads as empty text). Raises RequestFault for a part
+    that is not text (the model reads text only), a malformed message, a limit past the context, or n > 1."""
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise RequestFault("'messages' must be a non-empty array of messages.", "messages")
+    _check_limits(body, context_tokens)
+    if body.get("n") not in (None, 1):
+        raise RequestFault("the local model generates one choice per request: send n=1.", "n")
+    return {**body, "messages": [_text_message(i, m) for i, m in enumerate(messages)]}
+
+
+def _check_limits(body: dict[str, Any], context_tokens: int) -> None:
+    for key in _LIMIT_KEYS:
+        value = body.get(key)
+        if isinstance(value, int) and not isinstance(value, bool) and value > context_tokens:
+            raise RequestFault(f"'{key}' is {value}, over the local model's context of {context_tokens} tokens.", key)
+
+
+def _text_message(i: int, message: object) -> dict[str, Any]:
+    where = f"messages[{i}]"
+    if not isinstance(message, dict) or not isinstance(message.get("role"), str):
+        raise RequestFault(f"'{where}' must be an object with a string 'role'.", where)
+    content = message.get("content")
+    if isinstance(content, str):
+        return message
+    if content is None and message["role"] == "assistant":
+        return {**message, "content": ""}
+    if not isinstance(content, list):
+        raise RequestFault(f"'{where}.content' must be a string or an array of content parts.", f"{where}.content")
+    texts = []
+    for j, part in enumerate(content):
+        kind = part.get("type") if isinstance(part, dict) else None
+        if kind in _NOT_TEXT:
+            raise RequestFault(
+                f"'{where}.content[{j}]' is {_NOT_TEXT[kind]}: the local model "
+                "(SmolLM2-135M-Instruct) reads text only; send text parts.",
+                f"{where}.content[{j}]",
+            )
+        if kind not in ("text", "refusal") or not isinstance(part.get(kind), str):  # type: ignore[union-attr]
+            raise RequestFault(
+                f'\'{where}.content[{j}]\' must be a text part: {{"type": "text", "text": "..."}}.',
+                f"{where}.content[{j}]",
+            )
+        texts.append(part[kind])  # type: ignore[index]
+    return {**message, "content": "\n".join(texts)}
 
 
 def with_default_max_tokens(body: dict[str, Any], default: int) -> dict[str, Any]:
@@ -50,6 +121,16 @@ def responses_to_chat(body: dict[str, Any]) -> dict[str, Any]:
         raise ValueError("streamed Responses are not served by the local LLM: send stream=false")
     if body.get("tools"):
         raise ValueError("tools are not served by the local LLM's Responses translation")
+    given = body.get("input")
+    for i, item in enumerate(given if isinstance(given, list) else ()):
+        parts = item.get("content") if isinstance(item, dict) else None
+        for j, part in enumerate(parts if isinstance(parts, list) else ()):
+            if isinstance(part, dict) and part.get("type") in ("input_image", "input_file", "input_audio"):
+                raise RequestFault(
+                    f"'input[{i}].content[{j}]' is {part['type']}: the local model (SmolLM2-135M-Instruct) reads "
+                    "text only; send input_text parts.",
+                    f"input[{i}].content[{j}]",
+                )
     messages = input_messages(body)
     if not messages:
         raise ValueError("input must hold at least one message")
@@ -100,12 +181,36 @@ async def _accepts(host: str, port: int) -> bool:
     return True
 
 
-def _error(status: int, message: str, kind: str) -> JSONResponse:
-    return JSONResponse({"error": {"message": message, "type": kind, "code": status}}, status)
+def _error(status: int, message: str, kind: str, param: str | None = None) -> JSONResponse:
+    return JSONResponse({"error": {"message": message, "type": kind, "code": status, "param": param}}, status)
 
 
-def create_app(upstream: str, endpoints: dict[int, str], *, max_tokens: int, client: httpx.AsyncClient) -> Starlette:
-    """`endpoints` maps each listening port to its endpoint name."""
+def _fault(e: RequestFault) -> JSONResponse:
+    return _error(400, str(e), "invalid_request_error", e.param)
+
+
+async def _json_object(request: Request) -> dict[str, Any]:
+    """The body as a JSON object; raises RequestFault (not UTF-8, not JSON, not an object)."""
+    try:
+        body = json.loads((await request.body()).decode("utf-8"))
+    except UnicodeDecodeError:
+        raise RequestFault("the request body is not valid UTF-8") from None
+    except (ValueError, RecursionError):
+        raise RequestFault("the request body is not JSON") from None
+    if not isinstance(body, dict):
+        raise RequestFault("the request body must be a JSON object")
+    return body
+
+
+def create_app(
+    upstream: str,
+    endpoints: dict[int, str],
+    *,
+    max_tokens: int,
+    client: httpx.AsyncClient,
+    context_tokens: int = CONTEXT_TOKENS,
+) -> Starlette:
+    """`endpoints` maps each listening port to its endpoint name; `context_tokens` is the LLM server's n_ctx."""
 
     upstream_url = httpx.URL(upstream)
 
@@ -115,11 +220,13 @@ def create_app(upstream: str, endpoints: dict[int, str], *, max_tokens: int, cli
 
     async def generate(request: Request) -> Response:
         try:
-            body = json.loads(await request.body())
-        except ValueError:
-            return _error(400, "the request body is not JSON", "invalid_request_error")
-        if not isinstance(body, dict):
-            return _error(400, "the request body must be a JSON object", "invalid_request_error")
+            body = await _json_object(request)
+            if request.url.path == "/v1/chat/completions":
+                body = text_only_chat(body, context_tokens)
+            else:
+                _check_limits(body, context_tokens)
+        except RequestFault as e:
+            return _fault(e)
         body = with_default_max_tokens(body, max_tokens)
         upstream_request = client.build_request("POST", f"{upstream}{request.url.path}", json=body)
         try:
@@ -146,10 +253,10 @@ def create_app(upstream: str, endpoints: dict[int, str], *, max_tokens: int, cli
 
     async def responses(request: Request) -> Response:
         try:
-            body = json.loads(await request.body())
-            if not isinstance(body, dict):
-                raise ValueError("the request body must be a JSON object")
-            chat = with_default_max_tokens(responses_to_chat(body), max_tokens)
+            body = await _json_object(request)
+            chat = with_default_max_tokens(text_only_chat(responses_to_chat(body), context_tokens), max_tokens)
+        except RequestFault as e:
+            return _fault(e)
         except ValueError as e:
             return _error(400, str(e), "invalid_request_error")
         try:
@@ -199,10 +306,10 @@ def _listen(port: int) -> socket.socket:
     return sock
 
 
-async def _serve(upstream: str, endpoints: dict[int, str], max_tokens: int) -> None:
+async def _serve(upstream: str, endpoints: dict[int, str], max_tokens: int, context_tokens: int) -> None:
     # Generation on a small CPU takes seconds; a streamed answer may pause between tokens.
     async with httpx.AsyncClient(timeout=httpx.Timeout(300.0, connect=5.0)) as client:
-        app = create_app(upstream, endpoints, max_tokens=max_tokens, client=client)
+        app = create_app(upstream, endpoints, max_tokens=max_tokens, client=client, context_tokens=context_tokens)
         config = uvicorn.Config(app, log_level="warning", access_log=False)
         await uvicorn.Server(config).serve(sockets=[_listen(port) for port in endpoints])
 
@@ -214,9 +321,10 @@ def main() -> None:
         "--endpoint", action="append", required=True, metavar="NAME=PORT", help="one per endpoint (repeat)"
     )
     parser.add_argument("--max-tokens", type=int, default=DEFAULT_MAX_TOKENS, help="when a request sets no limit")
+    parser.add_argument("--context-tokens", type=int, default=CONTEXT_TOKENS, help="the LLM server's n_ctx")
     args = parser.parse_args()
     endpoints = {int(port): name for name, port in (e.rsplit("=", 1) for e in args.endpoint)}
-    asyncio.run(_serve(args.upstream.rstrip("/"), endpoints, args.max_tokens))
+    asyncio.run(_serve(args.upstream.rstrip("/"), endpoints, args.max_tokens, args.context_tokens))
 
 
 if __name__ == "__main__":

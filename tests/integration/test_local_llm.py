@@ -104,6 +104,43 @@ def test_the_responses_api_gets_a_generated_answer(llm_stack: RunningStack) -> N
     assert response.usage.input_tokens > 5
 
 
+def test_content_parts_get_a_generated_answer_and_an_image_a_clear_400(llm_stack: RunningStack) -> None:
+    """Content as an array of parts (valid OpenAI) through Envoy and the router to the local LLM: the text parts are
+    read; an image part is the client's 400 saying the local model reads text only, and the endpoint stays in use."""
+    client = _client(llm_stack)
+    raw = client.chat.completions.with_raw_response.create(
+        model="MoM",
+        messages=[
+            {"role": "system", "content": [{"type": "text", "text": "Answer in one sentence."}]},
+            {"role": "user", "content": [{"type": "text", "text": "What is the capital of France?"}]},
+        ],
+        max_tokens=8,
+        extra_headers=NO_CACHE,
+    )
+    assert (raw.parse().choices[0].message.content or "").strip()
+    image = {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}}
+    for _ in range(4):  # more than the breaker's threshold: a request's own fault never ejects the endpoint
+        r = httpx.post(
+            f"{llm_stack.envoy_url}/v1/chat/completions",
+            json={
+                "model": "MoM",
+                "messages": [{"role": "user", "content": [{"type": "text", "text": "What is this?"}, image]}],
+            },
+            headers=NO_CACHE,
+            timeout=60,
+        )
+        assert r.status_code == 400, r.text
+        error = r.json()["error"]
+        assert "reads text only" in error["message"] and error["param"] == "messages[0].content[1]"
+    again = client.chat.completions.with_raw_response.create(
+        model="MoM",
+        messages=[{"role": "user", "content": "What is the capital of Italy?"}],
+        max_tokens=4,
+        extra_headers=NO_CACHE,
+    )
+    assert "x-vsr-failover" not in again.headers
+
+
 def test_the_front_caps_a_request_that_sets_no_limit(llm_stack: RunningStack) -> None:
     port = llm_stack.backends["small-endpoint"]
     essay = "Write a long, detailed essay on the history of the Roman Empire."  # far more than 128 tokens

@@ -9,7 +9,14 @@ import pytest
 from starlette.testclient import TestClient
 
 from local_stack.components import free_port
-from local_stack.llm_front import chat_to_response, create_app, responses_to_chat, with_default_max_tokens
+from local_stack.llm_front import (
+    RequestFault,
+    chat_to_response,
+    create_app,
+    responses_to_chat,
+    text_only_chat,
+    with_default_max_tokens,
+)
 from local_stack.local_llm import ENV_SWITCH, MODEL_ALIAS, enabled, find_local_llm
 
 
@@ -65,6 +72,10 @@ def test_the_front_answers_bad_input_and_a_missing_llm_with_openai_errors() -> N
         r = client.post("/v1/chat/completions", json=["not", "an", "object"])
         assert r.status_code == 400
         r = client.post("/v1/chat/completions", json={"model": "m", "messages": []})
+        assert r.status_code == 400 and r.json()["error"]["param"] == "messages"
+        r = client.post("/v1/chat/completions", content=b'{"model": "m", "messages": "\xed\xa0\x80"}')
+        assert r.status_code == 400 and "UTF-8" in r.json()["error"]["message"]
+        r = client.post("/v1/chat/completions", json={"model": "m", "messages": [{"role": "user", "content": "hi"}]})
         assert r.status_code == 502 and r.json()["error"]["type"] == "server_error"
         r = client.get("/health")
         assert r.status_code == 503 and r.json()["status"] == "down"
@@ -125,3 +136,56 @@ def test_a_chat_completion_becomes_a_response() -> None:
     assert response["status"] == "incomplete" and response["incomplete_details"] == {"reason": "max_output_tokens"}
     assert response["output"][0]["content"] == [{"type": "output_text", "text": "Paris.", "annotations": []}]
     assert response["usage"] == {"input_tokens": 12, "output_tokens": 3, "total_tokens": 15}
+
+
+def test_content_parts_are_read_as_their_text() -> None:
+    call = {"id": "c", "type": "function", "function": {"name": "f", "arguments": "{}"}}
+    body = {
+        "model": "m",
+        "messages": [
+            {"role": "system", "content": [{"type": "text", "text": "Be brief."}]},
+            {"role": "user", "content": [{"type": "text", "text": "first"}, {"type": "text", "text": "second"}]},
+            {"role": "assistant", "content": None, "tool_calls": [call]},
+            {"role": "assistant", "content": [{"type": "refusal", "refusal": "no"}]},
+            {"role": "user", "content": "plain"},
+        ],
+        "temperature": 0,
+    }
+    chat = text_only_chat(body)
+    assert [m["content"] for m in chat["messages"]] == ["Be brief.", "first\nsecond", "", "no", "plain"]
+    assert chat["messages"][2]["tool_calls"] == [call] and chat["temperature"] == 0
+    assert body["messages"][1]["content"][0] == {"type": "text", "text": "first"}  # the request is not modified
+
+
+@pytest.mark.parametrize(
+    ("body", "param", "says"),
+    [
+        (
+            {"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "data:,"}}]}]},
+            "messages[0].content[0]",
+            "reads text only",
+        ),
+        (
+            {"messages": [{"role": "user", "content": [{"type": "input_audio", "input_audio": {}}]}]},
+            "messages[0].content[0]",
+            "reads text only",
+        ),
+        ({"messages": [{"role": "user", "content": None}]}, "messages[0].content", "string"),
+        ({"messages": [{"role": "user", "content": [{"type": "text"}]}]}, "messages[0].content[0]", "text part"),
+        ({"messages": [{"content": "x"}]}, "messages[0]", "role"),
+        ({"messages": None}, "messages", "non-empty"),
+        ({"messages": [{"role": "user", "content": "x"}], "max_tokens": 10**9}, "max_tokens", "context of 2048"),
+        ({"messages": [{"role": "user", "content": "x"}], "n": 3}, "n", "one choice"),
+    ],
+)
+def test_what_the_local_model_cannot_serve_is_a_request_fault(body: dict[str, object], param: str, says: str) -> None:
+    with pytest.raises(RequestFault, match=says) as err:
+        text_only_chat(body)
+    assert err.value.param == param
+
+
+def test_an_image_in_a_responses_request_is_a_request_fault() -> None:
+    body = {"model": "m", "input": [{"role": "user", "content": [{"type": "input_image", "image_url": "data:,"}]}]}
+    with pytest.raises(RequestFault, match="reads text only") as err:
+        responses_to_chat(body)
+    assert err.value.param == "input[0].content[0]"
