@@ -22,7 +22,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-__all__ = ["create_app"]
+__all__ = ["FAIL_MARKER", "create_app"]
+
+
+FAIL_MARKER = "__demo_fail_500__"
+"""A user message holding this gets a 500 from the demo backend: a backend failing on one request's content."""
 
 
 def _reply_text(name: str, model: str, prompt: str) -> str:
@@ -44,6 +48,8 @@ def create_app(name: str, *, token_delay_s: float = 0.0, history: int = 64) -> S
         model = str(body.get("model", ""))
         messages = body.get("messages") or []
         user = next((m.get("content") for m in reversed(messages) if m.get("role") == "user"), "") or ""
+        if FAIL_MARKER in json.dumps(user):  # a request this backend fails on, as a real one can (tests)
+            return JSONResponse({"error": {"message": "demo failure on this request", "type": "server_error"}}, 500)
         text = _reply_text(name, model, user if isinstance(user, str) else json.dumps(user))
         words = text.split(" ")
         prompt_tokens = sum(len(str(m.get("content", "")).split()) for m in messages)

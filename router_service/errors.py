@@ -138,8 +138,14 @@ class RateLimited(RouterError):
 
 
 class UpstreamUnavailable(RouterError):
-    """A backend endpoint could not be reached or failed before its first byte (failover may try the next)."""
+    """A backend endpoint could not be reached or failed before its first byte (failover may try the next).
+
+    ``upstream_status`` is the backend's own 5xx, or None when there was no answer (refused, reset, timed out)."""
 
     status = 502
     error_type = "server_error"
     code = "upstream_unavailable"
+
+    def __init__(self, message: str, upstream_status: int | None = None) -> None:
+        super().__init__(message)
+        self.upstream_status = upstream_status

@@ -170,10 +170,9 @@ class ExtProcServer(pb_grpc.ExternalProcessorServicer):  # type: ignore[misc]
         if forward is None or not forward.tracked:
             return False
         status = int(_header_map(headers.headers).get(":status", "0") or 0)
+        self.router.health.record_status(forward.endpoint, status, forward.body)
         if status < 500:
-            self.router.health.record_success(forward.endpoint)
             return False
-        self.router.health.record_failure(forward.endpoint)
         model = metrics.model_label(self.router.config, forward.model)
         metrics.REQUEST_ERRORS.labels(model=model, reason="upstream_unavailable").inc()
         log.warning("upstream %s (%s) answered %d before its first byte", forward.model, forward.endpoint, status)
@@ -201,15 +200,17 @@ class ExtProcServer(pb_grpc.ExternalProcessorServicer):  # type: ignore[misc]
             except httpx.HTTPError as e:
                 resp = None
                 last_error = f"{type(e).__name__}: {e}"
+            if resp is None:
+                self.router.health.record_failure(endpoint)
+            else:
+                self.router.health.record_status(endpoint, resp.status_code, forward.body)
             if resp is None or resp.status_code >= 500:
                 if resp is not None:
                     last_error = f"HTTP {resp.status_code}"
-                self.router.health.record_failure(endpoint)
                 label = metrics.model_label(self.router.config, model)
                 metrics.REQUEST_ERRORS.labels(model=label, reason="upstream_unavailable").inc()
                 log.warning("failover candidate %s (%s) failed: %s", model, endpoint, last_error)
                 continue
-            self.router.health.record_success(endpoint)
             metrics.FAILOVERS.labels(transport="extproc").inc()
             stream.tracker = None  # this response is accounted here, and never cached under the first choice's key
             ctype = resp.headers.get("content-type", "")

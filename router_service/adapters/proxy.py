@@ -90,7 +90,10 @@ class ChatProxy:
             try:
                 upstream = await self._open(endpoint, forward.body_for(model), sent)
             except UpstreamUnavailable as e:
-                self.router.health.record_failure(endpoint)
+                if e.upstream_status is None:
+                    self.router.health.record_failure(endpoint)
+                else:
+                    self.router.health.record_status(endpoint, e.upstream_status, forward.body)
                 last_error = str(e)
                 metrics.REQUEST_ERRORS.labels(
                     model=metrics.model_label(cfg, model), reason="upstream_unavailable"
@@ -100,7 +103,7 @@ class ChatProxy:
                 span.set_status(trace.StatusCode.ERROR, "upstream unavailable")
                 span.end()
                 continue
-            self.router.health.record_success(endpoint)
+            self.router.health.record_status(endpoint, upstream.status_code, forward.body)
             if attempt:
                 metrics.FAILOVERS.labels(transport="proxy").inc()
                 resp_headers["x-vsr-selected-model"] = model
@@ -120,7 +123,7 @@ class ChatProxy:
         if resp.status_code >= 500:
             detail = (await resp.aread())[:200].decode("utf-8", "replace")
             await resp.aclose()
-            raise UpstreamUnavailable(f"HTTP {resp.status_code}: {detail}")
+            raise UpstreamUnavailable(f"HTTP {resp.status_code}: {detail}", upstream_status=resp.status_code)
         return resp
 
     def _relay(

@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from local_stack.components import free_port
+from local_stack.demo_backend import FAIL_MARKER
 from tests.integration.conftest import RunningStack
 
 pytestmark = pytest.mark.integration
@@ -101,3 +102,27 @@ def test_envoy_fails_over_when_the_backend_is_down_and_then_skips_it(stack: Runn
     metrics = httpx.get(f"http://127.0.0.1:{stack.ports.router_metrics}/metrics", timeout=5).text
     ejected = f'semantic_router_endpoint_ejected{{endpoint="127.0.0.1:{dead}"}} 1.0'
     assert ejected in metrics  # after 3 failures in a row the dead endpoint is skipped, not tried each time
+
+
+@pytest.mark.parametrize("base", ["envoy", "router"])
+def test_a_request_that_fails_its_backend_cannot_move_other_traffic(
+    stack: RunningStack, config_edit: Any, base: str
+) -> None:
+    """One request whose content makes the backend answer 500, sent many times, does not eject the endpoint: a
+    plain question of the same category still goes to its own model, with no failover."""
+    config_edit(_all_pii_allowed)
+    url = stack.envoy_url if base == "envoy" else stack.router_url
+    prompt = _history_prompt()
+    plain = {"model": "MoM", "messages": [{"role": "user", "content": prompt}]}
+    first = httpx.post(f"{url}/v1/chat/completions", json=plain, headers=HEADERS, timeout=30)
+    assert first.status_code == 200 and "x-vsr-failover" not in first.headers, first.text
+    chosen = first.headers["x-vsr-selected-model"]
+    bad = {"model": chosen, "messages": [{"role": "user", "content": f"{prompt} {FAIL_MARKER}"}]}
+    for _ in range(6):  # twice the breaker's threshold
+        r = httpx.post(f"{url}/v1/chat/completions", json=bad, headers=HEADERS, timeout=30)
+        assert r.status_code in (200, 500, 502), r.text  # answered by a candidate that serves it, or refused
+    for _ in range(3):
+        r = httpx.post(f"{url}/v1/chat/completions", json=plain, headers=HEADERS, timeout=30)
+        assert r.status_code == 200, r.text
+        assert "x-vsr-failover" not in r.headers
+        assert r.headers["x-vsr-selected-model"] == chosen

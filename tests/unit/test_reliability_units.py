@@ -198,6 +198,25 @@ def test_supervisor_backs_off_exponentially(tmp_path: Path) -> None:
 # --- passive endpoint health ---------------------------------------------------------------------------------
 
 
+def test_a_500_counts_once_per_distinct_request_and_unwell_statuses_always() -> None:
+    health = EndpointHealth(failure_threshold=3, cooldown_s=60.0, clock=_Clock())
+    bad = {"model": "m", "messages": [{"role": "user", "content": "a request the backend fails on"}]}
+    for _ in range(10):  # one bad request, retried: says nothing about the endpoint
+        health.record_status("a:1", 500, bad)
+    assert health.healthy("a:1")
+    for i in range(2):  # the same failure for different requests: the endpoint is unwell
+        health.record_status("a:1", 500, {**bad, "n": i})
+    assert not health.healthy("a:1")
+    for status in (502, 503, 504):
+        health.record_status("b:1", status, bad)
+    assert not health.healthy("b:1")
+    health.record_status("c:1", 500, bad)
+    health.record_status("c:1", 500, {**bad, "n": 1})
+    health.record_status("c:1", 400, bad)  # an answer below 500 ends the streak
+    health.record_status("c:1", 500, {**bad, "n": 2})
+    assert health.healthy("c:1")
+
+
 def test_endpoint_breaker_opens_after_repeated_failures_and_half_opens_after_cooldown() -> None:
     clock = _Clock()
     health = EndpointHealth(failure_threshold=2, cooldown_s=5.0, clock=clock)
