@@ -18,7 +18,8 @@ from build_engines.data.common import TextExample
 from build_engines.data.pii import PiiExample, likely_pii_free
 from build_engines.encoder import encode
 from build_engines.metrics import binary_at_threshold, classification_summary, span_scores, threshold_sweep
-from wire.bio import Span, bio_to_spans, trim_span
+from wire.bio import Span, trim_span
+from wire.pii_rules import detect
 
 __all__ = [
     "PRESIDIO_TYPE_MAP",
@@ -102,7 +103,7 @@ def evaluate_pii(
     encoded = encode(tokenizer, [r.text for r in test])
     ids = run_signals(sess, [e.ids for e in encoded], ["pii_tag_ids"], desc="pii test")["pii_tag_ids"]
     predicted = [
-        sorted({trim_span(r.text, s) for s in bio_to_spans(e.offsets, [tags[int(t)] for t in row], r.text)})
+        sorted(set(detect(r.text, e.offsets, [tags[int(t)] for t in row])))
         for r, e, row in zip(test, encoded, ids, strict=True)
     ]
     return span_scores(_gold(test), predicted)
@@ -117,12 +118,7 @@ def evaluate_pii_free(
     encoded = encode(tokenizer, [r.text for r in prompts])
     ids = run_signals(sess, [e.ids for e in encoded], ["pii_tag_ids"], desc="pii-free prompts")["pii_tag_ids"]
     found = [
-        [
-            s
-            for s in (trim_span(r.text, x) for x in bio_to_spans(e.offsets, [tags[int(t)] for t in row], r.text))
-            if s.start < s.end
-        ]
-        for r, e, row in zip(prompts, encoded, ids, strict=True)
+        detect(r.text, e.offsets, [tags[int(t)] for t in row]) for r, e, row in zip(prompts, encoded, ids, strict=True)
     ]
 
     def rate(index: list[int]) -> dict[str, Any]:

@@ -48,6 +48,7 @@ from build_engines.evaluate import (
 from build_engines.export_onnx import compare_with_torch, export_signals, quantize_int8, session
 from build_engines.heads import SignalsModel
 from build_engines.metrics import binary_at_threshold, span_scores
+from build_engines.package import write_package
 from build_engines.paths import AUTHORED_DIR, MODEL_REPOSITORY_DIR, PACKAGE_DIR, REPO_ROOT, REPORTS_DIR
 from build_engines.report import render_markdown
 from build_engines.repository import ServingOptions, install_repository
@@ -63,7 +64,8 @@ from build_engines.shared import (
 )
 from build_engines.threads import choose_threads
 from build_engines.train import TrainResult, predict, seed_everything, train_top, trunk_features
-from wire.bio import bio_to_spans, spans_to_bio, trim_span
+from wire.bio import spans_to_bio, trim_span
+from wire.pii_rules import detect
 
 __all__ = ["BuildOutcome", "build", "install_from_cache", "key_for"]
 
@@ -79,8 +81,9 @@ class BuildOutcome:
     seconds: float
 
 
-SHARED_INPUTS = (REPO_ROOT / "wire" / "bio.py",)
-"""Code outside this package that the build runs (BIO encoding of the PII labels): part of the build key."""
+SHARED_INPUTS = (REPO_ROOT / "wire" / "bio.py", REPO_ROOT / "wire" / "pii_rules.py")
+"""Code outside this package that the build runs (BIO encoding of the PII labels, the PII decoder that model
+selection scores with): part of the build key."""
 
 
 def key_for(config: BuildConfig) -> str:
@@ -91,16 +94,20 @@ def key_for(config: BuildConfig) -> str:
 def install_from_cache(
     directory: Path,
     repository: Path = MODEL_REPOSITORY_DIR,
-    reports: Path = REPORTS_DIR,
+    reports: Path | None = None,
     options: ServingOptions | None = None,
 ) -> Path:
+    """The model repository from a build (or installed package) directory; `reports`: also copy the build's report
+    files there (`python -m build_engines ship` does, into the checkout; a plain build or install never writes
+    into the checkout beyond the git-ignored model repository)."""
     manifest = json.loads((directory / "manifest.json").read_text(encoding="utf-8"))
     onnx_file = manifest.get("serving", {}).get("onnx_file", "model.onnx")
     model_dir = install_repository(directory, repository, manifest, options or ServingOptions(onnx_file=onnx_file))
-    reports.mkdir(parents=True, exist_ok=True)
-    for name in REPORT_FILES:
-        if (directory / name).exists():
-            shutil.copyfile(directory / name, reports / name)
+    if reports is not None:
+        reports.mkdir(parents=True, exist_ok=True)
+        for name in REPORT_FILES:
+            if (directory / name).exists():
+                shutil.copyfile(directory / name, reports / name)
     return model_dir
 
 
@@ -247,14 +254,15 @@ def _pii_rows(
 
 
 def _entity_f1(rows: Sequence[PiiExample], max_length: int, tags: Sequence[str]) -> Any:
-    """Validation metric of the PII top: entity micro-F1 as the held-out evaluation computes it (decoded with
-    `bio_to_spans`, exact spans after `trim_span`), so the chosen epoch is the best at what is reported."""
+    """Validation metric of the PII top: entity micro-F1 as the held-out evaluation computes it (the model's tags
+    merged with the rule spans by `wire.pii_rules.detect`, exact spans), so the chosen epoch is the best at what is
+    reported."""
     encoded = encode(load_tokenizer(max_length), [r.text for r in rows])
     gold = [sorted({trim_span(r.text, s) for s in r.spans}) for r in rows]
 
     def metric(probs: list[NDArray[Any]], _labels: Any) -> float:
         predicted = [
-            sorted({trim_span(r.text, s) for s in bio_to_spans(e.offsets, [tags[int(t)] for t in p.argmax(1)], r.text)})
+            sorted(set(detect(r.text, e.offsets, [tags[int(t)] for t in p.argmax(1)])))
             for r, e, p in zip(rows, encoded, probs, strict=True)
         ]
         return float(span_scores(gold, predicted)["micro"]["f1"])
@@ -740,6 +748,7 @@ def build(
     speed = {"fp32_seq_per_s": _throughput(onnx_path, perf_texts)}
     int8 = None
     quantization: dict[str, Any] = {"mode": config.quantize, "serve_int8": False}
+    calibration: list[list[int]] = []
     if int8_check or config.quantize != "off":
         calibration = _calibration_rows(config, intent, jailbreak, pii)
         quantized = quantize_int8(onnx_path, out / "model.int8.onnx", calibration, _quantized_parts(config))
@@ -798,6 +807,19 @@ def build(
         "serving": {"onnx_file": serving_file},
     }
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    if config.design == "shared" and shared_result.lora:
+        write_package(
+            out / "package",
+            top=shared_result.top,
+            factors=shared_result.lora,
+            scaling=shared_result.lora_scaling,
+            frozen_layers=config.shared.frozen_layers,
+            manifest=manifest,
+            quantization=quantization,
+            calibration=calibration if quantization["serve_int8"] else [],
+            served_graph=out / serving_file,
+            check_rows=sample_rows[:64],
+        )
     timings["total_s"] = time.perf_counter() - started
     report = {
         "build_key": key,

@@ -201,6 +201,9 @@ class SharedResult:
     best_score: float
     seconds: float
     history: list[dict[str, float]] = field(default_factory=list)
+    lora: dict[str, torch.Tensor] = field(default_factory=dict)
+    """The kept epoch's LoRA factors before merging (`package.lora_factors`): what the shipped model carries."""
+    lora_scaling: float = 0.0
 
 
 Metric = Callable[[list[NDArray[Any]], Any], float]
@@ -320,7 +323,13 @@ def train_shared(
             best_key, best_epoch, best_score = key, epoch, score
             best_state = copy.deepcopy(model.state_dict())
     model.load_state_dict(best_state)
+    factors: dict[str, torch.Tensor] = {}
+    scaling = 0.0
     if lora:
+        from build_engines.package import lora_factors
+
+        factors = lora_factors(model)
+        scaling = float(settings.lora_alpha / settings.lora_rank)
         top = model.merge_and_unload()  # type: ignore[operator]
     top.eval()
-    return SharedResult(top, best_epoch, best_score, time.perf_counter() - started, history)
+    return SharedResult(top, best_epoch, best_score, time.perf_counter() - started, history, factors, scaling)

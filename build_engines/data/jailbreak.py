@@ -299,10 +299,15 @@ def load_jailbreak(
     sys_train, sys_test = split_by_group(_sysprompt_attacks(), lambda r: r.group, 0.25, seed)
     extra_test = _authored_jailbreak(
         authored_dir / "jailbreak_test_extra.jsonl", "authored:jailbreak_test_extra", "extra"
-    )
+    ) + _authored_jailbreak(authored_dir / "jailbreak_test_chat.jsonl", "authored:jailbreak_test_chat", "chat-test")
     # Non-English and oddly formatted attacks, so "unusual text" is no benign cue either; training pool only.
     extra_train = _authored_jailbreak(
         authored_dir / "jailbreak_train_extra.jsonl", "authored:jailbreak_train_extra", "train-extra"
+    )
+    # English attacks as chat users write them (developer-styled prompt extraction, output evasion, slang, wrapped
+    # in chat boilerplate or documents); their benign twins are in benign_train_chat.jsonl.
+    extra_train += _authored_jailbreak(
+        authored_dir / "jailbreak_train_chat.jsonl", "authored:jailbreak_train_chat", "train-chat"
     )
 
     chat = [
@@ -312,6 +317,7 @@ def load_jailbreak(
     chat_train, chat_test = split_by_group(chat, lambda r: r.group, 0.2, seed)
     benign_train = (
         _authored_benign(authored_dir / "benign_train.jsonl", "authored")
+        + _authored_benign(authored_dir / "benign_train_chat.jsonl", "authored-chat")
         + [TextExample(t, BENIGN, "intent-prompts", f"intent:{i}") for i, t in enumerate(intent_train)]
         + chat_train
         + play_train
@@ -319,6 +325,7 @@ def load_jailbreak(
     )
     benign_test = (
         _authored_benign(authored_dir / "benign_test.jsonl", "authored-test")
+        + _authored_benign(authored_dir / "benign_test_chat.jsonl", "authored-test-chat")
         + [TextExample(t, BENIGN, "intent-prompts-test", f"intent-test:{i}") for i, t in enumerate(intent_test)]
         + chat_test
         + play_test
@@ -339,7 +346,8 @@ def load_jailbreak(
         SourceInfo("pyrit 1.1.0 jailbreak templates, AdvBench, psfuzz", "MIT (pyrit); AdvBench MIT"),
         SourceInfo("chatterbot-corpus 1.3.3", "BSD-3-Clause"),
         SourceInfo(
-            "authored benign_train/benign_test, jailbreak_train_extra/jailbreak_test_extra and intent prompts",
+            "authored benign_train(_chat)/benign_test(_chat), jailbreak_train_(extra|chat)/jailbreak_test_(extra|chat) "
+            "and intent prompts",
             "Apache-2.0 (this project)",
         ),
     ]
