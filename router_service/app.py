@@ -249,6 +249,8 @@ def create_app(settings: Settings) -> Starlette:
             Route("/health", health),
             Route("/v1/models", chat, methods=["GET"]),
             Route("/models", chat, methods=["GET"]),
+            Route("/v1/models/{model:path}", chat, methods=["GET"]),
+            Route("/models/{model:path}", chat, methods=["GET"]),
             Route("/info/models", info_models),
             Route("/config", config),
             Route("/config/reload", reload_config, methods=["POST"]),

@@ -26,12 +26,11 @@ from router_service.config import RouterConfig
 from router_service.config.store import ConfigStore
 from router_service.core.conversation import PinLookup
 from router_service.core.decision import Blocked, Plan, Routed, TextSignals, decide, parse_body, plan_request
+from router_service.core.path_table import lookup, served_paths
 from router_service.core.pii_masking import mask_any_body
-from router_service.core.prompt_paths import GUARDED_PATHS, as_chat
+from router_service.core.prompt_paths import as_chat
 from router_service.core.render import JSON, dumps, models_list, render_block, render_cached, retry_after_header
 from router_service.core.reply import (
-    CHAT_PATHS,
-    MODEL_PATHS,
     Answer,
     CacheScope,
     Forward,
@@ -122,30 +121,38 @@ class RequestRouter:
     async def handle(self, request: ParsedRequest) -> Reply:
         """The router's one entry point: what to do with one HTTP request, for any transport.
 
-        GET /v1/models is answered from the config. A chat completion (POST) is parsed, routed and answered
-        (refusal, cache hit) or forwarded with its rewritten body; any other method there is a 405. POSTs to the
-        guarded prompt paths (`prompt_paths`) are checked and forwarded with `model` rewritten. Every other
-        request goes to the default model's endpoint untouched. A bad request is answered with the status and
-        OpenAI error of its `RouterError`.
+        The path is looked up in the explicit table (`path_table`): a path not in it is a 404 and a method it does
+        not list a 405, both in OpenAI's error shape, so nothing reaches a backend unguarded. GET /v1/models (and
+        /v1/models/{model}) is answered from the config. A chat completion is validated, routed and answered
+        (refusal, cache hit) or forwarded with its rewritten body; completions and responses are validated, checked
+        and forwarded with `model` rewritten (`prompt_paths`). A bad request is answered with the status and OpenAI
+        error of its `RouterError`.
         """
         method, path = request.method, request.path.split("?", 1)[0]
+        match = lookup(path)
+        if match is None:
+            message = f"{path[:200]} is not served by this router; it serves {served_paths()}"
+            return error_answer(404, message, "not_found")
+        if method not in match.methods:
+            allowed = ", ".join(match.methods)
+            message = f"{method or 'this method'} is not allowed on {path}: use {allowed}"
+            return error_answer(405, message, "method_not_allowed", headers={"allow": allowed})
         cfg = self.store.current
-        if method in ("GET", "HEAD") and path.rstrip("/") in MODEL_PATHS:
+        if match.kind == "models":
             return Answer(200, {}, dumps(models_list(cfg)), JSON, "models")
-        if path in CHAT_PATHS and method != "POST":
-            message = f"{method or 'this method'} is not allowed here: use POST"
-            return error_answer(405, message, "method_not_allowed", headers={"allow": "POST"})
+        if match.kind == "model":
+            found = [m for m in models_list(cfg)["data"] if m["id"] == match.model]
+            if not found:
+                message = f"The model '{(match.model or '')[:200]}' does not exist"
+                return error_answer(404, message, "model_not_found", param="model")
+            return Answer(200, {}, dumps(found[0]), JSON, "model")
         try:
-            if path in CHAT_PATHS:
-                expected = "a chat completion request as JSON"
-                body = parse_body(request.body, max_bytes=self.max_body_bytes, expected=expected)
+            body = parse_body(request.body, max_bytes=self.max_body_bytes, expected=f"a {match.kind} request as JSON")
+            if match.kind == "chat":
                 return await self._chat(body, request.headers)
-            if path in GUARDED_PATHS and method == "POST":
-                body = parse_body(request.body, max_bytes=self.max_body_bytes, expected="a JSON request")
-                return await self._prompt(GUARDED_PATHS[path], body, request.headers)
+            return await self._prompt(match.kind, body, request.headers)
         except RouterError as e:  # a malformed request, or one refused before any decision (the rate limit)
             return router_error_answer(e)
-        return Forward(upstream_headers={"x-vsr-destination-endpoint": cfg.default_endpoint()})
 
     async def _chat(self, body: dict[str, Any], headers: Mapping[str, str]) -> Reply:
         result = await self.route(body, headers)

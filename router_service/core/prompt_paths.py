@@ -16,14 +16,7 @@ from router_service.core.openai_schema import check_request
 from router_service.errors import InvalidRequest
 from wire.responses import ResponsesInputError, input_messages
 
-__all__ = ["GUARDED_PATHS", "as_chat"]
-
-GUARDED_PATHS = {
-    "/v1/completions": "completions",
-    "/completions": "completions",
-    "/v1/responses": "responses",
-    "/responses": "responses",
-}
+__all__ = ["as_chat"]
 
 
 def as_chat(kind: str, body: dict[str, Any]) -> dict[str, Any]:

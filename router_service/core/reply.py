@@ -14,14 +14,12 @@ from typing import Any
 
 from opentelemetry.context import Context
 
+from router_service.core.path_table import PROMPT_PATHS
 from router_service.core.pii_masking import Masking, ResponseRestorer
-from router_service.core.prompt_paths import GUARDED_PATHS
 from router_service.core.render import JSON, openai_error, retry_after_header
 from router_service.errors import RouterError
 
 __all__ = [
-    "CHAT_PATHS",
-    "MODEL_PATHS",
     "Answer",
     "CacheScope",
     "Forward",
@@ -33,14 +31,11 @@ __all__ = [
     "wants_body",
 ]
 
-CHAT_PATHS = ("/v1/chat/completions", "/chat/completions")
-MODEL_PATHS = ("/v1/models", "/models")
-
 
 def wants_body(method: str, path: str) -> bool:
-    """Whether the router reads this request's body: a POST to a chat or guarded prompt path. Every other
-    request is answered or forwarded on its headers alone."""
-    return method == "POST" and (path in CHAT_PATHS or path in GUARDED_PATHS)
+    """Whether the router reads this request's body: a POST to a prompt path (`path_table`). Every other request
+    is answered on its headers alone."""
+    return method == "POST" and path in PROMPT_PATHS
 
 
 @dataclass(frozen=True)
