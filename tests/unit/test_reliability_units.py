@@ -3,6 +3,7 @@ completions/responses views, and the stack supervisor (on a real child process).
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import sys
@@ -285,3 +286,22 @@ def test_a_model_name_too_long_for_a_header_is_a_400() -> None:
     with pytest.raises(InvalidRequest) as err:
         plan_request(cfg, {"model": "🙂" * 5000, "messages": [{"role": "user", "content": "hi"}]}, {})
     assert err.value.param == "model"
+
+
+# --- logs ------------------------------------------------------------------------------------------------------
+
+
+def test_the_router_log_has_no_per_call_library_lines(caplog: pytest.LogCaptureFixture) -> None:
+    """httpx logs every request at INFO (the cache-entries poll made one line every 5 s): only WARNING and up."""
+    from router_service.__main__ import configure_logging
+
+    caplog.set_level(logging.INFO)  # the root logger at INFO, as the router runs
+    configure_logging()
+    try:
+        logging.getLogger("httpx").info("HTTP Request: GET http://127.0.0.1:8090/v1/cache/stats")
+        logging.getLogger("router_service.router").info("decision request_id=-")
+        logging.getLogger("httpx").warning("a warning still shows")
+    finally:
+        for name in ("httpx", "httpcore", "hpack", "grpc"):
+            logging.getLogger(name).setLevel(logging.NOTSET)
+    assert [r.name for r in caplog.records] == ["router_service.router", "httpx"]
