@@ -1,4 +1,4 @@
-"""`python -m build_engines {build,evaluate,export,tensorrt,install-repo,compare,sweep,speed-twin}`."""
+"""`python -m build_engines {install,build,ship,evaluate,export,tensorrt,install-repo,compare,sweep,speed-twin}`."""
 
 from __future__ import annotations
 
@@ -35,13 +35,21 @@ def _config(args: argparse.Namespace) -> BuildConfig:
 
 
 def _cached_build(args: argparse.Namespace) -> Path:
+    """The build of `--key`, else of the current code and flags, else the installed shipped model."""
+    from build_engines.package import SHIPPED_DIR, installed_dir
     from build_engines.pipeline import key_for
 
     key = args.key or key_for(_config(args))
     directory = build_dir(key)
-    if not is_complete(directory):
-        sys.exit(f"no complete build for key {key} in {directory}: run `python -m build_engines build` first")
-    return directory
+    if is_complete(directory):
+        return directory
+    if not args.key and (SHIPPED_DIR / "package.json").exists() and (installed_dir() / "COMPLETE").exists():
+        log.info("no build for key %s here: using the installed shipped model %s", key, installed_dir())
+        return installed_dir()
+    sys.exit(
+        f"no complete build for key {key} in {directory}: run `python -m build_engines install` (the shipped model) "
+        "or `python -m build_engines build` (train it) first"
+    )
 
 
 def cmd_build(args: argparse.Namespace) -> None:
@@ -167,6 +175,30 @@ def cmd_install(args: argparse.Namespace) -> None:
     print(f"installed {model_dir}")
 
 
+def cmd_install_shipped(args: argparse.Namespace) -> None:
+    from build_engines.package import PackageMismatch, install
+    from build_engines.pipeline import install_from_cache
+
+    try:
+        directory = install(Path(args.package), force=args.force)
+    except PackageMismatch as e:
+        sys.exit(f"install: {e}")
+    model_dir = install_from_cache(directory, Path(args.repository))
+    manifest = json.loads((directory / "manifest.json").read_text(encoding="utf-8"))
+    print(f"installed the shipped signals model (build {manifest['build_key']}) into {model_dir}")
+
+
+def cmd_ship(args: argparse.Namespace) -> None:
+    from build_engines.model_card import ship
+
+    directory = _cached_build(args)
+    try:
+        target = ship(directory, Path(args.output), allow_below_floors=args.allow_below_floors)
+    except ValueError as e:
+        sys.exit(f"ship: {e}")
+    print(f"shipped build {directory.name} into {target} (and its reports into build_engines/reports/)")
+
+
 def _add_config_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--branch-layer", type=int, help="branch every task at this trunk layer (0 = 4 separate encoders)")
     p.add_argument("--method", choices=["full", "lora"], help="fine-tuning of every task top (default: per task)")
@@ -187,16 +219,34 @@ def _add_config_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--key", help="use this build key instead of the one of the current code, data and flags")
 
 
+def _shipped_dir() -> Path:
+    from build_engines.paths import PACKAGE_DIR
+
+    return PACKAGE_DIR / "shipped" / "signals"
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The CLI's parser (also used by the deployment tests to check the commands of compose and Kubernetes)."""
     parser = argparse.ArgumentParser(prog="python -m build_engines", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true")
     sub = parser.add_subparsers(dest="command", required=True)
 
+    p = sub.add_parser("install", help="install the shipped signals model (no training): rebuild, check, install")
+    p.add_argument("--package", default=str(_shipped_dir()), help="the package folder (default: the shipped one)")
+    p.add_argument("--repository", default=str(MODEL_REPOSITORY_DIR))
+    p.add_argument("--force", action="store_true", help="rebuild the graphs even when installed already")
+    p.set_defaults(func=cmd_install_shipped)
+
+    p = sub.add_parser("ship", help="copy a build's package, model card and reports into the repository")
+    _add_config_flags(p)
+    p.add_argument("--output", default=str(_shipped_dir()))
+    p.add_argument("--allow-below-floors", action="store_true", help="ship a model that misses a quality floor")
+    p.set_defaults(func=cmd_ship)
+
     p = sub.add_parser("build", help="data, training, evaluation, ONNX, report and model repository (cached)")
     _add_config_flags(p)
     p.add_argument("--force", action="store_true", help="rebuild even when the cache has this key")
-    p.add_argument("--no-install", action="store_true", help="do not touch model_repository/ and reports/")
+    p.add_argument("--no-install", action="store_true", help="do not touch model_repository/")
     p.add_argument("--no-presidio", action="store_true", help="skip the presidio-analyzer baseline")
     p.set_defaults(func=cmd_build)
 

@@ -28,7 +28,15 @@ _VERSIONED = (
 # Modules that only install, serve, benchmark or drive builds: changing them never changes the trained models,
 # and `build` re-installs the repository (config.pbtxt, model.py) from the cache on every run anyway.
 SERVING_ONLY = frozenset(
-    {"__main__.py", "compare.py", "perf_analyzer.py", "repository.py", "tensorrt_build.py", "triton_model.py"}
+    {
+        "__main__.py",
+        "compare.py",
+        "model_card.py",
+        "perf_analyzer.py",
+        "repository.py",
+        "tensorrt_build.py",
+        "triton_model.py",
+    }
 )
 
 

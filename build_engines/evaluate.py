@@ -83,7 +83,8 @@ def evaluate_jailbreak(
     for source in sorted({r.source for r in test}):
         index = np.array([r.source == source for r in test])
         flagged = float((scores[index] >= threshold).mean())
-        by_source[source] = {"n": int(index.sum()), "flagged_rate": flagged}
+        benign = bool((y_true[index] == 0).all())
+        by_source[source] = {"n": int(index.sum()), "flagged_rate": flagged, "benign": benign}
     return {
         "summary": classification_summary(probs, y_true, ["benign", "jailbreak"]),
         "at_threshold": binary_at_threshold(scores, y_true, threshold),

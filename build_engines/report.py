@@ -7,14 +7,17 @@ from typing import Any
 __all__ = ["TARGETS", "render_markdown", "served_figures", "target_rows"]
 
 TARGETS = {
-    "intent accuracy": 0.93,
-    "intent macro-F1": 0.93,
-    "jailbreak F1": 0.95,
+    "intent accuracy": 0.95,
+    "intent macro-F1": 0.95,
+    "jailbreak F1": 0.97,
     "jailbreak benign FPR (max)": 0.01,
-    "PII entity micro-F1": 0.87,
+    "jailbreak benign flagged rate, worst benign source (max)": 0.01,
+    "PII entity micro-F1": 0.90,
+    "PII-free prompts flagged as PII (max)": 0.01,
     "embedding mean cosine to all-MiniLM-L6-v2": 0.97,
 }
-"""Quality floors of the served model on the held-out test splits, at the served operating point."""
+"""Quality floors of the served model on the held-out test splits, at the served operating point. The PII-free
+prompts are the held-out intent test prompts without a capitalised word inside a sentence (`likely_pii_free`)."""
 
 
 def _f(x: float | None) -> str:
@@ -37,10 +40,16 @@ def target_rows(report: dict[str, Any]) -> list[tuple[str, float, float, bool]]:
         "jailbreak F1": jb["f1"],
         "jailbreak benign FPR (max)": jb["fpr"],
         "PII entity micro-F1": test["pii"]["micro"]["f1"],
+        "PII-free prompts flagged as PII (max)": test["pii_free_prompts"]["clean"]["flagged_rate"],
         "embedding mean cosine to all-MiniLM-L6-v2": embedding_cosine(report),
     }
+    benign = [v["flagged_rate"] for v in test["jailbreak"]["by_source"].values() if v.get("benign")]
+    if benign:
+        values["jailbreak benign flagged rate, worst benign source (max)"] = max(benign)
     rows = []
     for name, target in TARGETS.items():
+        if name not in values:
+            continue
         met = values[name] <= target if "max" in name else values[name] >= target
         rows.append((name, values[name], target, met))
     presidio = report.get("presidio_analyzer")

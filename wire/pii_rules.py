@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import unicodedata
 from collections.abc import Iterable, Sequence
 
 import phonenumbers
@@ -135,10 +136,28 @@ def _is_ip(value: str) -> bool:
     return True
 
 
+def _compatible(text: str) -> tuple[str, list[int]]:
+    """`text` with each character in Unicode NFKC form (fullwidth `ｊｏｈｎ@ｅｘａｍｐｌｅ.ｃｏｍ` reads as the address it
+    shows, as the served tokenizer reads it), and for each character of that the index of its source character."""
+    if text.isascii():
+        return text, list(range(len(text)))
+    out: list[str] = []
+    index: list[int] = []
+    for i, ch in enumerate(text):
+        form = unicodedata.normalize("NFKC", ch)
+        out.append(form)
+        index += [i] * len(form)
+    return "".join(out), index
+
+
 def rule_spans(text: str) -> list[Span]:
     """Validated structured-PII spans of `text`, non-overlapping (on overlap the type earlier in `_PRIORITY` wins,
-    then the longer span)."""
-    ranked = sorted(_candidates(text), key=lambda s: (_PRIORITY.index(s.entity_type), -(s.end - s.start), s.start))
+    then the longer span). Matched on the NFKC form of each character; spans index `text` as given."""
+    compatible, index = _compatible(text)
+    found = _candidates(compatible)
+    if compatible is not text:
+        found = (Span(index[s.start], index[s.end - 1] + 1, s.entity_type) for s in found if s.end > s.start)
+    ranked = sorted(found, key=lambda s: (_PRIORITY.index(s.entity_type), -(s.end - s.start), s.start))
     kept: list[Span] = []
     for span in ranked:
         if all(span.end <= k.start or span.start >= k.end for k in kept):
