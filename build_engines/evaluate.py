@@ -19,7 +19,7 @@ from build_engines.data.pii import PiiExample, likely_pii_free
 from build_engines.encoder import encode
 from build_engines.metrics import binary_at_threshold, classification_summary, span_scores, threshold_sweep
 from wire.bio import Span, trim_span
-from wire.pii_rules import detect
+from wire.pii_rules import DEFAULT_THRESHOLD, scored
 
 __all__ = [
     "PRESIDIO_TYPE_MAP",
@@ -98,16 +98,31 @@ def _gold(rows: Sequence[PiiExample]) -> list[list[Span]]:
     return [sorted({trim_span(r.text, s) for s in r.spans}) for r in rows]
 
 
+def _served_spans(
+    sess: ort.InferenceSession, tokenizer: Tokenizer, texts: Sequence[str], tags: Sequence[str], desc: str
+) -> tuple[list[list[Span]], list[list[Span]]]:
+    """Per text: the spans the router acts on (`wire.pii_rules.scored`, confidence >= `DEFAULT_THRESHOLD`) and every
+    decoded span."""
+    encoded = encode(tokenizer, texts)
+    out = run_signals(sess, [e.ids for e in encoded], ["pii_tag_ids", "pii_tag_probs"], desc=desc)
+    acted: list[list[Span]] = []
+    every: list[list[Span]] = []
+    for text, e, ids, probs in zip(texts, encoded, out["pii_tag_ids"], out["pii_tag_probs"], strict=True):
+        found = scored(text, e.offsets, [tags[int(t)] for t in ids], [float(p) for p in probs])
+        acted.append(sorted({s for s, c in found if c >= DEFAULT_THRESHOLD}))
+        every.append(sorted({s for s, _ in found}))
+    return acted, every
+
+
 def evaluate_pii(
     sess: ort.InferenceSession, tokenizer: Tokenizer, test: Sequence[PiiExample], tags: Sequence[str]
 ) -> dict[str, Any]:
-    encoded = encode(tokenizer, [r.text for r in test])
-    ids = run_signals(sess, [e.ids for e in encoded], ["pii_tag_ids"], desc="pii test")["pii_tag_ids"]
-    predicted = [
-        sorted(set(detect(r.text, e.offsets, [tags[int(t)] for t in row])))
-        for r, e, row in zip(test, encoded, ids, strict=True)
-    ]
-    return span_scores(_gold(test), predicted)
+    """Entity scores of the spans the router acts on (at `DEFAULT_THRESHOLD`); `every_span`: of all decoded spans."""
+    acted, every = _served_spans(sess, tokenizer, [r.text for r in test], tags, "pii test")
+    scores = span_scores(_gold(test), acted)
+    scores["threshold"] = DEFAULT_THRESHOLD
+    scores["every_span"] = span_scores(_gold(test), every)["micro"]
+    return scores
 
 
 def evaluate_pii_free(
@@ -116,11 +131,7 @@ def evaluate_pii_free(
     """How often the PII top finds any entity in prompts that carry none: the held-out intent TEST prompts.
     `clean` keeps the prompts without a capitalised word inside a sentence (`likely_pii_free`), so historical
     figures and places ("Kant", "Britain"), arguably PII-typed, are counted apart; the rate there should be ~0."""
-    encoded = encode(tokenizer, [r.text for r in prompts])
-    ids = run_signals(sess, [e.ids for e in encoded], ["pii_tag_ids"], desc="pii-free prompts")["pii_tag_ids"]
-    found = [
-        detect(r.text, e.offsets, [tags[int(t)] for t in row]) for r, e, row in zip(prompts, encoded, ids, strict=True)
-    ]
+    found, _ = _served_spans(sess, tokenizer, [r.text for r in prompts], tags, "pii-free prompts")
 
     def rate(index: list[int]) -> dict[str, Any]:
         flagged = [i for i in index if found[i]]

@@ -23,7 +23,7 @@ __all__ = ["render_card", "ship"]
 
 def ship(directory: Path, target: Path, *, allow_below_floors: bool = False) -> Path:
     report = json.loads((directory / "report.json").read_text(encoding="utf-8"))
-    _label_benign_sources(report)
+    _reevaluate(directory, report)
     missed = [(name, value, floor) for name, value, floor, met in target_rows(report) if not met]
     if missed and not allow_below_floors:
         listed = "; ".join(f"{n} {v:.3f} (floor {f:.3f})" for n, v, f in missed)
@@ -44,28 +44,35 @@ def ship(directory: Path, target: Path, *, allow_below_floors: bool = False) -> 
     return target
 
 
-def _previous_report() -> dict[str, Any] | None:
-    path = REPORTS_DIR / "report.json"
-    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
-
-
-def _label_benign_sources(report: dict[str, Any]) -> None:
-    """Reports of builds before the flag: mark each jailbreak test source benign or not from the data itself."""
-    figures = [report["test"], *([report["int8"]] if report.get("int8") else [])]
-    if all("benign" in v for f in figures for v in f["jailbreak"]["by_source"].values()):
-        return
+def _reevaluate(directory: Path, report: dict[str, Any]) -> None:
+    """The served graph's held-out figures again, with the evaluation and decoding code of this checkout (the PII
+    decoder in `wire/` may have moved since the build, e.g. a boundary rule chosen on validation): what ships is
+    scored as the router will decode it."""
     from build_engines.config import BuildConfig
     from build_engines.data.intent import load_intent
     from build_engines.data.jailbreak import load_jailbreak
     from build_engines.paths import AUTHORED_DIR
+    from build_engines.pipeline import _evaluate_all, _load_pii
+    from build_engines.report import render_markdown
 
-    config = BuildConfig()
+    config = BuildConfig().replace(**{k: v for k, v in report["config"].items() if k in ("seed", "val_fraction")})
+    manifest = json.loads((directory / "manifest.json").read_text(encoding="utf-8"))
     intent = load_intent(AUTHORED_DIR, seed=config.seed, val_fraction=config.val_fraction, weak=False, external=[])
-    test = load_jailbreak(AUTHORED_DIR, intent, seed=config.seed, val_fraction=config.val_fraction).test
-    attack_sources = {r.source for r in test if r.label == "jailbreak"}
-    for f in figures:
-        for source, v in f["jailbreak"]["by_source"].items():
-            v["benign"] = source not in attack_sources
+    jailbreak = load_jailbreak(AUTHORED_DIR, intent, seed=config.seed, val_fraction=config.val_fraction)
+    pii = _load_pii(config, intent)
+    served = directory / manifest["serving"]["onnx_file"]
+    figures = _evaluate_all(
+        served, intent, jailbreak, pii, manifest["labels"]["pii"], float(manifest["thresholds"]["jailbreak"])
+    )
+    report["int8" if (report.get("quantization") or {}).get("serve_int8") else "test"] = figures
+    report["evaluated_at_ship"] = {"date": dt.date.today().isoformat(), "graph": served.name}
+    (directory / "report.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    (directory / "report.md").write_text(render_markdown(report), encoding="utf-8")
+
+
+def _previous_report() -> dict[str, Any] | None:
+    path = REPORTS_DIR / "report.json"
+    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
 
 
 def _size(target: Path) -> str:

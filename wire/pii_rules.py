@@ -30,7 +30,11 @@ import phonenumbers
 
 from wire.bio import Span, bio_to_spans, trim_span
 
-__all__ = ["RULE_ONLY", "RULE_TYPES", "detect", "merge", "rule_spans"]
+__all__ = ["DEFAULT_THRESHOLD", "RULE_ONLY", "RULE_TYPES", "detect", "merge", "rule_spans", "scored"]
+
+DEFAULT_THRESHOLD = 0.7
+"""`classifier.pii_model.threshold` of VSR's configs and of deploy/config.yaml: the router acts on an entity whose
+confidence reaches it; the build's held-out PII figures are taken at it too."""
 
 RULE_TYPES = frozenset({"EMAIL_ADDRESS", "CREDIT_CARD", "IBAN_CODE", "US_SSN", "IP_ADDRESS", "PHONE_NUMBER"})
 RULE_ONLY = RULE_TYPES - {"PHONE_NUMBER"}
@@ -137,8 +141,8 @@ def _is_ip(value: str) -> bool:
 
 
 def _compatible(text: str) -> tuple[str, list[int]]:
-    """`text` with each character in Unicode NFKC form (fullwidth `ｊｏｈｎ@ｅｘａｍｐｌｅ.ｃｏｍ` reads as the address it
-    shows, as the served tokenizer reads it), and for each character of that the index of its source character."""
+    """`text` with each character in Unicode NFKC form (a fullwidth e-mail address reads as the address it shows, as
+    the served tokenizer reads it), and for each character of that the index of its source character."""
     if text.isascii():
         return text, list(range(len(text)))
     out: list[str] = []
@@ -173,6 +177,29 @@ def detect(
     the build's evaluation and the router."""
     model = [s for s in (trim_span(text, x) for x in bio_to_spans(offsets, tags, text)) if s.start < s.end]
     return merge(model, rule_spans(text) if rules is None else rules, RULE_ONLY)
+
+
+def scored(
+    text: str,
+    offsets: Sequence[tuple[int, int]],
+    tags: Sequence[str],
+    probs: Sequence[float],
+    rules: Sequence[Span] | None = None,
+) -> list[tuple[Span, float]]:
+    """`detect`'s spans with a confidence each: 1.0 for a span a rule found and validated; for a model span, the
+    mean of its tokens' tag probabilities (the `aggregation_strategy="simple"` rule of Hugging Face's
+    token-classification pipeline), so one uncertain sub-word in a long span does not hide an entity every other
+    piece is sure of. `probs[i]` is token i's probability of its tag."""
+    rules = rule_spans(text) if rules is None else rules
+    ruled = set(rules)
+    out = []
+    for span in detect(text, offsets, tags, rules):
+        if span in ruled:
+            out.append((span, 1.0))
+            continue
+        inside = [float(probs[i]) for i, (a, b) in enumerate(offsets) if a < b and a < span.end and b > span.start]
+        out.append((span, sum(inside) / len(inside) if inside else 0.0))
+    return out
 
 
 def merge(model: Sequence[Span], rules: Sequence[Span], rule_only: frozenset[str] = RULE_TYPES) -> list[Span]:

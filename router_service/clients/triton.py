@@ -29,7 +29,7 @@ from tritonclient.utils import InferenceServerException
 from router_service import metrics
 from router_service.core.decision import PiiEntity, TextSignals, without_lone_surrogates
 from router_service.errors import ClassifierOverloaded, ClassifierUnavailable
-from wire.pii_rules import detect, rule_spans
+from wire.pii_rules import scored
 
 __all__ = ["SignalClient", "SignalManifest", "load_manifest"]
 
@@ -309,23 +309,12 @@ class SignalClient:
 def _entities(
     text: str, enc: Encoding, tag_ids: npt.NDArray[Any], tag_probs: npt.NDArray[Any], labels: Sequence[str]
 ) -> list[PiiEntity]:
-    """The model's BIO tags merged with the validated structured-PII rules (`wire.pii_rules.detect`, exactly as
-    the build's evaluation decodes them, so the served quality is the reported one). A model entity's confidence
-    is the mean of its tokens' tag probabilities (the `aggregation_strategy="simple"` rule of Hugging Face's
-    token-classification pipeline), so one uncertain sub-word in a long span does not hide an entity every other
-    piece is sure of; an entity a rule found and validated (checksum, format) has confidence 1.0."""
+    """The model's BIO tags merged with the validated structured-PII rules, with a confidence each
+    (`wire.pii_rules.scored`: exactly as the build's evaluation decodes them, so the served quality is the reported
+    one)."""
     offsets = [(0, 0) if special else off for off, special in zip(enc.offsets, enc.special_tokens_mask, strict=True)]
     tags = [labels[int(t)] if int(t) < len(labels) else "O" for t in tag_ids[: len(offsets)]]
-    rules = rule_spans(text)
-    ruled = set(rules)
-    entities = []
-    for span in detect(text, offsets, tags, rules):
-        if span in ruled:
-            confidence = 1.0
-        else:
-            probs = [
-                float(tag_probs[i]) for i, (a, b) in enumerate(offsets) if a < b and a < span.end and b > span.start
-            ]
-            confidence = sum(probs) / len(probs) if probs else 0.0
-        entities.append(PiiEntity(span.entity_type, span.start, span.end, text[span.start : span.end], confidence))
-    return entities
+    return [
+        PiiEntity(span.entity_type, span.start, span.end, text[span.start : span.end], confidence)
+        for span, confidence in scored(text, offsets, tags, [float(p) for p in tag_probs[: len(offsets)]])
+    ]

@@ -20,7 +20,8 @@ import pytest
 
 pytestmark = pytest.mark.integration
 
-REPOSITORY = Path(__file__).resolve().parents[2] / "model_repository"
+ROOT = Path(__file__).resolve().parents[2]
+REPOSITORY = ROOT / "model_repository"
 VERSION_DIR = REPOSITORY / "signals" / "1"
 
 FLOORS = {
@@ -106,14 +107,23 @@ def figures(triton_port: int) -> dict[str, Any]:
     from wire.bio import Span, trim_span
 
     intent, jailbreak, pii = _splits()
+    import yaml
+
     manifest = json.loads((VERSION_DIR / "manifest.json").read_text())
     threshold = float(manifest["thresholds"]["jailbreak"])
+    # PII as the router acts on it: entities at or over the default config's PII threshold
+    pii_threshold = float(
+        yaml.safe_load((ROOT / "deploy" / "config.yaml").read_text())["classifier"]["pii_model"]["threshold"]
+    )
+
+    def acted_on(signals: Any) -> list[Any]:
+        return [e for e in signals.pii or () if e.confidence >= pii_threshold]
 
     intent_texts = [r.text for r in intent.test]
     intent_sig = asyncio.run(_classify(triton_port, intent_texts, pii=True))
     accuracy = float(np.mean([s.intent == r.label for s, r in zip(intent_sig, intent.test, strict=True)]))
     clean = [i for i, r in enumerate(intent.test) if likely_pii_free(r.text)]
-    pii_free_flagged = float(np.mean([bool(intent_sig[i].pii) for i in clean]))
+    pii_free_flagged = float(np.mean([bool(acted_on(intent_sig[i])) for i in clean]))
 
     jb_sig = asyncio.run(_classify(triton_port, [r.text for r in jailbreak.test], pii=False))
     flagged = np.array([s.jailbreak_confidence >= threshold for s in jb_sig])
@@ -130,8 +140,10 @@ def figures(triton_port: int) -> dict[str, Any]:
 
     pii_sig = asyncio.run(_classify(triton_port, [r.text for r in pii.test], pii=True))
     gold = [sorted({trim_span(r.text, s) for s in r.spans}) for r in pii.test]
-    predicted = [sorted({Span(e.start, e.end, e.type) for e in s.pii or ()}) for s in pii_sig]
+    predicted = [sorted({Span(e.start, e.end, e.type) for e in acted_on(s)}) for s in pii_sig]
     pii_scores = span_scores(gold, predicted)
+    every_span = [sorted({Span(e.start, e.end, e.type) for e in s.pii or ()}) for s in pii_sig]
+    print("PII entity F1 of every decoded span (no threshold):", span_scores(gold, every_span)["micro"]["f1"])
 
     sample = intent_texts[::7]
     served = np.stack([s.embedding for s in intent_sig[::7]])
