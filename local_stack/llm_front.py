@@ -106,11 +106,14 @@ def _text_message(i: int, message: object) -> dict[str, Any]:
     return {**message, "content": "\n".join(texts)}
 
 
-def with_default_max_tokens(body: dict[str, Any], default: int) -> dict[str, Any]:
-    """`body` with `max_tokens: default` added when it sets no positive limit of its own."""
-    if any(isinstance(body.get(k), int) and body[k] > 0 for k in _LIMIT_KEYS):
+def with_default_max_tokens(body: dict[str, Any], default: int, cap: int | None = None) -> dict[str, Any]:
+    """`body` with `max_tokens: default` added when it sets no positive limit of its own; with `cap`, every limit
+    at most `cap` (a run that must bound its time, such as the fuzz run's stack)."""
+    if not any(isinstance(body.get(k), int) and body[k] > 0 for k in _LIMIT_KEYS):
+        body = {**{k: v for k, v in body.items() if k not in _LIMIT_KEYS}, "max_tokens": default}
+    if cap is None:
         return body
-    return {**{k: v for k, v in body.items() if k not in _LIMIT_KEYS}, "max_tokens": default}
+    return {k: min(v, cap) if k in _LIMIT_KEYS and isinstance(v, int) and v > 0 else v for k, v in body.items()}
 
 
 def responses_to_chat(body: dict[str, Any]) -> dict[str, Any]:
@@ -209,8 +212,10 @@ def create_app(
     max_tokens: int,
     client: httpx.AsyncClient,
     context_tokens: int = CONTEXT_TOKENS,
+    max_tokens_cap: int | None = None,
 ) -> Starlette:
-    """`endpoints` maps each listening port to its endpoint name; `context_tokens` is the LLM server's n_ctx."""
+    """`endpoints` maps each listening port to its endpoint name; `context_tokens` is the LLM server's n_ctx;
+    `max_tokens_cap` bounds every generation (None: only the default for requests without a limit)."""
 
     upstream_url = httpx.URL(upstream)
 
@@ -227,7 +232,7 @@ def create_app(
                 _check_limits(body, context_tokens)
         except RequestFault as e:
             return _fault(e)
-        body = with_default_max_tokens(body, max_tokens)
+        body = with_default_max_tokens(body, max_tokens, max_tokens_cap)
         upstream_request = client.build_request("POST", f"{upstream}{request.url.path}", json=body)
         try:
             answer = await client.send(upstream_request, stream=True)
@@ -254,7 +259,8 @@ def create_app(
     async def responses(request: Request) -> Response:
         try:
             body = await _json_object(request)
-            chat = with_default_max_tokens(text_only_chat(responses_to_chat(body), context_tokens), max_tokens)
+            chat = text_only_chat(responses_to_chat(body), context_tokens)
+            chat = with_default_max_tokens(chat, max_tokens, max_tokens_cap)
         except RequestFault as e:
             return _fault(e)
         except ValueError as e:
@@ -306,10 +312,17 @@ def _listen(port: int) -> socket.socket:
     return sock
 
 
-async def _serve(upstream: str, endpoints: dict[int, str], max_tokens: int, context_tokens: int) -> None:
+async def _serve(args: argparse.Namespace, endpoints: dict[int, str]) -> None:
     # Generation on a small CPU takes seconds; a streamed answer may pause between tokens.
     async with httpx.AsyncClient(timeout=httpx.Timeout(300.0, connect=5.0)) as client:
-        app = create_app(upstream, endpoints, max_tokens=max_tokens, client=client, context_tokens=context_tokens)
+        app = create_app(
+            args.upstream.rstrip("/"),
+            endpoints,
+            max_tokens=args.max_tokens,
+            client=client,
+            context_tokens=args.context_tokens,
+            max_tokens_cap=args.max_tokens_cap,
+        )
         config = uvicorn.Config(app, log_level="warning", access_log=False)
         await uvicorn.Server(config).serve(sockets=[_listen(port) for port in endpoints])
 
@@ -322,9 +335,10 @@ def main() -> None:
     )
     parser.add_argument("--max-tokens", type=int, default=DEFAULT_MAX_TOKENS, help="when a request sets no limit")
     parser.add_argument("--context-tokens", type=int, default=CONTEXT_TOKENS, help="the LLM server's n_ctx")
+    parser.add_argument("--max-tokens-cap", type=int, default=None, help="bound every generation to this many tokens")
     args = parser.parse_args()
     endpoints = {int(port): name for name, port in (e.rsplit("=", 1) for e in args.endpoint)}
-    asyncio.run(_serve(args.upstream.rstrip("/"), endpoints, args.max_tokens, args.context_tokens))
+    asyncio.run(_serve(args, endpoints))
 
 
 if __name__ == "__main__":

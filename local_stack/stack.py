@@ -74,6 +74,8 @@ class StackSettings:
     when False, canned demo backends (deterministic replies, which most integration tests check)."""
     llm_venv: Path = LLM_VENV
     """Where `scripts/setup.sh` installs the local LLM."""
+    llm_max_tokens_cap: int | None = None
+    """Bound every generation of the local LLM to this many tokens (a run that must bound its time: the fuzz)."""
     router_env: dict[str, str] = field(default_factory=dict)
     supervise: bool = True
     """Restart a component that exits, with backoff (local_stack.supervisor)."""
@@ -269,6 +271,8 @@ class Stack:
         port = free_port()
         front = [py, "-m", "local_stack.llm_front", "--upstream", f"http://127.0.0.1:{port}"]
         front += [arg for name, p in endpoints.items() for arg in ("--endpoint", f"{name}={p}")]
+        if self.s.llm_max_tokens_cap is not None:
+            front += ["--max-tokens-cap", str(self.s.llm_max_tokens_cap)]
         started = len(self.processes)
         try:
             self._start(

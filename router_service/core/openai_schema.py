@@ -13,16 +13,28 @@ driven fuzz (`benchmarks/reliability/fuzz.py`) generates requests from that docu
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
+from pydantic.config import JsonDict
 from pydantic_core import ErrorDetails
 
 from router_service.errors import InvalidRequest
 
 __all__ = [
     "MAX_MODEL_NAME_CHARS",
+    "MODEL_NAME_PATTERN",
     "ChatCompletionRequest",
     "CompletionRequest",
     "ResponsesRequest",
@@ -43,23 +55,39 @@ class _Schema(BaseModel):
     model_config = ConfigDict(extra="allow", strict=True)
 
 
+MODEL_NAME_PATTERN = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
+"""Not blank, and no control characters: the name is echoed in response headers, where they are not allowed."""
+_MODEL_NAME = re.compile(MODEL_NAME_PATTERN)
+
+
 def _model_name(name: str) -> str:
-    if not name.strip():
-        raise ValueError("must be a non-empty string")
-    if not name.isprintable():  # echoed in response headers, where control characters are not allowed
-        raise ValueError("must not contain control characters")
+    if not _MODEL_NAME.fullmatch(name):
+        raise ValueError("must be a non-empty string without control characters")
     return name
 
 
-ModelName = Annotated[str, Field(max_length=MAX_MODEL_NAME_CHARS), AfterValidator(_model_name)]
+def _integral(value: object) -> object:
+    """JSON Schema's integer includes 1.0: a float with no fraction is read as that integer (for the check only;
+    the body goes on as sent, and backends' decoders read it the same way)."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+Integral = BeforeValidator(_integral)
+
+
+ModelName = Annotated[
+    str,
+    Field(max_length=MAX_MODEL_NAME_CHARS, json_schema_extra={"pattern": MODEL_NAME_PATTERN}),
+    AfterValidator(_model_name),
+]
 Temperature = Annotated[float, Field(ge=0, le=2)]
 Probability = Annotated[float, Field(ge=0, le=1)]
 Penalty = Annotated[float, Field(ge=-2, le=2)]
-TokenCount = Annotated[int, Field(ge=1, le=INT32_MAX)]
-Choices = Annotated[int, Field(ge=1, le=128)]
-Seed = Annotated[int, Field(ge=-(2**63), le=INT64_MAX)]
+TokenCount = Annotated[int, Field(ge=1, le=INT32_MAX), Integral]
+Choices = Annotated[int, Field(ge=1, le=128), Integral]
+Seed = Annotated[int, Field(ge=-(2**63), le=INT64_MAX), Integral]
 Stop = str | Annotated[list[str], Field(max_length=4)]
-LogitBias = dict[str, Annotated[int, Field(ge=-100, le=100)]]
+LogitBias = dict[str, Annotated[int, Field(ge=-100, le=100), Integral]]
 Metadata = dict[str, str]
 
 
@@ -163,7 +191,20 @@ class UserMessage(_Schema):
     name: str | None = None
 
 
+_SAYS_SOMETHING: JsonDict = {
+    "anyOf": [
+        {"required": ["content"], "properties": {"content": {"not": {"type": "null"}}}},
+        {"required": ["tool_calls"], "properties": {"tool_calls": {"type": "array", "minItems": 1}}},
+        {"required": ["function_call"], "properties": {"function_call": {"type": "object"}}},
+        {"required": ["audio"], "properties": {"audio": {"type": "object", "minProperties": 1}}},
+    ]
+}
+"""An assistant message has content, or tool calls (a function call, audio) instead: its JSON schema says so too."""
+
+
 class AssistantMessage(_Schema):
+    model_config = ConfigDict(json_schema_extra=_SAYS_SOMETHING)
+
     role: Literal["assistant"]
     refusal: str | None = None
     name: str | None = None
@@ -279,7 +320,7 @@ class ChatCompletionRequest(_Schema):
     frequency_penalty: Penalty | None = None
     logit_bias: LogitBias | None = None
     logprobs: bool | None = None
-    top_logprobs: Annotated[int, Field(ge=0, le=20)] | None = None
+    top_logprobs: Annotated[int, Field(ge=0, le=20), Integral] | None = None
     stop: Stop | None = None
     seed: Seed | None = None
     user: str | None = None
@@ -309,11 +350,11 @@ class CompletionRequest(_Schema):
     prompt: str | list[str] | list[int] | list[list[int]]
     stream: bool | None = None
     stream_options: StreamOptions | None = None
-    max_tokens: Annotated[int, Field(ge=0, le=INT32_MAX)] | None = None
+    max_tokens: Annotated[int, Field(ge=0, le=INT32_MAX), Integral] | None = None
     n: Choices | None = None
-    best_of: Annotated[int, Field(ge=0, le=20)] | None = None
+    best_of: Annotated[int, Field(ge=0, le=20), Integral] | None = None
     echo: bool | None = None
-    logprobs: Annotated[int, Field(ge=0, le=5)] | None = None
+    logprobs: Annotated[int, Field(ge=0, le=5), Integral] | None = None
     temperature: Temperature | None = None
     top_p: Probability | None = None
     presence_penalty: Penalty | None = None

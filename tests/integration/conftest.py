@@ -99,13 +99,27 @@ def write_test_config(dest: Path, source: Path = DEFAULT_CONFIG, **overrides: ob
 
 
 def start_stack(
-    run_dir: Path, source: Path = DEFAULT_CONFIG, *, with_cache: bool = True, local_llm: bool = False
+    run_dir: Path,
+    source: Path = DEFAULT_CONFIG,
+    *,
+    with_cache: bool = True,
+    local_llm: bool = False,
+    llm_max_tokens_cap: int | None = None,
 ) -> RunningStack:
-    """The stack on free ports; its endpoints answer with canned demo replies, or with the local LLM."""
+    """The stack on free ports; its endpoints answer with canned demo replies, or with the local LLM (every
+    generation bounded to `llm_max_tokens_cap` tokens when given)."""
     config = run_dir / "config.yaml"
     backends = write_test_config(config, source)
     ports = Ports.free()
-    s = Stack(StackSettings(config=config, ports=ports, run_dir=run_dir, with_cache=with_cache, local_llm=local_llm))
+    settings = StackSettings(
+        config=config,
+        ports=ports,
+        run_dir=run_dir,
+        with_cache=with_cache,
+        local_llm=local_llm,
+        llm_max_tokens_cap=llm_max_tokens_cap,
+    )
+    s = Stack(settings)
     s.up()
     return RunningStack(s, ports, config, backends)
 

@@ -189,3 +189,10 @@ def test_an_image_in_a_responses_request_is_a_request_fault() -> None:
     with pytest.raises(RequestFault, match="reads text only") as err:
         responses_to_chat(body)
     assert err.value.param == "input[0].content[0]"
+
+
+def test_a_cap_bounds_every_limit() -> None:
+    body = {"messages": [], "max_tokens": 500, "max_completion_tokens": 3}
+    assert with_default_max_tokens(body, 128, cap=8) == {"messages": [], "max_tokens": 8, "max_completion_tokens": 3}
+    assert with_default_max_tokens({"messages": []}, 128, cap=8) == {"messages": [], "max_tokens": 8}
+    assert with_default_max_tokens(body, 128) == body
