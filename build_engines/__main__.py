@@ -92,6 +92,7 @@ def cmd_tensorrt(args: argparse.Namespace) -> None:
     from build_engines.tensorrt_build import (
         EngineSpec,
         IncompatibleGraph,
+        PlanRejected,
         TensorRTUnavailable,
         build_engine,
         write_gpu_repository,
@@ -126,8 +127,15 @@ def cmd_tensorrt(args: argparse.Namespace) -> None:
     if longest > spec.max_sequence:
         sys.exit(f"tensorrt: the router sends up to {longest} tokens (manifest); --max-sequence is {spec.max_sequence}")
     try:
-        plan = build_engine(onnx, repository / "signals" / "1" / "model.plan", spec)
-    except (TensorRTUnavailable, IncompatibleGraph) as e:
+        plan = build_engine(
+            onnx,
+            repository / "signals" / "1" / "model.plan",
+            spec,
+            tokenizer_path=directory / "tokenizer.json",
+            cache_dir=Path(args.cache_dir) if args.cache_dir else repository.parent / "tensorrt-cache",
+            force=args.force,
+        )
+    except (TensorRTUnavailable, IncompatibleGraph, PlanRejected) as e:
         sys.exit(f"tensorrt: {e}")
     write_gpu_repository(repository, len(INTENT_LABELS), directory, max_batch_size=args.max_batch, spec=spec)
     print(f"GPU model repository at {repository} with {plan}")
@@ -276,6 +284,10 @@ def build_parser() -> argparse.ArgumentParser:
         "points 0 (TensorRT explicit quantisation)",
     )
     p.add_argument("--config-only", action="store_true", help="write config.pbtxt files without building a plan")
+    p.add_argument("--cache-dir", help="timing cache folder (default: tensorrt-cache beside --repository)")
+    p.add_argument(
+        "--force", action="store_true", help="rebuild even if a checked plan for this graph, GPU and TensorRT exists"
+    )
     p.set_defaults(func=cmd_tensorrt)
 
     p = sub.add_parser("compare", help="build design variants (cached, not installed) and tabulate them")

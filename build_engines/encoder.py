@@ -13,6 +13,7 @@ from transformers.utils import logging as hf_logging
 from build_engines.paths import encoder_path
 
 __all__ = [
+    "MASKED_SCORE",
     "MAX_SEQ_LENGTH",
     "Encoded",
     "encode",
@@ -78,9 +79,17 @@ def pad_batch(rows: Sequence[Sequence[int]]) -> tuple[torch.Tensor, torch.Tensor
     return ids, mask
 
 
+MASKED_SCORE = -1.0e4
+"""What a padding position adds to an attention score. Finite in FP16 (whose largest magnitude is 65504): the
+float32 minimum (-3.4e38, what Hugging Face's BERT uses) becomes -inf when TensorRT runs the graph in FP16, and
+`0 * -inf` is NaN for every real token (NVIDIA/TensorRT#1500, #2118). In float32 the two give the same outputs:
+exp(score - 1e4 - max) underflows to exactly 0 like exp(-3.4e38) does, as long as real scores stay far below 1e4
+(tests/unit/test_export_fp16_mask.py compares both, bit for bit)."""
+
+
 def extended_mask(attention_mask: torch.Tensor) -> torch.Tensor:
-    """Additive attention mask [B, 1, 1, S] as BERT's eager attention expects it."""
-    return (1.0 - attention_mask[:, None, None, :].to(torch.float32)) * torch.finfo(torch.float32).min
+    """Additive attention mask [B, 1, 1, S] as BERT's eager attention expects it (0 for tokens, -1e4 for padding)."""
+    return (1.0 - attention_mask[:, None, None, :].to(torch.float32)) * MASKED_SCORE
 
 
 def mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:

@@ -11,25 +11,51 @@ message, rather than setting an INT8 flag that would change nothing.
 Every optimisation profile covers the whole served range — batch 1..max_batch, sequence 1..max_sequence (512, the
 router's truncation length) — and they differ only in the shape they are tuned for, so whichever profile Triton
 picks for a request, the request fits.
+
+A plan is served only once it answers as onnxruntime does: before it is written, every profile of it runs the
+prompts of `plan_check_prompts.txt` (lengths 1..512, batches 1/16/64, see `plan_check`) beside onnxruntime on the
+same graph, and a plan with NaN/inf or disagreement is refused (`PlanRejected`); the figures go into `engine.json`.
+An FP16 build is refused before it starts when the graph holds a constant FP16 cannot represent.
+
+The plan is rebuilt only when the graph, the TensorRT version, the GPU or the spec changed (`engine.json` keeps the
+key), with a timing cache kept beside the repository, and replaced atomically (a running Triton keeps the file it
+opened). TensorRT is pinned to the major version of the NGC release (`TENSORRT_MAJOR`): TensorRT 11 removed
+`BuilderFlag.FP16`, and a plan loads only in the TensorRT that built it.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+import os
+import re
 import shutil
+import subprocess
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
+from build_engines import plan_check
 from build_engines.repository import gpu_signals_config, render_config
 
 __all__ = [
+    "PROMPTS_FILE",
+    "TENSORRT_MAJOR",
     "EngineSpec",
     "IncompatibleGraph",
+    "PlanRejected",
     "TensorRTUnavailable",
     "build_engine",
+    "check_batches",
     "check_int8_graph",
+    "check_plan",
+    "fp16_unsafe_constants",
+    "onnxruntime_runner",
+    "plan_key",
     "profile_shapes",
+    "reusable_plan",
     "write_gpu_repository",
 ]
 
@@ -39,7 +65,15 @@ Shape = tuple[int, int]
 Profile = tuple[Shape, Shape, Shape]
 
 ENGINE_FILE = "engine.json"
-"""Written beside the plan: the spec and the profiles the plan was built with (read by tests and operators)."""
+"""Written beside the plan: the key, spec, profiles and GPU the plan was built for, and its check against
+onnxruntime (read by the builder's next run, tests and operators)."""
+
+TENSORRT_MAJOR = 10
+"""The TensorRT major version of the NGC release in deploy/Dockerfile (`NGC_TAG`); the builder refuses another."""
+
+PROMPTS_FILE = Path(__file__).with_name("plan_check_prompts.txt")
+
+FP16_MAX = 65504.0
 
 
 class TensorRTUnavailable(RuntimeError):
@@ -48,6 +82,10 @@ class TensorRTUnavailable(RuntimeError):
 
 class IncompatibleGraph(ValueError):
     """The ONNX graph cannot be built with the asked precision (e.g. INT8 without TensorRT-compatible Q/DQ)."""
+
+
+class PlanRejected(RuntimeError):
+    """The plan returned NaN/inf or disagreed with onnxruntime; it was not written."""
 
 
 @dataclass(frozen=True)
@@ -120,22 +158,190 @@ def check_int8_graph(onnx_path: Path) -> int:
     return len(quantizers)
 
 
-def build_engine(onnx_path: Path, plan_path: Path, spec: EngineSpec = EngineSpec()) -> Path:
+def fp16_unsafe_constants(onnx_path: Path) -> list[tuple[str, float]]:
+    """Float constants and initialisers holding a value FP16 cannot represent (|x| > 65504, inf, NaN).
+
+    Under `BuilderFlag.FP16` such a constant becomes +-inf; an attention mask of -3.4e38 times 0 is then NaN for
+    every real token. Returns (tensor name, worst value) per offending tensor."""
+    import numpy as np
+    import onnx
+    from onnx import numpy_helper
+
+    graph = onnx.load(str(onnx_path), load_external_data=False).graph
+    tensors = [(i.name, i) for i in graph.initializer]
+    tensors += [
+        (n.output[0], a.t) for n in graph.node if n.op_type == "Constant" for a in n.attribute if a.name == "value"
+    ]
+    found = []
+    for name, tensor in tensors:
+        if tensor.data_type not in (onnx.TensorProto.FLOAT, onnx.TensorProto.DOUBLE):
+            continue
+        values = numpy_helper.to_array(tensor).astype(np.float64).ravel()
+        bad = values[~np.isfinite(values) | (np.abs(values) > FP16_MAX)]
+        if bad.size:
+            found.append((name, float(bad[np.argmax(np.abs(np.nan_to_num(bad, nan=np.inf)))])))
+    return found
+
+
+def check_batches(tokenizer_path: Path, max_sequence: int, prompts_path: Path = PROMPTS_FILE) -> list[plan_check.Batch]:
+    """The plan check's inputs: `plan_check_prompts.txt` tokenized by the served tokenizer (`tokenizer.json`)."""
+    from tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.from_file(str(tokenizer_path))
+    tokenizer.no_padding()
+    tokenizer.enable_truncation(max_length=max_sequence)
+    cls, sep = tokenizer.token_to_id("[CLS]"), tokenizer.token_to_id("[SEP]")
+    if cls is None or sep is None:
+        raise ValueError(f"{tokenizer_path} has no [CLS]/[SEP] tokens")
+    texts = [
+        line.replace("\\n", "\n")
+        for line in prompts_path.read_text(encoding="utf-8").splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    rows = [list(e.ids) for e in tokenizer.encode_batch(texts)]
+    return plan_check.validation_batches(rows, cls, sep, max_sequence=max_sequence)
+
+
+def onnxruntime_runner(onnx_path: Path) -> plan_check.Runner:
+    """The reference: the same graph in onnxruntime on CPU, float32."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+    names = [o.name for o in session.get_outputs()]
+
+    def run(ids: Any, mask: Any) -> dict[str, Any]:
+        return dict(zip(names, session.run(names, {"input_ids": ids, "attention_mask": mask}), strict=True))
+
+    return run
+
+
+def check_plan(
+    batches: list[plan_check.Batch],
+    reference: list[plan_check.Outputs],
+    profiles: dict[int, plan_check.Runner],
+    thresholds: plan_check.Thresholds = plan_check.Thresholds(),
+) -> dict[str, Any]:
+    """Every profile's answers against the reference; `failures` lists what each profile missed."""
+    report: dict[str, Any] = {"profiles": {}, "failures": []}
+    for index, runner in sorted(profiles.items()):
+        result = plan_check.compare_runs(batches, reference, plan_check.run_all(runner, batches), thresholds)
+        report["profiles"][str(index)] = result
+        report["failures"] += [f"profile {index}: {failure}" for failure in result["failures"]]
+    report["passed"] = not report["failures"]
+    return report
+
+
+def gpu_identity() -> str | None:
+    """`name, compute capability` of GPU 0 from nvidia-smi (the NVIDIA Container Toolkit mounts it); None when
+    unknown: then a plan is never reused, since a plan runs only on the GPU model it was built for."""
+    try:
+        out = subprocess.run(
+            ["nvidia-smi", "--query-gpu=name,compute_cap", "--format=csv,noheader", "--id=0"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out or None
+
+
+def plan_key(onnx_path: Path, tensorrt_version: str, gpu: str, spec: EngineSpec) -> str:
+    """What a plan depends on: the graph's bytes, the TensorRT version, the GPU model and the build spec."""
+    digest = hashlib.sha256()
+    with onnx_path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    digest.update(json.dumps([tensorrt_version, gpu, asdict(spec)], sort_keys=True).encode())
+    return digest.hexdigest()
+
+
+def reusable_plan(plan_path: Path, key: str) -> bool:
+    """A plan for this key is already there, and its check passed."""
+    engine_file = plan_path.parent / ENGINE_FILE
+    if not plan_path.is_file() or not engine_file.is_file():
+        return False
+    try:
+        engine = json.loads(engine_file.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return bool(engine.get("key") == key and engine.get("check", {}).get("passed") is True)
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9.]+", "-", text).strip("-").lower()
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    """Write beside `path`, then rename over it: a Triton that has the old file open keeps reading the old one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    partial.write_bytes(data)
+    os.replace(partial, path)
+
+
+def _prefer_fp32_normalisation(trt: Any, network: Any, config: Any) -> int:
+    """Ask for FP32 in the layer normalisations (TensorRT's advice for FP16 transformers); a preference, so the
+    build never fails on it. Returns how many layers were marked."""
+    marked = 0
+    for i in range(network.num_layers):
+        layer = network.get_layer(i)
+        if layer.type == trt.LayerType.NORMALIZATION:
+            layer.precision = trt.float32
+            for j in range(layer.num_outputs):
+                layer.set_output_type(j, trt.float32)
+            marked += 1
+    if marked:
+        config.set_flag(trt.BuilderFlag.PREFER_PRECISION_CONSTRAINTS)
+    return marked
+
+
+def build_engine(
+    onnx_path: Path,
+    plan_path: Path,
+    spec: EngineSpec = EngineSpec(),
+    tokenizer_path: Path | None = None,
+    cache_dir: Path | None = None,
+    force: bool = False,
+) -> Path:
+    """Build, check against onnxruntime and write `plan_path` with `engine.json` beside it.
+
+    `tokenizer_path` (default: `tokenizer.json` beside the graph) tokenizes the check's prompts. `cache_dir` keeps
+    the timing cache (default: none kept). A plan for the same key whose check passed is kept unless `force`."""
     try:
         import tensorrt as trt
     except ImportError as e:
         raise TensorRTUnavailable(
-            "TensorRT is not installed here; run `python -m build_engines tensorrt` "
+            "TensorRT is not installed here; run `python3 -m build_engines tensorrt` "
             "in an NGC TensorRT or Triton container on a GPU host (the engine-builder image of deploy/Dockerfile)"
         ) from e
+    version = str(trt.__version__)
+    if int(version.split(".")[0]) != TENSORRT_MAJOR:
+        raise TensorRTUnavailable(
+            f"TensorRT {version} is not the {TENSORRT_MAJOR}.x of the NGC release this repository pins "
+            "(deploy/Dockerfile NGC_TAG); Triton loads a plan only in the TensorRT that built it"
+        )
+    if spec.fp16 and (unsafe := fp16_unsafe_constants(onnx_path)):
+        listed = ", ".join(f"{name} ({value:.3g})" for name, value in unsafe[:5])
+        raise IncompatibleGraph(
+            f"{onnx_path.name} holds constants FP16 cannot represent: {listed}; they become inf under FP16 "
+            "(an attention mask of -3.4e38 gives NaN). Re-export it (build_engines.encoder.MASKED_SCORE) or use --fp32"
+        )
     if spec.int8:
         log.info("%s: %d Q/DQ pairs, building with INT8 enabled", onnx_path.name, check_int8_graph(onnx_path))
+    gpu = gpu_identity()
+    key = plan_key(onnx_path, version, gpu or "unknown", spec)
+    if not force and gpu is not None and reusable_plan(plan_path, key):
+        log.info("%s is already built from this graph for TensorRT %s on %s; kept", plan_path, version, gpu)
+        return plan_path
+    batches = check_batches(tokenizer_path or onnx_path.with_name("tokenizer.json"), spec.max_sequence)
+
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
-    flags = 0
-    if hasattr(trt.NetworkDefinitionCreationFlag, "EXPLICIT_BATCH"):  # implicit by default since TensorRT 10
-        flags = 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
-    network = builder.create_network(flags)
+    network = builder.create_network(0)  # explicit batch: the only mode of TensorRT 10
     parser = trt.OnnxParser(network, logger)
     if not parser.parse_from_file(str(onnx_path)):
         errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
@@ -144,6 +350,7 @@ def build_engine(onnx_path: Path, plan_path: Path, spec: EngineSpec = EngineSpec
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(spec.workspace_gib * (1 << 30)))
     if spec.fp16:
         config.set_flag(trt.BuilderFlag.FP16)
+        log.info("%d normalisation layers kept in FP32", _prefer_fp32_normalisation(trt, network, config))
     if spec.int8:
         config.set_flag(trt.BuilderFlag.INT8)  # explicit quantisation: the graph's Q/DQ scales, checked above
     for minimum, optimum, maximum in profile_shapes(spec):
@@ -151,16 +358,75 @@ def build_engine(onnx_path: Path, plan_path: Path, spec: EngineSpec = EngineSpec
         for i in range(network.num_inputs):
             profile.set_shape(network.get_input(i).name, minimum, optimum, maximum)
         config.add_optimization_profile(profile)
+    timing_file = cache_dir / f"timing-{_slug(version)}-{_slug(gpu or 'unknown')}.cache" if cache_dir else None
+    cached = timing_file.read_bytes() if timing_file is not None and timing_file.is_file() else b""
+    config.set_timing_cache(config.create_timing_cache(cached), False)
+    started = time.monotonic()
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
         raise RuntimeError("TensorRT engine build failed (see the log above)")
-    plan_path.parent.mkdir(parents=True, exist_ok=True)
-    plan_path.write_bytes(bytes(serialized))
-    engine = {"source": onnx_path.name, "tensorrt": trt.__version__, "spec": asdict(spec)}
-    engine["profiles"] = [list(map(list, p)) for p in profile_shapes(spec)]
-    (plan_path.parent / ENGINE_FILE).write_text(json.dumps(engine, indent=2) + "\n", encoding="utf-8")
-    log.info("wrote %s (%d MiB)", plan_path, plan_path.stat().st_size >> 20)
+    build_s = time.monotonic() - started
+    if timing_file is not None:
+        _write_atomically(timing_file, bytes(config.get_timing_cache().serialize()))
+    plan = bytes(serialized)
+
+    started = time.monotonic()
+    report = _check_serialized(trt, logger, plan, onnx_path, batches, len(profile_shapes(spec)))
+    report["seconds"] = round(time.monotonic() - started, 1)
+    if not report["passed"]:
+        raise PlanRejected(
+            f"the TensorRT plan disagrees with onnxruntime and was not written: {'; '.join(report['failures'])}"
+        )
+    _write_atomically(plan_path, plan)
+    engine = {
+        "key": key,
+        "source": onnx_path.name,
+        "tensorrt": version,
+        "gpu": gpu,
+        "spec": asdict(spec),
+        "profiles": [list(map(list, p)) for p in profile_shapes(spec)],
+        "build_seconds": round(build_s, 1),
+        "timing_cache": str(timing_file) if timing_file is not None else None,
+        "check": report,
+    }
+    _write_atomically(plan_path.parent / ENGINE_FILE, (json.dumps(engine, indent=2) + "\n").encode())
+    log.info("wrote %s (%d MiB), checked on %d batches per profile", plan_path, len(plan) >> 20, len(batches))
     return plan_path
+
+
+def _check_serialized(
+    trt: Any, logger: Any, plan: bytes, onnx_path: Path, batches: list[plan_check.Batch], profiles: int
+) -> dict[str, Any]:
+    """Run every profile of the plan with Polygraphy's TensorRT runner (NVIDIA's; it manages the CUDA buffers)."""
+    from polygraphy.backend.trt import TrtRunner
+
+    reference = plan_check.run_all(onnxruntime_runner(onnx_path), batches)
+    engine = trt.Runtime(logger).deserialize_cuda_engine(plan)
+    if engine is None:
+        raise RuntimeError("TensorRT could not load the plan it just built")
+    runners: dict[int, plan_check.Runner] = {}
+    active = []
+    try:
+        for index in range(profiles):
+            runner = TrtRunner(engine, optimization_profile=index)
+            runner.activate()
+            active.append(runner)
+
+            def run(ids: Any, mask: Any, runner: Any = runner) -> dict[str, Any]:
+                outputs = runner.infer({"input_ids": ids, "attention_mask": mask})
+                return {name: _host(value) for name, value in outputs.items()}
+
+            runners[index] = run
+        return check_plan(batches, reference, runners)
+    finally:
+        for runner in active:
+            runner.deactivate()
+
+
+def _host(value: Any) -> Any:
+    import numpy as np
+
+    return np.array(value, copy=True)
 
 
 def write_gpu_repository(
