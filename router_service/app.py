@@ -204,6 +204,13 @@ def create_app(settings: Settings) -> Starlette:
         }
         return JSONResponse(body)
 
+    async def ready(_: Request) -> Response:
+        """Readiness (Kubernetes, compose healthchecks): 503 while Triton cannot serve the model, so a router whose
+        classifier is gone leaves the Service's endpoints. `/health` stays 200 when degraded (VSR's contract)."""
+        triton_ok = await running().signals.ready()
+        body = {"ready": triton_ok, "triton": "ready" if triton_ok else "unavailable"}
+        return JSONResponse(body, status_code=200 if triton_ok else 503)
+
     async def info_models(_: Request) -> Response:
         signals = running().signals
         m = signals.manifest
@@ -247,6 +254,7 @@ def create_app(settings: Settings) -> Starlette:
     return Starlette(
         routes=[
             Route("/health", health),
+            Route("/ready", ready),
             Route("/v1/models", chat, methods=["GET"]),
             Route("/models", chat, methods=["GET"]),
             Route("/v1/models/{model:path}", chat, methods=["GET"]),
