@@ -56,6 +56,7 @@ __all__ = [
     "plan_key",
     "profile_shapes",
     "reusable_plan",
+    "reuse_checked_plan",
     "write_gpu_repository",
 ]
 
@@ -271,6 +272,21 @@ def reusable_plan(plan_path: Path, key: str) -> bool:
     return bool(engine.get("key") == key and engine.get("check", {}).get("passed") is True)
 
 
+def reuse_checked_plan(plan_path: Path, key: str, cache_dir: Path | None) -> str | None:
+    """Where a checked plan for `key` was found: "repository" (already at `plan_path`), "cache" (copied from
+    `cache_dir/plans/<key>/` to `plan_path`, with its engine.json), or None: it must be built."""
+    if reusable_plan(plan_path, key):
+        return "repository"
+    if cache_dir is None:
+        return None
+    stored = cache_dir / "plans" / key / plan_path.name
+    if not reusable_plan(stored, key):
+        return None
+    _write_atomically(plan_path, stored.read_bytes())
+    _write_atomically(plan_path.parent / ENGINE_FILE, (stored.parent / ENGINE_FILE).read_bytes())
+    return "cache"
+
+
 def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9.]+", "-", text).strip("-").lower()
 
@@ -310,7 +326,8 @@ def build_engine(
     """Build, check against onnxruntime and write `plan_path` with `engine.json` beside it.
 
     `tokenizer_path` (default: `tokenizer.json` beside the graph) tokenizes the check's prompts. `cache_dir` keeps
-    the timing cache (default: none kept). A plan for the same key whose check passed is kept unless `force`."""
+    the timing cache and a copy of every checked plan (default: none kept). A checked plan for the same key, in the
+    repository or in `cache_dir`, is used instead of a new build unless `force`."""
     try:
         import tensorrt as trt
     except ImportError as e:
@@ -334,8 +351,8 @@ def build_engine(
         log.info("%s: %d Q/DQ pairs, building with INT8 enabled", onnx_path.name, check_int8_graph(onnx_path))
     gpu = gpu_identity()
     key = plan_key(onnx_path, version, gpu or "unknown", spec)
-    if not force and gpu is not None and reusable_plan(plan_path, key):
-        log.info("%s is already built from this graph for TensorRT %s on %s; kept", plan_path, version, gpu)
+    if not force and gpu is not None and (found := reuse_checked_plan(plan_path, key, cache_dir)):
+        log.info("a checked plan of this graph for TensorRT %s on %s was in the %s; kept", version, gpu, found)
         return plan_path
     batches = check_batches(tokenizer_path or onnx_path.with_name("tokenizer.json"), spec.max_sequence)
 
@@ -389,7 +406,12 @@ def build_engine(
         "timing_cache": str(timing_file) if timing_file is not None else None,
         "check": report,
     }
-    _write_atomically(plan_path.parent / ENGINE_FILE, (json.dumps(engine, indent=2) + "\n").encode())
+    engine_json = (json.dumps(engine, indent=2) + "\n").encode()
+    _write_atomically(plan_path.parent / ENGINE_FILE, engine_json)
+    if cache_dir is not None:  # for the next pod or container on this kind of GPU
+        stored = cache_dir / "plans" / key
+        _write_atomically(stored / plan_path.name, plan)
+        _write_atomically(stored / ENGINE_FILE, engine_json)
     log.info("wrote %s (%d MiB), checked on %d batches per profile", plan_path, len(plan) >> 20, len(batches))
     return plan_path
 

@@ -245,3 +245,18 @@ def test_a_plan_is_reused_only_for_its_key_and_a_passed_check(tmp_path: Path) ->
     assert not reusable_plan(plan, "k")
     (tmp_path / "1" / ENGINE_FILE).write_text("{not json")
     assert not reusable_plan(plan, "k")
+
+
+def test_a_checked_plan_is_taken_from_the_cache_folder(tmp_path: Path) -> None:
+    """A new pod (empty repository) reuses the plan an earlier pod built on the same kind of GPU."""
+    from build_engines.tensorrt_build import reuse_checked_plan
+
+    plan = tmp_path / "repo" / "signals" / "1" / "model.plan"
+    cache = tmp_path / "cache"
+    assert reuse_checked_plan(plan, "k", cache) is None and reuse_checked_plan(plan, "k", None) is None
+    stored = _engine(cache / "plans" / "k", key="k", check={"passed": True})
+    stored.write_bytes(b"plan bytes")
+    assert reuse_checked_plan(plan, "other", cache) is None
+    assert reuse_checked_plan(plan, "k", cache) == "cache"
+    assert plan.read_bytes() == b"plan bytes" and json.loads((plan.parent / ENGINE_FILE).read_text())["key"] == "k"
+    assert reuse_checked_plan(plan, "k", cache) == "repository"
