@@ -3,6 +3,7 @@ the Kubernetes API schemas, and the wiring checked (commands vs the project's pa
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -108,7 +109,8 @@ def test_probes_and_resource_requests(overlay: str) -> None:
                 http = c[probe].get("httpGet")
                 if http:
                     assert http["port"] in ports, f"{c['name']} probes a port it does not declare"
-    assert container(overlay, "router")["readinessProbe"]["httpGet"]["path"] == "/health"
+    assert container(overlay, "router")["readinessProbe"]["httpGet"]["path"] == "/ready"  # 503 without Triton
+    assert container(overlay, "router")["livenessProbe"]["httpGet"]["path"] == "/health"
     assert container(overlay, "triton")["readinessProbe"]["httpGet"]["path"] == "/v2/health/ready"
     assert container(overlay, "cache")["readinessProbe"]["httpGet"]["path"] == "/health"
 
@@ -116,7 +118,7 @@ def test_probes_and_resource_requests(overlay: str) -> None:
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_commands_parse_with_the_projects_own_parsers(overlay: str, monkeypatch: pytest.MonkeyPatch) -> None:
     router = container(overlay, "router")["command"]
-    assert router[:3] == ["python", "-m", "router_service"]
+    assert router[:3] == ["python3", "-m", "router_service"]
     settings = router_settings(router[3:])
     services = objects(overlay, "Service")
     host, port = settings.triton_url.split(":")
@@ -140,14 +142,40 @@ def test_gpu_overlay_builds_the_plan_on_the_node_and_asks_for_a_gpu() -> None:
     (builder,) = spec["initContainers"]
     args = build_engines_parser().parse_args(builder["command"][3:] + builder["args"])
     assert args.command == "tensorrt" and args.max_sequence >= 512 and not args.int8
-    assert builder["command"][:3] == ["python", "-m", "build_engines"]
+    assert builder["command"][:3] == ["python3", "-m", "build_engines"]
     mounts = {m["name"]: m["mountPath"] for m in builder["volumeMounts"]}
-    assert args.repository == mounts["models"]
+    assert args.repository == mounts["models"] and args.cache_dir == mounts["tensorrt-cache"]
     triton = container("gpu", "triton")
     assert {m["mountPath"] for m in triton["volumeMounts"]} == {"/models"}
     assert triton["resources"]["limits"]["nvidia.com/gpu"] == 1
     assert builder["resources"]["limits"]["nvidia.com/gpu"] == 1
-    assert triton["image"].startswith("nvcr.io/nvidia/tritonserver:")
+    assert triton["image"] == "semantic-router/triton-gpu:latest"  # deploy/Dockerfile's triton-gpu target
+    assert "runtimeClassName" not in spec  # only with the nvidia-runtime-class component
+
+
+def test_runtime_class_is_settable_in_the_gpu_overlay(tmp_path: Path) -> None:
+    """The component the gpu overlay's comment names: applied to an overlay, the Triton pods run under `nvidia`."""
+    kubectl = shutil.which("kubectl")
+    if kubectl is None:
+        pytest.skip("kubectl is not installed")
+    overlay = tmp_path / "overlay"
+    overlay.mkdir()
+    (overlay / "kustomization.yaml").write_text(
+        "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n"
+        f"resources: [{os.path.relpath(K8S / 'overlays' / 'gpu', overlay)}]\n"  # kustomize refuses absolute paths
+        f"components: [{os.path.relpath(K8S / 'components' / 'nvidia-runtime-class', overlay)}]\n"
+    )
+    assert (
+        "components: [../../components/nvidia-runtime-class]" in (K8S / "overlays/gpu/kustomization.yaml").read_text()
+    )
+    result = subprocess.run([kubectl, "kustomize", str(overlay)], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    docs = [d for d in yaml.safe_load_all(result.stdout) if d]
+    for obj in docs:
+        kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)
+    classes = {o["metadata"]["name"]: o["spec"]["template"]["spec"].get("runtimeClassName") for o in docs
+               if o["kind"] == "Deployment"}  # fmt: skip
+    assert classes.pop("triton") == "nvidia" and not any(classes.values())
 
 
 def test_cpu_overlay_runs_the_cpu_image_without_gpus() -> None:
