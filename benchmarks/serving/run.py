@@ -63,7 +63,13 @@ def _tokens(model_dir: Path, seq_len: int) -> NDArray[np.int64]:
     from tokenizers import Tokenizer
 
     tokenizer = Tokenizer.from_file(str(model_dir / "1" / "tokenizer.json"))
-    ids = [*tokenizer.encode(PROMPT * 8).ids[: seq_len - 1], 102]
+    tokenizer.no_truncation()
+    text = PROMPT
+    while len(tokenizer.encode(text).ids) < seq_len:  # PROMPT * 8 is 426 tokens: a 512 row needs more
+        text = f"{text} {PROMPT}"
+    ids = [*tokenizer.encode(text).ids[: seq_len - 1], 102]
+    if len(ids) != seq_len:
+        raise ValueError(f"a row of {len(ids)} tokens, asked for {seq_len}")
     return np.array(ids, dtype=np.int64)
 
 

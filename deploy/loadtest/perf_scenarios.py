@@ -56,12 +56,25 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def token_rows(tokenizer_path: Path, lengths: tuple[int, ...]) -> list[list[int]]:
+    """One row of exactly n tokens per length: [CLS], the prompt's tokens (repeated as often as it takes), [SEP].
+
+    The served tokenizer truncates at 512; here truncation is off and the prompt is repeated until it is long enough,
+    so the 512-token case is 512 tokens (PROMPT * 8 encodes to 426, which measured 427-token rows before)."""
     from tokenizers import Tokenizer
 
     tokenizer = Tokenizer.from_file(str(tokenizer_path))
-    ids = tokenizer.encode(PROMPT * 8).ids
+    tokenizer.no_truncation()
+    tokenizer.no_padding()
+    text = PROMPT
+    ids = tokenizer.encode(text).ids
+    while len(ids) < max(lengths):
+        text = f"{text} {PROMPT}"
+        ids = tokenizer.encode(text).ids
     sep = tokenizer.token_to_id("[SEP]") or 102
-    return [[*ids[: n - 1], sep] for n in lengths]
+    rows = [[*ids[: n - 1], sep] for n in lengths]
+    if [len(r) for r in rows] != list(lengths):
+        raise ValueError(f"rows of {[len(r) for r in rows]} tokens, asked for {list(lengths)}")
+    return rows
 
 
 def input_file(rows: list[list[int]], path: Path) -> Path:
