@@ -40,6 +40,7 @@ __all__ = [
     "chat_to_response",
     "create_app",
     "responses_to_chat",
+    "text_completion",
     "text_only_chat",
     "with_default_max_tokens",
 ]
@@ -57,17 +58,64 @@ class RequestFault(ValueError):
         self.param = param
 
 
+_ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant", "tool": "user"}
+_ROLES["function"] = "user"
+"""Roles as the model's chat template knows them: a developer message is a system one, a tool's output is input."""
+MAX_SEED = 2**31 - 1
+
+
 def text_only_chat(body: dict[str, Any], context_tokens: int = CONTEXT_TOKENS) -> dict[str, Any]:
-    """A chat request as the local model's chat template reads it: every message's content a string (text parts
-    joined by newlines; an assistant turn with only tool calls reads as empty text). Raises RequestFault for a part
-    that is not text (the model reads text only), a malformed message, a limit past the context, or n > 1."""
+    """A chat request as the local model serves it: each message a role its chat template knows and its text (text
+    parts joined by newlines; an assistant turn with only tool calls reads as empty text), and only the fields the
+    model uses (`_sampling`). Raises RequestFault for a part that is not text (the model reads text only), a
+    malformed message, a limit past the context, or n > 1."""
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
         raise RequestFault("'messages' must be a non-empty array of messages.", "messages")
-    _check_limits(body, context_tokens)
     if body.get("n") not in (None, 1):
         raise RequestFault("the local model generates one choice per request: send n=1.", "n")
-    return {**body, "messages": [_text_message(i, m) for i, m in enumerate(messages)]}
+    return {**_sampling(body, context_tokens), "messages": [_text_message(i, m) for i, m in enumerate(messages)]}
+
+
+def text_completion(body: dict[str, Any], context_tokens: int = CONTEXT_TOKENS) -> dict[str, Any]:
+    """A completions request as the local model serves it: one text prompt (a string, or an array of one), only
+    the fields the model uses. Raises RequestFault for token-id, empty or several prompts and a limit past the
+    context."""
+    prompt = body.get("prompt")
+    texts = [prompt] if isinstance(prompt, str) else prompt
+    if not isinstance(texts, list) or not texts or not all(isinstance(p, str) for p in texts):
+        raise RequestFault("the local model takes a text prompt: a string or an array of strings.", "prompt")
+    if len(texts) > 1:
+        raise RequestFault("the local model completes one prompt per request: send one string.", "prompt")
+    if not texts[0].strip():
+        raise RequestFault("the prompt is empty: the local model needs text to continue.", "prompt")
+    return {**_sampling(body, context_tokens), "prompt": texts[0]}
+
+
+def _sampling(body: dict[str, Any], context_tokens: int) -> dict[str, Any]:
+    """The fields the local model uses, where they hold what it reads: model, stream, the limit, temperature,
+    top_p, stop and seed. Others (tools, response_format, logprobs, logit_bias, ...) are not served by a 135M
+    text model and are left out; a `null` means not set."""
+    _check_limits(body, context_tokens)
+    out: dict[str, Any] = {"model": body["model"] if isinstance(body.get("model"), str) else "local"}
+    if body.get("stream") is True:
+        out["stream"] = True
+    limits = [body.get(k) for k in _LIMIT_KEYS]
+    limit = next((v for v in limits if isinstance(v, int) and not isinstance(v, bool) and v > 0), None)
+    if limit is not None:
+        out["max_tokens"] = limit
+    for key in ("temperature", "top_p"):
+        value = body.get(key)
+        if isinstance(value, int | float) and not isinstance(value, bool) and 0 <= value <= 2:
+            out[key] = value
+    stop = body.get("stop")
+    stops = [stop] if isinstance(stop, str) else stop if isinstance(stop, list) else []
+    if stops and all(isinstance(x, str) and x for x in stops):
+        out["stop"] = stops
+    seed = body.get("seed")
+    if isinstance(seed, int) and not isinstance(seed, bool) and 0 <= seed <= MAX_SEED:
+        out["seed"] = seed
+    return out
 
 
 def _check_limits(body: dict[str, Any], context_tokens: int) -> None:
@@ -77,15 +125,16 @@ def _check_limits(body: dict[str, Any], context_tokens: int) -> None:
             raise RequestFault(f"'{key}' is {value}, over the local model's context of {context_tokens} tokens.", key)
 
 
-def _text_message(i: int, message: object) -> dict[str, Any]:
+def _text_message(i: int, message: object) -> dict[str, str]:
     where = f"messages[{i}]"
-    if not isinstance(message, dict) or not isinstance(message.get("role"), str):
-        raise RequestFault(f"'{where}' must be an object with a string 'role'.", where)
+    role = _ROLES.get(message.get("role")) if isinstance(message, dict) else None  # type: ignore[arg-type]
+    if not isinstance(message, dict) or role is None:
+        raise RequestFault(f"'{where}' must be an object with a role: {', '.join(_ROLES)}.", where)
     content = message.get("content")
     if isinstance(content, str):
-        return message
-    if content is None and message["role"] == "assistant":
-        return {**message, "content": ""}
+        return {"role": role, "content": content}
+    if content is None and message["role"] in ("assistant", "function"):
+        return {"role": role, "content": ""}
     if not isinstance(content, list):
         raise RequestFault(f"'{where}.content' must be a string or an array of content parts.", f"{where}.content")
     texts = []
@@ -103,7 +152,7 @@ def _text_message(i: int, message: object) -> dict[str, Any]:
                 f"{where}.content[{j}]",
             )
         texts.append(part[kind])  # type: ignore[index]
-    return {**message, "content": "\n".join(texts)}
+    return {"role": role, "content": "\n".join(texts)}
 
 
 def with_default_max_tokens(body: dict[str, Any], default: int, cap: int | None = None) -> dict[str, Any]:
@@ -229,7 +278,7 @@ def create_app(
             if request.url.path == "/v1/chat/completions":
                 body = text_only_chat(body, context_tokens)
             else:
-                _check_limits(body, context_tokens)
+                body = text_completion(body, context_tokens)
         except RequestFault as e:
             return _fault(e)
         body = with_default_max_tokens(body, max_tokens, max_tokens_cap)

@@ -14,6 +14,7 @@ from local_stack.llm_front import (
     chat_to_response,
     create_app,
     responses_to_chat,
+    text_completion,
     text_only_chat,
     with_default_max_tokens,
 )
@@ -144,17 +145,59 @@ def test_content_parts_are_read_as_their_text() -> None:
         "model": "m",
         "messages": [
             {"role": "system", "content": [{"type": "text", "text": "Be brief."}]},
+            {"role": "developer", "content": "No lists."},
             {"role": "user", "content": [{"type": "text", "text": "first"}, {"type": "text", "text": "second"}]},
             {"role": "assistant", "content": None, "tool_calls": [call]},
-            {"role": "assistant", "content": [{"type": "refusal", "refusal": "no"}]},
+            {"role": "tool", "tool_call_id": "c", "content": "9C"},
+            {"role": "assistant", "content": [{"type": "refusal", "refusal": "no"}], "name": None},
             {"role": "user", "content": "plain"},
         ],
         "temperature": 0,
+        "stream": None,
+        "tools": [{"type": "function", "function": {"name": "f"}}],
+        "logit_bias": {"": 1},
+        "seed": -1,
+        "stop": [""],
+        "max_completion_tokens": 5,
     }
     chat = text_only_chat(body)
-    assert [m["content"] for m in chat["messages"]] == ["Be brief.", "first\nsecond", "", "no", "plain"]
-    assert chat["messages"][2]["tool_calls"] == [call] and chat["temperature"] == 0
-    assert body["messages"][1]["content"][0] == {"type": "text", "text": "first"}  # the request is not modified
+    assert chat == {
+        "model": "m",
+        "temperature": 0,
+        "max_tokens": 5,
+        "messages": [
+            {"role": "system", "content": "Be brief."},
+            {"role": "system", "content": "No lists."},
+            {"role": "user", "content": "first\nsecond"},
+            {"role": "assistant", "content": ""},
+            {"role": "user", "content": "9C"},
+            {"role": "assistant", "content": "no"},
+            {"role": "user", "content": "plain"},
+        ],
+    }  # only what the model reads: a null is not set, fields it cannot serve are left out
+    assert body["messages"][2]["content"][0] == {"type": "text", "text": "first"}  # the request is not modified
+
+
+@pytest.mark.parametrize(
+    ("body", "param", "says"),
+    [
+        ({"model": "m", "prompt": [1, 2]}, "prompt", "text prompt"),
+        ({"model": "m", "prompt": ["a", "b"]}, "prompt", "one prompt"),
+        ({"model": "m", "prompt": " "}, "prompt", "empty"),
+        ({"model": "m", "prompt": "x", "max_tokens": 4096}, "max_tokens", "context"),
+    ],
+)
+def test_what_the_local_model_cannot_complete_is_a_request_fault(
+    body: dict[str, object], param: str, says: str
+) -> None:
+    with pytest.raises(RequestFault, match=says) as err:
+        text_completion(body)
+    assert err.value.param == param
+
+
+def test_a_completion_keeps_what_the_model_reads() -> None:
+    body = {"model": "m", "prompt": ["Once"], "stream": True, "stop": "\n", "seed": 7, "echo": True, "n": None}
+    assert text_completion(body) == {"model": "m", "prompt": "Once", "stream": True, "stop": ["\n"], "seed": 7}
 
 
 @pytest.mark.parametrize(
