@@ -69,6 +69,9 @@ ENGINE_FILE = "engine.json"
 """Written beside the plan: the key, spec, profiles and GPU the plan was built for, and its check against
 onnxruntime (read by the builder's next run, tests and operators)."""
 
+REJECTED_FILE = "engine.rejected.json"
+"""The check of the last plan that was refused (not written), with what it missed."""
+
 TENSORRT_MAJOR = 10
 """The TensorRT major version of the NGC release in deploy/Dockerfile (`NGC_TAG`); the builder refuses another."""
 
@@ -282,9 +285,16 @@ def reuse_checked_plan(plan_path: Path, key: str, cache_dir: Path | None) -> str
     stored = cache_dir / "plans" / key / plan_path.name
     if not reusable_plan(stored, key):
         return None
-    _write_atomically(plan_path, stored.read_bytes())
-    _write_atomically(plan_path.parent / ENGINE_FILE, (stored.parent / ENGINE_FILE).read_bytes())
+    _install(plan_path, stored.read_bytes(), (stored.parent / ENGINE_FILE).read_bytes())
     return "cache"
+
+
+def _install(plan_path: Path, plan: bytes, engine_json: bytes) -> None:
+    """The plan, then its engine.json. The old engine.json goes first: a run stopped in between leaves a plan
+    without one, which is rebuilt, never a plan under another plan's key."""
+    (plan_path.parent / ENGINE_FILE).unlink(missing_ok=True)
+    _write_atomically(plan_path, plan)
+    _write_atomically(plan_path.parent / ENGINE_FILE, engine_json)
 
 
 def _slug(text: str) -> str:
@@ -390,11 +400,11 @@ def build_engine(
     started = time.monotonic()
     report = _check_serialized(trt, logger, plan, onnx_path, batches, len(profile_shapes(spec)))
     report["seconds"] = round(time.monotonic() - started, 1)
-    if not report["passed"]:
+    if not report["passed"]:  # the figures stay beside the (old, if any) plan for the operator; Triton ignores them
+        _write_atomically(plan_path.parent / REJECTED_FILE, (json.dumps(report, indent=2) + "\n").encode())
         raise PlanRejected(
             f"the TensorRT plan disagrees with onnxruntime and was not written: {'; '.join(report['failures'])}"
         )
-    _write_atomically(plan_path, plan)
     engine = {
         "key": key,
         "source": onnx_path.name,
@@ -407,11 +417,9 @@ def build_engine(
         "check": report,
     }
     engine_json = (json.dumps(engine, indent=2) + "\n").encode()
-    _write_atomically(plan_path.parent / ENGINE_FILE, engine_json)
+    _install(plan_path, plan, engine_json)
     if cache_dir is not None:  # for the next pod or container on this kind of GPU
-        stored = cache_dir / "plans" / key
-        _write_atomically(stored / plan_path.name, plan)
-        _write_atomically(stored / ENGINE_FILE, engine_json)
+        _install(cache_dir / "plans" / key / plan_path.name, plan, engine_json)
     log.info("wrote %s (%d MiB), checked on %d batches per profile", plan_path, len(plan) >> 20, len(batches))
     return plan_path
 
