@@ -434,6 +434,8 @@ def _check_serialized(
     engine = trt.Runtime(logger).deserialize_cuda_engine(plan)
     if engine is None:
         raise RuntimeError("TensorRT could not load the plan it just built")
+    # the plan's own input types (int64 as exported; TensorRT may narrow them): Polygraphy checks them
+    types = {name: trt.nptype(engine.get_tensor_dtype(name)) for name in ("input_ids", "attention_mask")}
     runners: dict[int, plan_check.Runner] = {}
     active = []
     try:
@@ -443,8 +445,11 @@ def _check_serialized(
             active.append(runner)
 
             def run(ids: Any, mask: Any, runner: Any = runner) -> dict[str, Any]:
-                outputs = runner.infer({"input_ids": ids, "attention_mask": mask})
-                return {name: _host(value) for name, value in outputs.items()}
+                feed = {
+                    "input_ids": ids.astype(types["input_ids"]),
+                    "attention_mask": mask.astype(types["attention_mask"]),
+                }
+                return {name: _host(value) for name, value in runner.infer(feed).items()}
 
             runners[index] = run
         return check_plan(batches, reference, runners)

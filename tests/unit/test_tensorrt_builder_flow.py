@@ -121,9 +121,11 @@ class FakeTensorRT(types.ModuleType):
         self.OnnxParser = type(
             "OnnxParser", (), {"__init__": lambda self, network, logger: None, "parse_from_file": lambda self, p: True}
         )
+        engine = types.SimpleNamespace(get_tensor_dtype=lambda name: "INT64")
         self.Runtime = type(
-            "Runtime", (), {"__init__": lambda self, logger: None, "deserialize_cuda_engine": lambda self, plan: plan}
+            "Runtime", (), {"__init__": lambda self, logger: None, "deserialize_cuda_engine": lambda self, plan: engine}
         )
+        self.nptype = lambda kind: {"INT64": np.int64}[kind]
         self.MemoryPoolType = types.SimpleNamespace(WORKSPACE="workspace")
         self.BuilderFlag = types.SimpleNamespace(FP16="FP16", INT8="INT8", PREFER_PRECISION_CONSTRAINTS="PREFER")
         self.LayerType = types.SimpleNamespace(NORMALIZATION="NORMALIZATION")
