@@ -452,6 +452,9 @@ def run(args: argparse.Namespace) -> int:
         "driver": _driver(),
         "torch": torch.__version__,
         "cuda": torch.version.cuda,
+        # what the FP32 and FP16 matmuls may do on this torch (TF32 / reduced-precision reductions change figures)
+        "float32_matmul_precision": torch.get_float32_matmul_precision(),
+        "fp16_reduced_precision_reduction": bool(torch.backends.cuda.matmul.allow_fp16_reduced_precision_reduction),
         "graph": str(model_path.name),
         "graph_bytes": model_path.stat().st_size,
         "reference": "onnxruntime CPU float32, same graph and weights",
