@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
-import pytest
+import json
+from pathlib import Path
 
-from router_service.core.path_table import PathMatch, lookup
+import pytest
+import yaml
+
+from local_stack.render_envoy import COMPOSE_VALUES, render
+from router_service.core.path_table import PROMPT_PATHS, PathMatch, lookup
 from router_service.core.reply import wants_body
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.parametrize(
@@ -42,3 +49,19 @@ def test_prompt_paths_take_post_and_models_get() -> None:
         assert wants_body("POST", path) and not wants_body("GET", path)
     assert lookup("/v1/models").methods == ("GET", "HEAD")  # type: ignore[union-attr]
     assert not wants_body("POST", "/v1/messages")
+
+
+@pytest.mark.parametrize("config", ["compose", "deploy/k8s/base/envoy/envoy.yaml"])
+def test_envoy_routes_only_the_prompt_paths_to_a_backend(config: str) -> None:
+    """Envoy's route table is the backstop of the router's: the prompt paths go to the backends, every other path
+    gets Envoy's own 404 in OpenAI's shape (the router answers them first; this holds should it not)."""
+    text = render(COMPOSE_VALUES) if config == "compose" else (ROOT / config).read_text()
+    listener = yaml.safe_load(text)["static_resources"]["listeners"][0]
+    manager = listener["filter_chains"][0]["filters"][0]["typed_config"]
+    [host] = manager["route_config"]["virtual_hosts"]
+    *prompt_routes, last = host["routes"]
+    assert {r["match"]["path"] for r in prompt_routes} == set(PROMPT_PATHS)
+    assert all(r["route"]["cluster"] == "llm_backends" for r in prompt_routes)
+    assert last["match"] == {"prefix": "/"} and last["direct_response"]["status"] == 404
+    error = json.loads(last["direct_response"]["body"]["inline_string"])["error"]
+    assert error["type"] == "invalid_request_error" and error["code"] == "not_found" and error["message"]
