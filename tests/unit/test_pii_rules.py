@@ -75,3 +75,41 @@ def test_detect_decodes_model_tags_and_merges_the_rules() -> None:
     offsets = [(0, 0), (0, 3), (4, 7), (8, 24), (0, 0)]
     tags = ["O", "B-PERSON", "I-PERSON", "O", "O"]
     assert detect(text, offsets, tags) == [Span(0, 7, "PERSON"), Span(8, 24, "CREDIT_CARD")]
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        ("I got a text from 029 2018 0022 claiming to be my bank", "029 2018 0022"),
+        ("please call me at 94 51 71 tomorrow", "94 51 71"),
+        ("reach me on (028) 9018 0568", "028) 9018 0568"),  # the span rule of every span drops the "("
+    ],
+)
+def test_numbers_in_other_formats_count_after_a_calling_word(text: str, value: str) -> None:
+    assert (value, "PHONE_NUMBER") in found(text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["the answer is 94 51 71", "what's the next number: 2, 6, 12, 20, 30?", "can my school search my phone? I'm 16"],
+)
+def test_digit_runs_without_a_calling_word_or_too_short_are_no_phone(text: str) -> None:
+    assert [k for _, k in found(text)] == []
+
+
+def test_an_address_runs_on_through_its_town_country_and_postcode() -> None:
+    text = "Ship it to 081 Ctra. Hornos 3, Victoria, Canada 60651. Thanks, Ann Lee in Victoria"
+    model = [
+        Span(11, 29, "STREET_ADDRESS"),
+        Span(31, 39, "GPE"),
+        Span(41, 47, "GPE"),
+        Span(48, 53, "ZIP_CODE"),
+        Span(63, 70, "PERSON"),
+        Span(74, 82, "GPE"),  # not right after an address: its own place
+    ]
+    out = [(text[s.start : s.end], s.entity_type) for s in merge(model, [], RULE_ONLY, text)]
+    assert out == [
+        ("081 Ctra. Hornos 3, Victoria, Canada 60651", "STREET_ADDRESS"),
+        ("Ann Lee", "PERSON"),
+        ("Victoria", "GPE"),
+    ]
