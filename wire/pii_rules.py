@@ -149,8 +149,8 @@ def _candidates(text: str) -> Iterable[Span]:
     for region in _CONTEXT_REGIONS:
         for match in phonenumbers.PhoneNumberMatcher(text, region, leniency=phonenumbers.Leniency.POSSIBLE):
             before = text[max(0, match.start - 40) : match.start]
-            digits = sum(c.isdigit() for c in match.raw_string)
-            if digits >= 6 and _PHONE_CONTEXT.search(before) and not _ISO_DATE.match(match.raw_string):
+            n_digits = sum(c.isdigit() for c in match.raw_string)
+            if n_digits >= 6 and _PHONE_CONTEXT.search(before) and not _ISO_DATE.match(match.raw_string):
                 yield Span(match.start, match.end, "PHONE_NUMBER")
 
 
