@@ -187,8 +187,14 @@ def responses_to_chat(body: dict[str, Any]) -> dict[str, Any]:
     if not messages:
         raise ValueError("input must hold at least one message")
     chat: dict[str, Any] = {"model": body.get("model") or "local", "messages": messages}
-    if isinstance(body.get("max_output_tokens"), int):
-        chat["max_tokens"] = body["max_output_tokens"]
+    limit = body.get("max_output_tokens")
+    if isinstance(limit, int) and not isinstance(limit, bool):
+        if limit > CONTEXT_TOKENS:
+            raise RequestFault(
+                f"'max_output_tokens' is {limit}, over the local model's context of {CONTEXT_TOKENS} tokens.",
+                "max_output_tokens",
+            )
+        chat["max_tokens"] = limit
     for key in ("temperature", "top_p"):
         if isinstance(body.get(key), int | float):
             chat[key] = body[key]

@@ -227,6 +227,12 @@ def test_what_the_local_model_cannot_serve_is_a_request_fault(body: dict[str, ob
     assert err.value.param == param
 
 
+def test_a_responses_limit_past_the_context_names_its_own_field() -> None:
+    with pytest.raises(RequestFault, match="context of 2048") as err:
+        responses_to_chat({"model": "m", "input": "hi", "max_output_tokens": 5000})
+    assert err.value.param == "max_output_tokens"
+
+
 def test_an_image_in_a_responses_request_is_a_request_fault() -> None:
     body = {"model": "m", "input": [{"role": "user", "content": [{"type": "input_image", "image_url": "data:,"}]}]}
     with pytest.raises(RequestFault, match="reads text only") as err:
