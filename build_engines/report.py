@@ -96,7 +96,9 @@ def _before_after(report: dict[str, Any]) -> list[str]:
     ]
     return [
         "",
-        f"Before: build `{baseline['build_key']}` ({baseline['design']}), same held-out splits:",
+        f"Before: build `{baseline['build_key']}` ({baseline['design']}), on the held-out splits of its day (the test "
+        "splits have grown since: chat-style intent prompts, chat-style attacks, wrapped and follow-up benign prompts; "
+        "rows of floors it predates read n/a):",
         "",
         *_table(["metric", "before", "now", "target", "met now"], rows),
     ]

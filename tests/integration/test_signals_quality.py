@@ -33,8 +33,14 @@ FLOORS = {
     "embedding_cosine": 0.97,
 }
 CEILINGS = {"jailbreak_worst_benign_source_fpr", "pii_free_flagged_rate"}
-KNOWN_MISSES: dict[str, float] = {}
-"""metric -> the shipped model's held-out value, where it misses its floor (see the model card)."""
+KNOWN_MISSES: dict[str, float] = {
+    "intent_accuracy": 0.9341,
+    "jailbreak_f1": 0.9455,
+    "pii_entity_f1": 0.7707,
+    "pii_free_flagged_rate": 0.0153,
+}
+"""metric -> the shipped model's held-out value where it misses its floor (build 2e0609dbde2a897f, measured by
+this test; the model card has the same figures from the build's evaluation)."""
 SLACK = 0.005
 
 
