@@ -39,6 +39,10 @@ def test_generated_inputs_never_get_an_undocumented_5xx(fuzz_stack: RunningStack
     assert not tally.failures, tally.failures[:5]
     assert not stack.stack.dead()
     assert len(tally.sent) >= 10  # (nearly) every target got inputs
-    assert tally.kinds["positive"] >= 50 and tally.kinds["negative"] >= 50
+    by_mode = {
+        mode: sum(n for kind, n in tally.kinds.items() if kind.split("+")[0] == mode)
+        for mode in ("positive", "negative")
+    }
+    assert by_mode["positive"] >= 50 and by_mode["negative"] >= 50, tally.kinds  # valid and invalid, mutated or not
     answered = sum(v for k, v in tally.statuses.items() if k.startswith("chat via envoy 200"))
     assert answered >= 10  # valid cases reached the local LLM and got its answer
