@@ -326,14 +326,11 @@ def sweep_config(changes: dict[str, dict[str, Any]]) -> BuildConfig:
 
 def sweep(items: list[str], output: Path) -> dict[str, Any]:
     """Train the one-pass top with `items` changed (see `parse_changes`) exactly as `build` would, and record its
-    per-epoch VALIDATION figures and the jailbreak threshold the build would serve; the test splits are not
-    loaded. One JSON line per run is appended to `output`."""
+    per-epoch VALIDATION figures and the jailbreak threshold the build would serve; the test splits are never
+    scored. One JSON line per run is appended to `output`."""
     from build_engines import pipeline
-    from build_engines.data.intent import load_intent
-    from build_engines.data.jailbreak import load_jailbreak
     from build_engines.data.labels import bio_tags
     from build_engines.encoder import load_encoder
-    from build_engines.paths import AUTHORED_DIR
     from build_engines.threads import choose_threads
     from build_engines.train import seed_everything
 
@@ -342,15 +339,7 @@ def sweep(items: list[str], output: Path) -> dict[str, Any]:
         raise SystemExit("sweep: only the one-pass design (design=shared) is swept")
     timings: dict[str, float] = {"threads": choose_threads()}
     seed_everything(config.seed)
-    intent = load_intent(  # as `pipeline.build` loads it
-        AUTHORED_DIR,
-        seed=config.seed,
-        val_fraction=config.val_fraction,
-        weak=config.weak_intent != "off",
-        external=list(config.external_intent),
-    )
-    jailbreak = load_jailbreak(AUTHORED_DIR, intent, seed=config.seed, val_fraction=config.val_fraction)
-    pii = pipeline._load_pii(config, intent)
+    intent, jailbreak, pii = pipeline.load_splits(config)
     result, threshold, info = pipeline._train_shared(
         load_encoder(), config, intent, jailbreak, pii, bio_tags(), timings
     )

@@ -49,17 +49,12 @@ def _reevaluate(directory: Path, report: dict[str, Any]) -> None:
     decoder in `wire/` may have moved since the build, e.g. a boundary rule chosen on validation): what ships is
     scored as the router will decode it."""
     from build_engines.config import BuildConfig
-    from build_engines.data.intent import load_intent
-    from build_engines.data.jailbreak import load_jailbreak
-    from build_engines.paths import AUTHORED_DIR
-    from build_engines.pipeline import _evaluate_all, _load_pii
+    from build_engines.pipeline import _evaluate_all, load_splits
     from build_engines.report import render_markdown
 
     config = BuildConfig().replace(**{k: v for k, v in report["config"].items() if k in ("seed", "val_fraction")})
     manifest = json.loads((directory / "manifest.json").read_text(encoding="utf-8"))
-    intent = load_intent(AUTHORED_DIR, seed=config.seed, val_fraction=config.val_fraction, weak=False, external=[])
-    jailbreak = load_jailbreak(AUTHORED_DIR, intent, seed=config.seed, val_fraction=config.val_fraction)
-    pii = _load_pii(config, intent)
+    intent, jailbreak, pii = load_splits(config)
     served = directory / manifest["serving"]["onnx_file"]
     figures = _evaluate_all(
         served, intent, jailbreak, pii, manifest["labels"]["pii"], float(manifest["thresholds"]["jailbreak"])

@@ -67,7 +67,7 @@ from build_engines.train import TrainResult, predict, seed_everything, train_top
 from wire.bio import spans_to_bio, trim_span
 from wire.pii_rules import detect
 
-__all__ = ["BuildOutcome", "build", "install_from_cache", "key_for"]
+__all__ = ["BuildOutcome", "build", "install_from_cache", "key_for", "load_splits"]
 
 log = logging.getLogger(__name__)
 REPORT_FILES = ("report.json", "report.md", "intent_confusion.png")
@@ -137,6 +137,20 @@ def _pick_threshold(
 
 
 # --- the build --------------------------------------------------------------------------------------
+
+
+def load_splits(config: BuildConfig) -> tuple[DataSplits, DataSplits, DataSplits]:
+    """The intent, jailbreak and PII splits of `config`, as the build trains and evaluates on them (seeded: the
+    test splits are the same for every caller: the build, `ship`'s re-evaluation, the quality gate, benchmarks)."""
+    intent = load_intent(
+        AUTHORED_DIR,
+        seed=config.seed,
+        val_fraction=config.val_fraction,
+        weak=config.weak_intent != "off",
+        external=list(config.external_intent),
+    )
+    jailbreak = load_jailbreak(AUTHORED_DIR, intent, seed=config.seed, val_fraction=config.val_fraction)
+    return intent, jailbreak, _load_pii(config, intent)
 
 
 def _load_pii(config: BuildConfig, intent: DataSplits) -> DataSplits:
@@ -707,15 +721,7 @@ def build(
     timings: dict[str, float] = {"threads": timings_threads}
 
     t = time.perf_counter()
-    intent = load_intent(
-        AUTHORED_DIR,
-        seed=config.seed,
-        val_fraction=config.val_fraction,
-        weak=config.weak_intent != "off",
-        external=list(config.external_intent),
-    )
-    jailbreak = load_jailbreak(AUTHORED_DIR, intent, seed=config.seed, val_fraction=config.val_fraction)
-    pii = _load_pii(config, intent)
+    intent, jailbreak, pii = load_splits(config)
     tags = bio_tags()
     timings["data_s"] = time.perf_counter() - t
 
@@ -879,15 +885,7 @@ def evaluate_graph(config: BuildConfig, onnx_path: Path) -> dict[str, Any]:
     """Held-out figures of any `signals` graph (e.g. a re-quantised one), with the cached threshold."""
     key = key_for(config)
     manifest = json.loads((build_dir(key) / "manifest.json").read_text(encoding="utf-8"))
-    intent = load_intent(
-        AUTHORED_DIR,
-        seed=config.seed,
-        val_fraction=config.val_fraction,
-        weak=config.weak_intent != "off",
-        external=list(config.external_intent),
-    )
-    jailbreak = load_jailbreak(AUTHORED_DIR, intent, seed=config.seed, val_fraction=config.val_fraction)
-    pii = _load_pii(config, intent)
+    intent, jailbreak, pii = load_splits(config)
     return _evaluate_all(
         onnx_path, intent, jailbreak, pii, manifest["labels"]["pii"], manifest["thresholds"]["jailbreak"]
     )

@@ -146,7 +146,7 @@ def _candidates(text: str) -> Iterable[Span]:
     # A number in another region's format ("029 2018 0022", "94 51 71") counts where the words before it say it is
     # one to call or text; libphonenumber's POSSIBLE leniency (the right length for a region) and six digits or more
     # then suffice.
-    for region in _CONTEXT_REGIONS:
+    for region in _CONTEXT_REGIONS if _PHONE_CONTEXT.search(text) else ():
         for match in phonenumbers.PhoneNumberMatcher(text, region, leniency=phonenumbers.Leniency.POSSIBLE):
             before = text[max(0, match.start - 40) : match.start]
             n_digits = sum(c.isdigit() for c in match.raw_string)

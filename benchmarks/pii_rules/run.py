@@ -19,10 +19,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from build_engines.config import BuildConfig
-from build_engines.data.intent import load_intent
 from build_engines.encoder import load_tokenizer
-from build_engines.paths import AUTHORED_DIR
-from build_engines.pipeline import _load_pii
+from build_engines.pipeline import load_splits
 from wire.bio import bio_to_spans, trim_span
 from wire.pii_rules import rule_spans
 
@@ -43,9 +41,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
-    config = BuildConfig()
-    intent = load_intent(AUTHORED_DIR, seed=config.seed, val_fraction=config.val_fraction, weak=False, external=[])
-    pii = _load_pii(config, intent)
+    intent, _, pii = load_splits(BuildConfig())
     prompts = [r.text for r in intent.test]
     sets = {
         "chat prompts (intent test)": prompts,

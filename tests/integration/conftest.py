@@ -151,3 +151,22 @@ def llm_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack
         yield running
     finally:
         running.stack.down()
+
+
+MODEL_REPOSITORY = Path(__file__).resolve().parents[2] / "model_repository"
+
+
+@pytest.fixture(scope="module")
+def triton_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, Path]]:
+    """(gRPC port, log file) of a Triton serving only the installed `signals` model."""
+    if not (MODEL_REPOSITORY / "signals" / "1" / "manifest.json").exists():
+        pytest.skip("model_repository/signals is not installed: run `python -m build_engines install`")
+    from local_stack.components import local_triton
+
+    triton = local_triton(MODEL_REPOSITORY, tmp_path_factory.mktemp("triton"))
+    triton.process.start()
+    try:
+        triton.process.wait_ready(120)
+        yield triton.grpc_port, triton.log
+    finally:
+        triton.process.stop()

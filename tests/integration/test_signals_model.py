@@ -31,22 +31,6 @@ def _manifest() -> dict[str, object]:
 
 
 @pytest.fixture(scope="module")
-def triton_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, Path]]:
-    """(gRPC port, log file) of a Triton serving only `signals`."""
-    if not (VERSION_DIR / "manifest.json").exists():
-        pytest.skip("model_repository/signals is not built: run `python -m build_engines build`")
-    from local_stack.components import local_triton
-
-    triton = local_triton(REPOSITORY, tmp_path_factory.mktemp("triton"))
-    triton.process.start()
-    try:
-        triton.process.wait_ready(120)
-        yield triton.grpc_port, triton.log
-    finally:
-        triton.process.stop()
-
-
-@pytest.fixture(scope="module")
 def triton(triton_server: tuple[int, Path]) -> int:
     return triton_server[0]
 

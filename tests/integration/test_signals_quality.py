@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -45,31 +44,8 @@ SLACK = 0.005
 
 
 @pytest.fixture(scope="module")
-def triton_port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
-    if not (VERSION_DIR / "manifest.json").exists():
-        pytest.skip("model_repository/signals is not installed: run `python -m build_engines install`")
-    from local_stack.components import local_triton
-
-    triton = local_triton(REPOSITORY, tmp_path_factory.mktemp("triton"))
-    triton.process.start()
-    try:
-        triton.process.wait_ready(120)
-        yield triton.grpc_port
-    finally:
-        triton.process.stop()
-
-
-def _splits() -> tuple[Any, Any, Any]:
-    from build_engines.config import BuildConfig
-    from build_engines.data.intent import load_intent
-    from build_engines.data.jailbreak import load_jailbreak
-    from build_engines.paths import AUTHORED_DIR
-    from build_engines.pipeline import _load_pii
-
-    config = BuildConfig()
-    intent = load_intent(AUTHORED_DIR, seed=config.seed, val_fraction=config.val_fraction, weak=False, external=[])
-    jailbreak = load_jailbreak(AUTHORED_DIR, intent, seed=config.seed, val_fraction=config.val_fraction)
-    return intent, jailbreak, _load_pii(config, intent)
+def triton_port(triton_server: tuple[int, Path]) -> int:
+    return triton_server[0]
 
 
 async def _classify(port: int, texts: list[str], pii: bool) -> list[Any]:
@@ -108,11 +84,13 @@ def _reference_embeddings(texts: list[str]) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def figures(triton_port: int) -> dict[str, Any]:
+    from build_engines.config import BuildConfig
     from build_engines.data.pii import likely_pii_free
     from build_engines.metrics import span_scores
+    from build_engines.pipeline import load_splits
     from wire.bio import Span, trim_span
 
-    intent, jailbreak, pii = _splits()
+    intent, jailbreak, pii = load_splits(BuildConfig())
     import yaml
 
     manifest = json.loads((VERSION_DIR / "manifest.json").read_text())
